@@ -1,0 +1,72 @@
+"""The `vramplan` command line: a click group whose commands parse, call the core and print.
+
+Errors from the core (`VramplanError`) become one line on stderr and exit code 2 (bad input) or 1
+(a failure at run time); anything unexpected becomes one line and exit 1. `--debug` or
+`VRAMPLAN_DEBUG=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from vramplan import __version__
+from vramplan.errors import VramplanError
+
+
+def _debug(ctx: click.Context) -> bool:
+    obj = ctx.find_root().obj or {}
+    return bool(obj.get("debug")) or os.environ.get("VRAMPLAN_DEBUG", "") not in ("", "0")
+
+
+class VramplanGroup(click.Group):
+    """Translates errors in one place (conventions.md, rule 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VramplanError as exc:
+            if _debug(ctx):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if _debug(ctx) or os.environ.get("VRAMPLAN_TESTING"):
+                raise
+            click.echo(
+                f"Error: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=VramplanGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vramplan")
+@click.option(
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A YAML catalog of your own models, added to the built-in one (also VRAMPLAN_CATALOG).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, catalogs: tuple[str, ...], debug: bool) -> None:
+    """Plan GPU memory for DeepSeek-R1: which variant fits, how much it takes, how to start it."""
+    ctx.ensure_object(dict)
+    ctx.obj["catalogs"] = catalogs
+    ctx.obj["debug"] = debug
+
+
+def main() -> None:
+    from vramplan.cli import catalog_cmd, estimate_cmd  # noqa: F401  (registers the commands)
+
+    cli(prog_name="vramplan")

@@ -1,0 +1,63 @@
+"""Options and helpers the commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from vramplan.catalog import Catalog, load_catalog
+from vramplan.errors import HardwareError
+from vramplan.hardware import GPUChoice, parse_gpu
+from vramplan.precision import KVDtype
+from vramplan.runtimes import Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RUNTIMES = [r.value for r in Runtime]
+KV_DTYPES = [d.value for d in KVDtype]
+
+
+def catalog_from(ctx: click.Context) -> Catalog:
+    return load_catalog(ctx.find_root().obj.get("catalogs", ()))
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def gpu_option(f: F) -> F:
+    return click.option(
+        "--gpu",
+        "gpu",
+        metavar="NAME[:COUNT]",
+        help="Plan for named GPUs, e.g. h100-80gb:8 (default: the GPUs this machine has).",
+    )(f)
+
+
+def parse_gpu_option(value: str | None) -> GPUChoice | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise HardwareError("--gpu needs a GPU name, e.g. h100-80gb:8")
+    return parse_gpu(value)
+
+
+def positive(name: str) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
+    """A click callback that rejects values below 1 with a one-line usage error."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise click.BadParameter(f"must be at least 1, got {value}", param_hint=name)
+        return value
+
+    return check
+
+
+def print_json(doc: Any) -> None:
+    from vramplan.report import dumps
+
+    click.echo(dumps(doc))

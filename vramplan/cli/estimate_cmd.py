@@ -1,0 +1,131 @@
+"""`vramplan estimate MODEL [...]`: the memory of one plan, per GPU."""
+
+from __future__ import annotations
+
+import click
+
+from vramplan.cli import cli
+from vramplan.cli.common import (
+    KV_DTYPES,
+    RUNTIMES,
+    catalog_from,
+    console,
+    gpu_option,
+    parse_gpu_option,
+    positive,
+    print_json,
+)
+from vramplan.precision import KVDtype
+from vramplan.runtimes import KVLayout, Runtime
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "--quant", "-q", help="Quantization (bf16, fp8, awq-int4, q4_K_M, ...); default: the model's own."
+)
+@click.option(
+    "--runtime", "-r", type=click.Choice(RUNTIMES), help="Serving runtime (default from the model name)."
+)
+@click.option(
+    "--context",
+    "-c",
+    type=int,
+    callback=positive("--context"),
+    help="Tokens per request (default: what the runtime uses).",
+)
+@click.option(
+    "--concurrency",
+    "-n",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=positive("--concurrency"),
+    help="Requests served at once, each at the full context.",
+)
+@click.option(
+    "--kv-cache-dtype",
+    type=click.Choice(KV_DTYPES),
+    default="auto",
+    show_default=True,
+    help="KV-cache element type.",
+)
+@gpu_option
+@click.option(
+    "--nodes",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=positive("--nodes"),
+    help="Nodes, each with the --gpu count.",
+)
+@click.option(
+    "--tp", type=int, callback=positive("--tp"), help="Tensor-parallel size (default: the GPUs of a node)."
+)
+@click.option(
+    "--pp",
+    type=int,
+    callback=positive("--pp"),
+    help="Pipeline-parallel size (default: the nodes; llama.cpp: the GPUs).",
+)
+@click.option(
+    "--kv-layout",
+    type=click.Choice([k.value for k in KVLayout]),
+    help="Override the 671B's llama.cpp KV layout (mha, mla-kv, mla-latent).",
+)
+@click.option(
+    "--flash-attn/--no-flash-attn",
+    default=True,
+    show_default=True,
+    help="llama.cpp / Ollama flash attention.",
+)
+@click.option("--gpu-layers", type=int, help="llama.cpp --n-gpu-layers (default: all layers and the output).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
+@click.pass_context
+def estimate(
+    ctx: click.Context,
+    model: str,
+    quant: str | None,
+    runtime: str | None,
+    context: int | None,
+    concurrency: int,
+    kv_cache_dtype: str,
+    gpu: str | None,
+    nodes: int,
+    tp: int | None,
+    pp: int | None,
+    kv_layout: str | None,
+    flash_attn: bool,
+    gpu_layers: int | None,
+    as_json: bool,
+) -> None:
+    """Memory of MODEL per GPU: weights, KV cache, activations and overhead, and what fits.
+
+    MODEL is a catalog id, an alias, an Ollama tag (deepseek-r1:7b) or a Hugging Face repo id.
+    """
+    from vramplan import report
+    from vramplan.estimate import estimate as run_estimate
+    from vramplan.hardware import probe
+    from vramplan.request import Choices, build_request
+
+    choices = Choices(
+        model=model,
+        quant=quant,
+        runtime=Runtime(runtime) if runtime else None,
+        context=context,
+        concurrency=concurrency,
+        kv_cache_dtype=KVDtype(kv_cache_dtype),
+        gpu=parse_gpu_option(gpu),
+        nodes=nodes,
+        tp=tp,
+        pp=pp,
+        kv_layout=KVLayout(kv_layout) if kv_layout else None,
+        flash_attn=flash_attn,
+        gpu_layers=gpu_layers,
+    )
+    machine = None if choices.gpu else probe()
+    result = run_estimate(build_request(catalog_from(ctx), choices, machine))
+    if as_json:
+        print_json(report.estimate_json(result))
+    else:
+        report.print_estimate(result, console())

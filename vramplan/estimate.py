@@ -1,0 +1,524 @@
+"""The estimator: memory of one variant and quantization on one runtime and topology, per GPU.
+
+`estimate(Request) -> Estimate` places every weight tensor on a device (tensor-parallel shards,
+pipeline stages, llama.cpp layer split and host-kept tensors), adds the KV cache of the layers each
+device holds, the runtime's activation / compute buffer and its overhead, and checks each GPU against
+what the runtime lets itself use. The inverse solvers find the largest context and concurrency that fit.
+Everything is integer bytes; docs/estimation.md writes each formula down with its source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from vramplan.arch import Architecture, Tensor, tensors
+from vramplan.catalog import Quant, Variant
+from vramplan.errors import PlanError
+from vramplan.hardware import GPUSpec
+from vramplan.precision import KVDtype
+from vramplan.quantmix import tensor_bytes
+from vramplan.runtimes import (
+    Cells,
+    GiB,
+    KVLayout,
+    KVShape,
+    Runtime,
+    activation_bytes_torch,
+    batch_shape,
+    compute_buffer_ggml,
+    default_context,
+    kv_cells,
+    kv_layer_bytes,
+    kv_layout,
+    kv_shape,
+    overhead_bytes,
+    resolve_kv_dtype,
+    usable_fraction,
+)
+
+HOST = -1
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything a plan depends on. `context=None` takes the runtime's own default."""
+
+    variant: Variant
+    quant: Quant
+    runtime: Runtime
+    context: int | None = None
+    concurrency: int = 1
+    kv_cache_dtype: KVDtype = KVDtype.AUTO
+    gpu: GPUSpec | None = None
+    gpus_per_node: int = 1
+    nodes: int = 1
+    tp: int | None = None
+    pp: int | None = None
+    host_memory_bytes: int | None = None  # known host RAM (CPU plans and llama.cpp offload)
+    cpu_only: bool = False  # plan for host RAM: no GPU was found
+    flash_attn: bool = True  # llama.cpp / Ollama flash attention (needed for a quantized V cache)
+    gpu_layers: int | None = None  # llama.cpp --n-gpu-layers (None: all, output layer included)
+    kv_layout: KVLayout | None = None  # override the layout the runtime would use
+
+
+@dataclass(frozen=True)
+class Topology:
+    gpu: str | None
+    gpus_per_node: int
+    nodes: int
+    tensor_parallel: int
+    pipeline_parallel: int
+
+    @property
+    def gpus_used(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+
+@dataclass(frozen=True)
+class DeviceUse:
+    index: int  # GPU index in the plan (node-major), or HOST (-1)
+    weights_bytes: int
+    kv_cache_bytes: int
+    activation_bytes: int
+    overhead_bytes: int
+    capacity_bytes: int | None
+    usable_bytes: int | None  # what the runtime lets itself use of the capacity
+    layers: tuple[int, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.usable_bytes is None else self.total_bytes <= self.usable_bytes
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model: str
+    quant: str
+    runtime: str
+    context: int
+    concurrency: int
+    kv_cache_dtype: str
+    kv_layout: str
+    topology: Topology
+    params: int
+    weights_bytes: int
+    kv_bytes_per_token: int
+    kv_cache_bytes: int
+    kv_cells: int
+    per_gpu: tuple[DeviceUse, ...]
+    host: DeviceUse
+    fits: bool | None
+    max_context: int | None
+    max_concurrency: int | None
+    settings: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total_bytes(self) -> int:
+        if not self.per_gpu:
+            return self.host.total_bytes
+        return sum(d.total_bytes for d in self.per_gpu)
+
+    @property
+    def cpu_plan(self) -> bool:
+        return not self.per_gpu
+
+
+# --------------------------------------------------------------------------- topology
+
+
+def pp_layer_ranges(n_layers: int, pp: int) -> list[range]:
+    """vLLM's `get_pp_indices` (vllm/distributed/utils.py): equal shares, and the layers left over go
+    one each to the stages before the last, counting back from the second-to-last."""
+    parts = [n_layers // pp] * pp
+    for i in range(2, n_layers % pp + 2):
+        parts[-i] += 1
+    out, start = [], 0
+    for p in parts:
+        out.append(range(start, start + p))
+        start += p
+    return out
+
+
+def ggml_layer_devices(n_layers: int, n_gpus: int, gpu_layers: int) -> list[int]:
+    """llama.cpp's layer placement (llama-model.cpp `load_tensors`): with equal GPUs the split points
+    are k / n_gpus; layers before i_gpu_start stay on the host; index n_layers is the output layer.
+    Returns the device of each index 0..n_layers (HOST for host layers)."""
+    act = min(gpu_layers, n_layers + 1)
+    start = max(n_layers + 1 - gpu_layers, 0)
+    splits = [(k + 1) / n_gpus for k in range(n_gpus)]
+    out = []
+    for il in range(n_layers + 1):
+        if n_gpus == 0 or il < start or il - start >= act:
+            out.append(HOST)
+            continue
+        x = (il - start) / act
+        out.append(next(k for k, s in enumerate(splits) if s > x))
+    return out
+
+
+def _tp_ok(arch: Architecture, shape: KVShape, tp: int) -> bool:
+    """vLLM's rule: TP divides the attention heads, and divides or is a multiple of the KV heads."""
+    kv_ok = shape.heads == 1 or shape.heads % tp == 0 or tp % shape.heads == 0
+    return arch.num_attention_heads % tp == 0 and kv_ok
+
+
+def _check_tp(arch: Architecture, shape: KVShape, tp: int) -> None:
+    if arch.num_attention_heads % tp:
+        raise PlanError(
+            f"tensor parallel size {tp} does not divide the model's {arch.num_attention_heads} "
+            f"attention heads; use one of {', '.join(str(d) for d in _divisors(arch.num_attention_heads))}"
+        )
+    if shape.heads > 1 and shape.heads % tp and tp % shape.heads:
+        raise PlanError(
+            f"tensor parallel size {tp} neither divides nor is a multiple of the {shape.heads} KV heads"
+        )
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, min(n, 64) + 1) if n % d == 0]
+
+
+def resolve_topology(req: Request, shape: KVShape) -> Topology:
+    """TP / PP defaults and checks.
+
+    vLLM / SGLang: TP over the GPUs of one node (the largest count that divides the heads), PP over
+    nodes. llama.cpp / Ollama: no TP; layers split over every GPU of the node (`--split-mode layer`).
+    """
+    arch = req.variant.architecture
+    for flag, value in (("--tp", req.tp), ("--pp", req.pp)):
+        if value is not None and value <= 0:
+            raise PlanError(f"{flag} must be at least 1, got {value}")
+    if req.nodes <= 0:
+        raise PlanError(f"--nodes must be at least 1, got {req.nodes}")
+    if req.gpus_per_node <= 0:
+        raise PlanError(f"the GPU count must be at least 1, got {req.gpus_per_node}")
+    total = req.gpus_per_node * req.nodes
+    gpu = req.gpu.name if req.gpu else None
+    if req.cpu_only:
+        return Topology(None, 0, 1, 1, 1)
+    if req.runtime.is_ggml:
+        if req.tp not in (None, 1):
+            raise PlanError(
+                f"{req.runtime.value} splits a model across GPUs by layers, not by tensor parallelism; "
+                "use --pp (the number of GPUs to split over) instead of --tp"
+            )
+        if req.nodes > 1:
+            raise PlanError(f"{req.runtime.value} plans are for one node; use vllm or sglang for several")
+        pp = req.pp or req.gpus_per_node
+        if pp > total:
+            raise PlanError(f"--pp {pp} needs {pp} GPUs but the plan has {total}")
+        return Topology(gpu, req.gpus_per_node, 1, 1, pp)
+    if req.tp is None:
+        tp = req.gpus_per_node if req.pp is None else max(1, total // req.pp)
+        while tp > 1 and (
+            arch.num_attention_heads % tp or (shape.heads > 1 and shape.heads % tp and tp % shape.heads)
+        ):
+            tp -= 1
+    else:
+        tp = req.tp
+    pp = req.pp or max(1, total // tp if req.tp is None and req.nodes > 1 else req.nodes)
+    _check_tp(arch, shape, tp)
+    if tp * pp > total:
+        raise PlanError(
+            f"tensor parallel {tp} x pipeline parallel {pp} needs {tp * pp} GPUs but the plan has {total} "
+            f"({req.nodes} node(s) x {req.gpus_per_node})"
+        )
+    if pp > arch.num_hidden_layers:
+        raise PlanError(f"pipeline parallel {pp} exceeds the model's {arch.num_hidden_layers} layers")
+    return Topology(gpu, req.gpus_per_node, req.nodes, tp, pp)
+
+
+# --------------------------------------------------------------------------- placement
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """The context-independent part of a plan: which bytes and layers sit on which device."""
+
+    weights: dict[int, int]
+    layers: dict[int, tuple[int, ...]]
+    output_device: int
+    total_weights: int
+
+
+@lru_cache(maxsize=64)
+def _tensor_sizes(variant: Variant, quant: Quant, mla_gguf: bool) -> tuple[tuple[Tensor, int], ...]:
+    tl = tensors(variant.architecture, mla_gguf=mla_gguf)
+    return tuple(zip(tl, tensor_bytes(variant.architecture, quant.scheme, tl), strict=True))
+
+
+def _place(req: Request, topo: Topology, shape: KVShape) -> _Placement:
+    arch = req.variant.architecture
+    n_layers = arch.num_hidden_layers
+    sizes = _tensor_sizes(req.variant, req.quant, bool(req.quant.gguf_mla))
+    weights: dict[int, int] = {}
+    layers: dict[int, list[int]] = {}
+    total = sum(b for _, b in sizes)
+    if req.runtime.is_ggml:
+        n_gpus = 0 if req.cpu_only else topo.pipeline_parallel
+        ngl = n_layers + 1 if req.gpu_layers is None else req.gpu_layers
+        if ngl < 0 or ngl > n_layers + 1:
+            raise PlanError(f"--gpu-layers must be between 0 and {n_layers + 1}, got {ngl}")
+        devs = ggml_layer_devices(n_layers, n_gpus, ngl)
+        for t, b in sizes:
+            if t.name == "token_embd.weight":
+                dev = HOST  # llama.cpp keeps the input layer on the CPU (llama-model.cpp dev_input)
+            elif t.layer is None:
+                dev = devs[n_layers]  # output_norm and output go with the output layer
+            else:
+                dev = devs[t.layer]
+            weights[dev] = weights.get(dev, 0) + b
+        for il in range(n_layers):
+            layers.setdefault(devs[il], []).append(il)
+        for k in range(n_gpus):
+            weights.setdefault(k, 0)
+        return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, devs[n_layers], total)
+    tp, pp = topo.tensor_parallel, topo.pipeline_parallel
+    ranges = pp_layer_ranges(n_layers, pp)
+    stage_of = {il: s for s, r in enumerate(ranges) for il in r}
+    for t, b in sizes:
+        if t.layer is None:
+            stage = 0 if t.name == "token_embd.weight" else pp - 1
+        else:
+            stage = stage_of[t.layer]
+        share = math.ceil(
+            b * t.split.fraction(tp, shape.heads if shape.heads > 1 else arch.num_key_value_heads)
+        )
+        for r in range(tp):
+            dev = stage * tp + r
+            weights[dev] = weights.get(dev, 0) + share
+    for stage, rng in enumerate(ranges):
+        for k in range(tp):
+            layers[stage * tp + k] = list(rng)
+    return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, pp * tp - 1, total)
+
+
+# --------------------------------------------------------------------------- the dynamic part
+
+
+@dataclass(frozen=True)
+class _Static:
+    req: Request
+    topo: Topology
+    shape: KVShape
+    dtype: KVDtype
+    placement: _Placement
+    devices: tuple[int, ...]
+    capacity: int | None
+    usable: int | None
+    host_capacity: int | None
+
+
+def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[DeviceUse], DeviceUse]:
+    req, arch = st.req, st.req.variant.architecture
+    tp = st.topo.tensor_parallel
+    per_layer = kv_layer_bytes(st.shape, st.dtype, tp)
+    batch = batch_shape(req.runtime, concurrency)
+    gpus: list[DeviceUse] = []
+    host_kv = host_act = 0
+    for dev in (*st.devices, HOST):
+        layers = st.placement.layers.get(dev, ())
+        kv = cells.total * per_layer * len(layers)
+        if req.runtime.is_ggml:
+            act = (
+                compute_buffer_ggml(
+                    arch,
+                    st.shape,
+                    cells.total,
+                    batch,
+                    req.flash_attn,
+                    has_output=dev == st.placement.output_device,
+                )
+                if (layers or dev == st.placement.output_device)
+                else 0
+            )
+            over = overhead_bytes(req.runtime, arch, len(st.devices)) if dev != HOST else 0
+        else:
+            act = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
+            over = overhead_bytes(req.runtime, arch, len(st.devices)) if dev != HOST else 0
+        if dev == HOST:
+            host_kv, host_act = kv, act
+            continue
+        gpus.append(
+            DeviceUse(dev, st.placement.weights.get(dev, 0), kv, act, over, st.capacity, st.usable, layers)
+        )
+    host = DeviceUse(
+        HOST,
+        st.placement.weights.get(HOST, 0),
+        host_kv,
+        host_act,
+        0,
+        st.host_capacity,
+        st.host_capacity,
+        st.placement.layers.get(HOST, ()),
+    )
+    return gpus, host
+
+
+def _fits(gpus: list[DeviceUse], host: DeviceUse, cpu_only: bool) -> bool | None:
+    if cpu_only:
+        return host.fits
+    verdicts = [g.fits for g in gpus]
+    if any(v is None for v in verdicts):
+        return None
+    host_ok = host.fits if host.total_bytes else True
+    return all(verdicts) and host_ok is not False
+
+
+def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest n in [lo, hi] with ok(n), for ok monotone (true then false); lo - 1 if none."""
+    if not ok(lo):
+        return lo - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _prepare(req: Request) -> _Static:
+    v, q, rt = req.variant, req.quant, req.runtime
+    if rt not in q.runtimes:
+        loads = ", ".join(r.value for r in q.runtimes)
+        raise PlanError(
+            f"{rt.value} cannot load {v.id} {q.name} ({q.format.value}); that quantization runs on: {loads}"
+        )
+    arch = v.architecture
+    layout = req.kv_layout or kv_layout(arch, rt, q.gguf_mla)
+    if layout is not KVLayout.GQA and not arch.is_mla:
+        raise PlanError(f"the {layout.value} KV layout needs an MLA model; {v.id} uses GQA")
+    if arch.is_mla and layout is KVLayout.GQA:
+        raise PlanError(f"{v.id} uses MLA; its KV layout is mla-latent, mla-kv or mha")
+    shape = kv_shape(arch, layout)
+    dtype = resolve_kv_dtype(rt, req.kv_cache_dtype, q.format)
+    if rt.is_ggml and dtype in (KVDtype.Q8_0, KVDtype.Q4_0) and not req.flash_attn:
+        raise PlanError("llama.cpp needs flash attention for a quantized V cache (q8_0 / q4_0)")
+    topo = resolve_topology(req, shape)
+    placement = _place(req, topo, shape)
+    n_dev = 0 if req.cpu_only else topo.gpus_used
+    cap = req.gpu.memory_bytes if req.gpu else None
+    usable = int(cap * usable_fraction(rt)) if cap is not None else None
+    host_cap = req.host_memory_bytes
+    return _Static(req, topo, shape, dtype, placement, tuple(range(n_dev)), cap, usable, host_cap)
+
+
+def estimate(req: Request) -> Estimate:
+    """Memory of `req` per GPU and on the host, whether it fits, and the largest context /
+    concurrency that would."""
+    st = _prepare(req)
+    arch = req.variant.architecture
+    gpu_total = st.capacity * len(st.devices) if st.capacity is not None else None
+    context = req.context if req.context is not None else default_context(req.runtime, arch, gpu_total)
+    if context <= 0:
+        raise PlanError(f"--context must be a positive number of tokens, got {context}")
+    if context > arch.max_position_embeddings:
+        raise PlanError(
+            f"--context {context} exceeds {req.variant.id}'s maximum of {arch.max_position_embeddings} tokens"
+        )
+    cells = kv_cells(req.runtime, arch, context, req.concurrency)
+    gpus, host = _devices_use(st, cells, req.concurrency)
+    fits = _fits(gpus, host, req.cpu_only)
+
+    def fits_at(ctx: int, conc: int) -> bool:
+        g, h = _devices_use(st, kv_cells(req.runtime, arch, ctx, conc), conc)
+        return bool(_fits(g, h, req.cpu_only))
+
+    max_context = max_conc = None
+    if fits is not None:
+        max_context = _largest(lambda c: fits_at(c, req.concurrency), 1, arch.max_position_embeddings)
+        max_conc = _largest(lambda n: fits_at(context, n), 1, 1 << 16)
+    per_token = kv_layer_bytes(st.shape, st.dtype, 1) * arch.num_hidden_layers
+    kv_total = sum(g.kv_cache_bytes for g in gpus) + host.kv_cache_bytes
+    est = Estimate(
+        model=req.variant.id,
+        quant=req.quant.name,
+        runtime=req.runtime.value,
+        context=context,
+        concurrency=req.concurrency,
+        kv_cache_dtype=st.dtype.value,
+        kv_layout=st.shape.layout.value,
+        topology=st.topo,
+        params=req.variant.params,
+        weights_bytes=st.placement.total_weights,
+        kv_bytes_per_token=per_token,
+        kv_cache_bytes=kv_total,
+        kv_cells=cells.total,
+        per_gpu=tuple(gpus),
+        host=host,
+        fits=fits,
+        max_context=max_context,
+        max_concurrency=max_conc,
+        settings=cells.settings,
+    )
+    return replace(est, notes=tuple(_notes(req, st, est, context)))
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
+    notes: list[str] = []
+    arch, rt, q = req.variant.architecture, req.runtime, req.quant
+    if req.context is None:
+        notes.append(f"context {context} is what {rt.value} uses when started without a context setting")
+    if req.cpu_only:
+        notes.append("no GPU found: this plan is for host RAM (CPU inference)")
+    elif req.gpu is None:
+        notes.append("no GPU given: per-GPU memory is shown without a capacity (use --gpu NAME[:COUNT])")
+    if st.shape.layout is KVLayout.MLA_LATENT and not rt.is_ggml and st.topo.tensor_parallel > 1:
+        notes.append(
+            "the MLA latent KV cache is replicated on every tensor-parallel GPU; more TP does not shrink it"
+        )
+    if st.shape.layout is KVLayout.MHA:
+        latent = kv_layer_bytes(kv_shape(arch, KVLayout.MLA_LATENT), st.dtype) * arch.num_hidden_layers
+        notes.append(
+            f"this GGUF predates llama.cpp's MLA support: it caches all {st.shape.heads} heads' K and V "
+            f"({est.kv_bytes_per_token / (1 << 20):.2f} MiB per token), "
+            f"{est.kv_bytes_per_token // latent}x the MLA latent"
+        )
+    if st.shape.heads > 1 and st.topo.tensor_parallel > st.shape.heads:
+        notes.append(
+            f"tensor parallel {st.topo.tensor_parallel} exceeds the {st.shape.heads} KV heads: "
+            "each GPU keeps a replica of one KV head"
+        )
+    idle = req.gpus_per_node * req.nodes - st.topo.gpus_used
+    if not req.cpu_only and not rt.is_ggml and idle > 0 and req.gpu is not None:
+        notes.append(f"{idle} GPU(s) left idle by TP x PP; run data-parallel replicas on them")
+    if req.gpu is not None and q.requires == "fp8" and not req.gpu.fp8:
+        notes.append(
+            f"{req.gpu.name} has no FP8 tensor cores: vLLM runs FP8 weights through its weight-only "
+            "Marlin kernels (slower)"
+        )
+    if req.gpu is not None and q.requires == "fp4" and not req.gpu.fp4:
+        notes.append(f"NVFP4 needs Blackwell GPUs; {req.gpu.name} cannot run it natively")
+    if rt in (Runtime.VLLM, Runtime.SGLANG) and st.capacity is not None and st.usable is not None:
+        g = max(est.per_gpu, key=lambda d: d.total_bytes)
+        pool = st.usable - (g.total_bytes - g.kv_cache_bytes)
+        per_cell = g.kv_cache_bytes // max(1, est.kv_cells) if est.kv_cells else 0
+        flag = "--gpu-memory-utilization" if rt is Runtime.VLLM else "--mem-fraction-static"
+        line = f"{rt.value} reserves {flag} 0.90 x {_gib(st.capacity)} = {_gib(st.usable)} per GPU"
+        if pool > 0 and per_cell:
+            line += f"; its KV pool gets {_gib(pool)}, room for {pool // per_cell} tokens"
+        notes.append(line)
+    if rt is Runtime.OLLAMA and q.gguf_mla is False and arch.is_mla:
+        notes.append(
+            "Ollama's OLLAMA_KV_CACHE_TYPE was reported not to apply to this model (ollama issue 8763)"
+        )
+    if est.fits is False:
+        worst = max(est.per_gpu or (est.host,), key=lambda d: d.total_bytes - (d.usable_bytes or 0))
+        where = "host RAM" if worst.index == HOST else f"GPU {worst.index}"
+        notes.append(
+            f"does not fit: {where} needs {_gib(worst.total_bytes)} of {_gib(worst.usable_bytes or 0)} usable"
+        )
+    return notes
