@@ -67,6 +67,8 @@ def cli(ctx: click.Context, catalogs: tuple[str, ...], debug: bool) -> None:
 
 
 def main() -> None:
-    from vramplan.cli import catalog_cmd, estimate_cmd  # noqa: F401  (registers the commands)
-
     cli(prog_name="vramplan")
+
+
+# The commands register themselves on `cli` when imported (one module per command).
+from vramplan.cli import catalog_cmd, estimate_cmd  # noqa: E402, F401

@@ -22,7 +22,7 @@ def catalog(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """List every variant with its size, context and quantizations."""
-    from vramplan import report
+    from vramplan.report import catalog as report
 
     cat = catalog_from(ctx)
     if as_json:
@@ -37,7 +37,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show_cmd(ctx: click.Context, model: str, as_json: bool) -> None:
     """Show one variant: architecture, quality, quantizations and where to get them."""
-    from vramplan import report
+    from vramplan.report import catalog as report
 
     variant = catalog_from(ctx).resolve(model).variant
     if as_json:

@@ -103,9 +103,9 @@ def estimate(
 
     MODEL is a catalog id, an alias, an Ollama tag (deepseek-r1:7b) or a Hugging Face repo id.
     """
-    from vramplan import report
     from vramplan.estimate import estimate as run_estimate
     from vramplan.hardware import probe
+    from vramplan.report import estimate as report
     from vramplan.request import Choices, build_request
 
     choices = Choices(
