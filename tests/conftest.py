@@ -15,7 +15,9 @@ from vramplan.cli import cli
 GiB = 1 << 30
 
 # What the probe answers in tests unless a test says otherwise: a machine without GPUs.
-NO_GPU_MACHINE = hardware.Machine(gpus=(), host_memory_bytes=64 * GiB, cpu_cores=16, notes=("no NVIDIA GPU found",))
+NO_GPU_MACHINE = hardware.Machine(
+    gpus=(), host_memory_bytes=64 * GiB, cpu_cores=16, notes=("no NVIDIA GPU found",)
+)
 
 
 @pytest.fixture(autouse=True)

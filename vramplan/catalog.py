@@ -94,7 +94,10 @@ class Variant:
             if q.name.lower() == name.lower():
                 return q
         names = [q.name for q in self.quants]
-        close = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=3, cutoff=0.4)
+        by_lower = {n.lower(): n for n in names}
+        close = [
+            by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=2, cutoff=0.6)
+        ]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"{self.id} has no quantization {name!r} (known: {', '.join(names)}){hint}")
 
@@ -140,7 +143,12 @@ class Catalog:
             return idx[key]
         if ":" not in key and f"{key}:latest" in idx:
             return idx[f"{key}:latest"]
-        close = difflib.get_close_matches(key, list(idx), n=3, cutoff=0.5)
+        close: list[str] = []
+        seen: set[str] = set()
+        for match in difflib.get_close_matches(key, list(idx), n=10, cutoff=0.5):
+            if idx[match].variant.id not in seen and len(close) < 3:  # one name per variant
+                seen.add(idx[match].variant.id)
+                close.append(match)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `vramplan catalog` lists them"
         raise UnknownModelError(f"unknown model {name!r}{hint}")
 

@@ -253,7 +253,8 @@ def gpu_spec(name: str) -> GPUSpec:
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     if key in _BY_NAME:
         return _BY_NAME[key]
-    close = difflib.get_close_matches(key, list(_BY_NAME), n=3, cutoff=0.5)
+    matches = difflib.get_close_matches(key, list(_BY_NAME), n=10, cutoff=0.5)
+    close = list(dict.fromkeys(_BY_NAME[m].name for m in matches))[:3]  # one name per card
     hint = (
         f"; did you mean {', '.join(close)}?"
         if close

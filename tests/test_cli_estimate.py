@@ -1,0 +1,239 @@
+"""`vramplan estimate` and `vramplan catalog` through click's CliRunner: tables, JSON twins, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from click.testing import Result
+
+from golden_util import assert_golden
+
+Run = Callable[..., Result]
+
+CASES = {
+    "estimate_7b_ollama_cpu": ["estimate", "deepseek-r1:7b"],
+    "estimate_7b_vllm_l4": [
+        "estimate",
+        "deepseek-r1-distill-qwen-7b",
+        "--quant",
+        "bf16",
+        "--runtime",
+        "vllm",
+        "--context",
+        "8192",
+        "--gpu",
+        "l4",
+    ],
+    "estimate_671b_fp8_h100x8": ["estimate", "deepseek-r1", "--gpu", "h100-80gb:8", "--context", "32768"],
+    "estimate_671b_fp8_h100_2nodes": [
+        "estimate",
+        "deepseek-r1",
+        "--gpu",
+        "h100-80gb:8",
+        "--nodes",
+        "2",
+        "--context",
+        "32768",
+        "--concurrency",
+        "4",
+    ],
+    "estimate_671b_q4km_llamacpp_h200x8": [
+        "estimate",
+        "deepseek-r1",
+        "-q",
+        "q4_K_M",
+        "--gpu",
+        "h200:8",
+        "--context",
+        "16384",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_estimate_table(run: Run, name: str) -> None:
+    result = run(*CASES[name])
+    assert result.exit_code == 0, result.output
+    assert_golden(f"cli/{name}.txt", result.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_estimate_json_twin(run: Run, name: str) -> None:
+    table = run(*CASES[name]).stdout
+    doc = json.loads(run(*CASES[name], "--json").stdout)
+    assert set(doc) >= {
+        "model",
+        "quant",
+        "runtime",
+        "context",
+        "concurrency",
+        "kv_cache_dtype",
+        "topology",
+        "params",
+        "weights_bytes",
+        "kv_bytes_per_token",
+        "kv_cache_bytes",
+        "per_gpu",
+        "total_bytes",
+        "fits",
+        "max_context",
+        "notes",
+    }
+    assert set(doc["topology"]) == {"gpu", "gpus_per_node", "nodes", "tensor_parallel", "pipeline_parallel"}
+    for d in doc["per_gpu"]:
+        assert set(d) >= {
+            "index",
+            "weights_bytes",
+            "kv_cache_bytes",
+            "activation_bytes",
+            "overhead_bytes",
+            "total_bytes",
+            "capacity_bytes",
+        }
+        assert (
+            d["total_bytes"]
+            == d["weights_bytes"] + d["kv_cache_bytes"] + d["activation_bytes"] + d["overhead_bytes"]
+        )
+        assert all(isinstance(d[k], int) for k in d if k.endswith("_bytes") and d[k] is not None)
+    # the table shows the same numbers
+    assert f"total {doc['total_bytes'] / 2**30:.2f} GiB" in table
+    assert f"{doc['kv_bytes_per_token']} bytes per token" in table
+    assert doc["model"] in table
+    if doc["max_context"] is not None:
+        assert f"largest context at {doc['concurrency']} request(s): {doc['max_context']}" in table
+
+
+def test_issue_example(run: Run) -> None:
+    out = run(
+        "estimate",
+        "deepseek-r1-distill-qwen-7b",
+        "--quant",
+        "bf16",
+        "--runtime",
+        "vllm",
+        "--context",
+        "32768",
+        "--json",
+    )
+    doc = json.loads(out.stdout)
+    assert doc["kv_bytes_per_token"] == 57344
+    assert doc["kv_cache_bytes"] == 32768 * 57344
+
+
+def test_671b_fits_h200_not_h100(run: Run) -> None:
+    h100 = json.loads(
+        run(
+            "estimate", "deepseek-r1", "--quant", "fp8", "--runtime", "vllm", "--gpu", "h100-80gb:8", "--json"
+        ).stdout
+    )
+    h200 = json.loads(
+        run(
+            "estimate", "deepseek-r1", "--quant", "fp8", "--runtime", "vllm", "--gpu", "h200:8", "--json"
+        ).stdout
+    )
+    assert (h100["fits"], h200["fits"]) == (False, True)
+
+
+def test_cpu_plan_says_so(run: Run) -> None:
+    out = run("estimate", "deepseek-r1:7b").stdout
+    assert "hardware: host RAM (CPU inference)" in out
+    assert "note: no GPU found: this plan is for host RAM (CPU inference)" in out
+
+
+ERRORS = [
+    (
+        ["estimate", "deepseek-r2"],
+        "Error: unknown model 'deepseek-r2'; did you mean deepseek-r1, deepseek-r1:32b, deepseek-r1-0528?",
+    ),
+    (
+        ["estimate", "r1-7b", "--quant", "q3_K_S"],
+        "Error: deepseek-r1-distill-qwen-7b has no quantization 'q3_K_S' (known: bf16, fp8, gptq-int4, q4_K_M, q8_0, f16); did you mean q4_K_M?",
+    ),
+    (
+        ["estimate", "r1-7b", "--quant", "q4_K_M", "--runtime", "vllm"],
+        "Error: vllm cannot load deepseek-r1-distill-qwen-7b q4_K_M (gguf); that quantization runs on: ollama, llama.cpp",
+    ),
+    (
+        ["estimate", "r1-7b", "--context", "0"],
+        "Error: Invalid value for --context: must be at least 1, got 0",
+    ),
+    (
+        ["estimate", "r1-7b", "--context", "200000"],
+        "Error: --context 200000 exceeds deepseek-r1-distill-qwen-7b's maximum of 131072 tokens",
+    ),
+    (
+        ["estimate", "r1-7b", "--concurrency", "-2"],
+        "Error: Invalid value for --concurrency: must be at least 1, got -2",
+    ),
+    (["estimate", "r1-7b", "--tp", "0"], "Error: Invalid value for --tp: must be at least 1, got 0"),
+    (
+        ["estimate", "r1-7b", "--gpu", "h100:8", "--tp", "8"],
+        "Error: tensor parallel size 8 does not divide the model's 28 attention heads; use one of 1, 2, 4, 7, 14, 28",
+    ),
+    (
+        ["estimate", "r1-7b", "--gpu", "h100:9"],
+        "Error: h100-80gb servers hold at most 8 GPUs per node, asked for 9; use --nodes for more",
+    ),
+    (
+        ["estimate", "r1-7b", "--gpu", "h1000"],
+        "Error: unknown GPU 'h1000'; did you mean h100-80gb, v100-32gb, h200?",
+    ),
+    (["estimate", "r1-7b", "--gpu", "h100:x"], "Error: GPU count in 'h100:x' must be a whole number"),
+    (
+        ["estimate", "r1-7b", "--runtime", "tgi"],
+        "Error: Invalid value for '--runtime' / '-r': 'tgi' is not one of 'vllm', 'sglang', 'llama.cpp', 'ollama'.",
+    ),
+    (
+        ["estimate", "r1-7b", "--kv-cache-dtype", "q8_0", "--runtime", "vllm"],
+        "Error: vllm cannot store the KV cache as q8_0 (it takes: auto, bf16, fp16, fp8)",
+    ),
+    (
+        ["estimate", "deepseek-r1:7b", "--quant", "bf16"],
+        "Error: deepseek-r1:7b is the q4_K_M build; drop --quant or name deepseek-r1-distill-qwen-7b instead",
+    ),
+    (
+        ["estimate", "r1-7b", "--nodes", "2"],
+        "Error: --nodes needs --gpu NAME:COUNT to say what each node holds",
+    ),
+    (["catalog", "show", "gpt-4"], "Error: unknown model 'gpt-4'; `vramplan catalog` lists them"),
+]
+
+
+@pytest.mark.parametrize(("args", "line"), ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
+def test_bad_input_is_one_line_exit_2(run: Run, args: list[str], line: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert lines[-1] == line
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_user_catalog(run: Run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("variants: [ {id: x} ]\n")
+    result = run("--catalog", str(bad), "catalog")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {bad}: variants[0].name: missing required field\n"
+
+
+def test_catalog_list_and_json(run: Run) -> None:
+    table = run("catalog").stdout
+    doc = json.loads(run("catalog", "--json").stdout)
+    ids = [v["id"] for v in doc["variants"]]
+    assert len(ids) == 10
+    for vid in ids:
+        assert vid in table
+    assert_golden("cli/catalog.txt", table)
+
+
+def test_catalog_show_and_json(run: Run) -> None:
+    table = run("catalog", "show", "deepseek-r1:7b").stdout
+    doc = json.loads(run("catalog", "show", "deepseek-r1:7b", "--json").stdout)
+    assert doc["id"] == "deepseek-r1-distill-qwen-7b"
+    assert doc["params"] == 7615616512
+    assert "parameters 7,615,616,512" in table
+    assert [q["name"] for q in doc["quants"]] == ["bf16", "fp8", "gptq-int4", "q4_K_M", "q8_0", "f16"]
+    assert_golden("cli/catalog_show_7b.txt", table)
