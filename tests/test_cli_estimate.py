@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 from click.testing import Result
-
 from golden_util import assert_golden
 
 Run = Callable[..., Result]

@@ -284,7 +284,7 @@ def test_runtime_must_load_the_quant(catalog: Catalog) -> None:
 
 
 def test_kv_dtype_must_suit_runtime(catalog: Catalog) -> None:
-    with pytest.raises(PlanError, match="^vllm cannot store the KV cache as q8_0"):
+    with pytest.raises(PlanError, match=r"^vllm cannot store the KV cache as q8_0"):
         estimate(
             req(catalog, "deepseek-r1-distill-qwen-7b", "bf16", Runtime.VLLM, kv_cache_dtype=KVDtype.Q8_0)
         )

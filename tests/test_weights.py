@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from vramplan.arch import active_param_count, param_count
+from vramplan.arch import active_param_count, param_count, tensors
 from vramplan.catalog import Catalog
 from vramplan.precision import Storage, storage_bytes
 from vramplan.quantmix import checkpoint_bytes, gguf_types
-from vramplan.arch import tensors
 
 
 def test_671b_parameter_count(catalog: Catalog) -> None:
