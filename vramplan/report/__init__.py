@@ -7,9 +7,10 @@ written out, JSON carries bytes only.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 GiB = 1 << 30
 
@@ -20,6 +21,8 @@ def gib(n: int | None) -> str:
 
 def bar(used: int, capacity: int | None, width: int = 20) -> Text:
     """A memory bar: filled share of what the runtime may use; red when over."""
+    from rich.text import Text
+
     if not capacity:
         return Text("?", style="dim")
     share = used / capacity

@@ -1,0 +1,50 @@
+"""Start-up latency of `vramplan estimate deepseek-r1:7b` beside a bare `python -c pass`.
+
+Runs each command N times (default 21) after two warm-ups and prints the medians in milliseconds.
+Target (issue 2): the estimate's median under 150 ms on the CI machine.
+
+    python benchmarks/latency.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def median_ms(cmd: list[str], runs: int) -> float:
+    for _ in range(2):
+        subprocess.run(cmd, check=True, capture_output=True)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+    exe = Path(sys.executable).parent / "vramplan"
+    vramplan = str(exe) if exe.exists() else shutil.which("vramplan")
+    if vramplan is None:
+        print("vramplan is not installed in this environment", file=sys.stderr)
+        return 1
+    bare = median_ms([sys.executable, "-c", "pass"], args.runs)
+    est = median_ms([vramplan, "estimate", "deepseek-r1:7b"], args.runs)
+    est_json = median_ms([vramplan, "estimate", "deepseek-r1:7b", "--json"], args.runs)
+    print(f"python -c pass                          median {bare:7.1f} ms")
+    print(f"vramplan estimate deepseek-r1:7b        median {est:7.1f} ms  (target < 150 ms)")
+    print(f"vramplan estimate deepseek-r1:7b --json median {est_json:7.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Regenerate the docs that are derived from the code: docs/cli.md (from --help) and docs/models.md
+(from the catalog). `python docs/generate.py` writes them; `--check` fails when they are stale
+(tests/test_docs.py runs that)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+DOCS = Path(__file__).resolve().parent
+
+
+def _commands(group: click.Group, prefix: list[str]) -> list[tuple[list[str], click.Command]]:
+    out: list[tuple[list[str], click.Command]] = []
+    for name in sorted(group.commands):
+        cmd = group.commands[name]
+        out.append(([*prefix, name], cmd))
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, [*prefix, name])
+    return out
+
+
+def cli_reference() -> str:
+    from vramplan.cli import cli
+
+    parts = [
+        "# Command-line reference\n",
+        "Generated from `--help` by `python docs/generate.py`; do not edit by hand.\n",
+    ]
+    root = click.Context(cli, info_name="vramplan", terminal_width=100, max_content_width=100)
+    parts.append(f"## vramplan\n\n```\n{cli.get_help(root)}\n```\n")
+    for path, cmd in _commands(cli, []):
+        parent = root
+        for name in path[:-1]:
+            parent = click.Context(parent.command.commands[name], info_name=name, parent=parent)  # type: ignore[attr-defined]
+        ctx = click.Context(cmd, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100)
+        parts.append(f"## vramplan {' '.join(path)}\n\n```\n{cmd.get_help(ctx)}\n```\n")
+    return "\n".join(parts)
+
+
+def _size(q: object) -> str:
+    size = getattr(q, "size", None)
+    return "-" if size is None else f"{size.text} ([source]({size.source.split(' ')[0]}))"
+
+
+def models_reference() -> str:
+    from vramplan.catalog import load_catalog
+
+    cat = load_catalog()
+    lines = [
+        "# Models in the catalog\n",
+        "Generated from `model_catalog.yaml` by `python docs/generate.py`; do not edit by hand. "
+        "Parameter counts are computed from each architecture (vramplan/arch.py).\n",
+    ]
+    for v in cat.variants:
+        a = v.architecture
+        lines.append(f"## {v.name} (`{v.id}`)\n")
+        lines.append(
+            f"- Hugging Face: [{v.hf_repo}](https://huggingface.co/{v.hf_repo}); architecture "
+            f"`{a.model_type}` ([config.json]({v.architecture_source})); {v.params:,} parameters; "
+            f"{a.num_hidden_layers} layers; max context {a.max_position_embeddings}"
+        )
+        if v.aliases:
+            lines.append(f"- aliases: {', '.join(f'`{x}`' for x in v.aliases)}")
+        if v.quality:
+            scores = ", ".join(f"{k} {val:g}" for k, val in v.quality)
+            lines.append(f"- quality: {scores} ([source]({v.quality_source}))")
+        lines.append("")
+        lines.append("| quant | format | runtimes | needs | published size | where |")
+        lines.append("|---|---|---|---|---|---|")
+        for q in v.quants:
+            where = ", ".join(f"`{t}`" for t in q.ollama_tags) or (f"`{q.repo}`" if q.repo else "-")
+            runtimes = ", ".join(r.value for r in q.runtimes)
+            lines.append(
+                f"| `{q.name}` | {q.format.value} | {runtimes} | {q.requires or '-'} | {_size(q)} | {where} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+TARGETS = {"cli.md": cli_reference, "models.md": models_reference}
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for name, make in TARGETS.items():
+        text = make()
+        path = DOCS / name
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(f"stale docs: {', '.join(stale)}; run `python docs/generate.py`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,60 @@
+"""The dependency direction of design.md, checked on the source.
+
+- the pure core never imports click, rich, jinja2 or a network / hardware library;
+- heavy libraries are imported only inside the functions that use them (fast start-up);
+- the CLI modules do no arithmetic: numbers come from the core.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "vramplan"
+CORE = ["arch", "catalog", "errors", "estimate", "precision", "quantmix", "recommend", "request", "runtimes"]
+FORBIDDEN_IN_CORE = {"click", "rich", "jinja2", "huggingface_hub", "pynvml", "ollama", "requests", "httpx", "urllib", "socket", "subprocess"}
+HEAVY = {"huggingface_hub", "pynvml", "ollama", "jinja2", "gguf", "llama_cpp", "numpy", "kubernetes_validate", "jsonschema"}
+
+
+def imports(path: Path, *, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_is_pure(module: str) -> None:
+    path = PKG / f"{module}.py"
+    if not path.exists():
+        pytest.skip(f"{module}.py not written yet")
+    bad = imports(path, top_level_only=False) & FORBIDDEN_IN_CORE
+    assert not bad, f"vramplan/{module}.py imports {sorted(bad)}"
+
+
+def test_heavy_imports_are_lazy() -> None:
+    for path in PKG.rglob("*.py"):
+        bad = imports(path, top_level_only=True) & HEAVY
+        assert not bad, f"{path.relative_to(PKG.parent)} imports {sorted(bad)} at module level"
+
+
+def test_cli_does_no_arithmetic() -> None:
+    for path in (PKG / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.Sub)):
+                raise AssertionError(f"{path.name}:{node.lineno}: arithmetic belongs in the core")
+
+
+def test_starting_the_cli_loads_no_heavy_library() -> None:
+    code = "import sys, vramplan.cli; print(' '.join(sorted(m for m in sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert not (loaded & HEAVY), sorted(loaded & HEAVY)
