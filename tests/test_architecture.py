@@ -16,8 +16,30 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "vramplan"
 CORE = ["arch", "catalog", "errors", "estimate", "precision", "quantmix", "recommend", "request", "runtimes"]
-FORBIDDEN_IN_CORE = {"click", "rich", "jinja2", "huggingface_hub", "pynvml", "ollama", "requests", "httpx", "urllib", "socket", "subprocess"}
-HEAVY = {"huggingface_hub", "pynvml", "ollama", "jinja2", "gguf", "llama_cpp", "numpy", "kubernetes_validate", "jsonschema"}
+FORBIDDEN_IN_CORE = {
+    "click",
+    "rich",
+    "jinja2",
+    "huggingface_hub",
+    "pynvml",
+    "ollama",
+    "requests",
+    "httpx",
+    "urllib",
+    "socket",
+    "subprocess",
+}
+HEAVY = {
+    "huggingface_hub",
+    "pynvml",
+    "ollama",
+    "jinja2",
+    "gguf",
+    "llama_cpp",
+    "numpy",
+    "kubernetes_validate",
+    "jsonschema",
+}
 
 
 def imports(path: Path, *, top_level_only: bool) -> set[str]:
@@ -50,11 +72,17 @@ def test_heavy_imports_are_lazy() -> None:
 def test_cli_does_no_arithmetic() -> None:
     for path in (PKG / "cli").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.Sub)):
+            if isinstance(node, ast.BinOp) and isinstance(
+                node.op, (ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.Sub)
+            ):
                 raise AssertionError(f"{path.name}:{node.lineno}: arithmetic belongs in the core")
 
 
 def test_starting_the_cli_loads_no_heavy_library() -> None:
     code = "import sys, vramplan.cli; print(' '.join(sorted(m for m in sys.modules)))"
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert not (loaded & HEAVY), sorted(loaded & HEAVY)
