@@ -250,3 +250,21 @@ def active_param_count(a: Architecture) -> int:
         else:
             total += t.n_elements
     return total
+
+
+_REPLICATED_KINDS = ("_norm.weight", "ffn_gate_inp", "exp_probs_b", "attn_q_a.weight", "attn_kv_a_mqa.weight")
+
+
+def file_tensor(name: str, shape: tuple[int, ...]) -> Tensor:
+    """A tensor read from a file (GGUF name, ggml shape), with its layer and TP split derived from the
+    name as `tensors()` would assign them."""
+    layer = None
+    if name.startswith("blk."):
+        layer = int(name.split(".", 2)[1])
+    if len(shape) == 1 or any(k in name for k in _REPLICATED_KINDS):
+        split = Split.REPLICATED
+    elif ".attn_k." in name or ".attn_v." in name:
+        split = Split.KV_HEADS
+    else:
+        split = Split.SHARDED
+    return Tensor(name, tuple(shape), layer, split, is_mtp=".nextn." in name)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from vramplan.arch import Architecture, param_count
+from vramplan.arch import Architecture, Tensor, param_count
 from vramplan.errors import CatalogError, UnknownModelError
 from vramplan.precision import GGML_TYPES, Storage, WeightFormat
 from vramplan.quantmix import GGUF_FTYPES, Scheme
@@ -57,6 +57,9 @@ class Quant:
     gguf_mla: bool | None = None  # deepseek2 GGUFs: converted with llama.cpp's MLA layout (PR 12801)
     size: PublishedSize | None = None
     notes: str = ""
+    # Exact bytes of every tensor, when read from a file (a GGUF header, safetensors headers) rather
+    # than modelled from the architecture and the scheme.
+    tensor_table: tuple[tuple[Tensor, int], ...] | None = None
 
     @property
     def is_gguf(self) -> bool:
@@ -87,6 +90,9 @@ class Variant:
 
     @property
     def params(self) -> int:
+        for q in self.quants:  # a file's own tensor list is exact
+            if q.tensor_table is not None:
+                return sum(t.n_elements for t, _ in q.tensor_table)
         return param_count(self.architecture)
 
     def quant(self, name: str) -> Quant:

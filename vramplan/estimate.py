@@ -251,6 +251,8 @@ class _Placement:
 
 @lru_cache(maxsize=64)
 def _tensor_sizes(variant: Variant, quant: Quant, mla_gguf: bool) -> tuple[tuple[Tensor, int], ...]:
+    if quant.tensor_table is not None:
+        return quant.tensor_table
     tl = tensors(variant.architecture, mla_gguf=mla_gguf)
     return tuple(zip(tl, tensor_bytes(variant.architecture, quant.scheme, tl), strict=True))
 
