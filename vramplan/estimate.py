@@ -174,7 +174,7 @@ def _check_tp(arch: Architecture, shape: KVShape, tp: int) -> None:
     if arch.num_attention_heads % tp:
         raise PlanError(
             f"tensor parallel size {tp} does not divide the model's {arch.num_attention_heads} "
-            f"attention heads; use one of {', '.join(str(d) for d in _divisors(arch.num_attention_heads))}"
+            f"attention heads; use one of {', '.join(str(d) for d in _valid_tp(arch, shape))}"
         )
     if shape.heads > 1 and shape.heads % tp and tp % shape.heads:
         raise PlanError(
@@ -182,8 +182,8 @@ def _check_tp(arch: Architecture, shape: KVShape, tp: int) -> None:
         )
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, min(n, 64) + 1) if n % d == 0]
+def _valid_tp(arch: Architecture, shape: KVShape) -> list[int]:
+    return [d for d in range(1, min(arch.num_attention_heads, 64) + 1) if _tp_ok(arch, shape, d)]
 
 
 def resolve_topology(req: Request, shape: KVShape) -> Topology:
@@ -217,14 +217,14 @@ def resolve_topology(req: Request, shape: KVShape) -> Topology:
             raise PlanError(f"--pp {pp} needs {pp} GPUs but the plan has {total}")
         return Topology(gpu, req.gpus_per_node, 1, 1, pp)
     if req.tp is None:
-        tp = req.gpus_per_node if req.pp is None else max(1, total // req.pp)
-        while tp > 1 and (
-            arch.num_attention_heads % tp or (shape.heads > 1 and shape.heads % tp and tp % shape.heads)
-        ):
+        pp = req.pp or req.nodes  # TP within a node, PP across nodes
+        tp = max(1, total // pp)
+        while tp > 1 and not _tp_ok(arch, shape, tp):
             tp -= 1
     else:
         tp = req.tp
-    pp = req.pp or max(1, total // tp if req.tp is None and req.nodes > 1 else req.nodes)
+        # TP up to a node's GPUs leaves PP across nodes; TP spanning nodes (SGLang style) needs no PP
+        pp = req.pp or (req.nodes if tp <= req.gpus_per_node else max(1, total // tp))
     _check_tp(arch, shape, tp)
     if tp * pp > total:
         raise PlanError(
