@@ -329,23 +329,14 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
     for dev in (*st.devices, HOST):
         layers = st.placement.layers.get(dev, ())
         kv = cells.total * per_layer * len(layers)
-        if req.runtime.is_ggml:
-            act = (
-                compute_buffer_ggml(
-                    arch,
-                    st.shape,
-                    cells.total,
-                    batch,
-                    req.flash_attn,
-                    has_output=dev == st.placement.output_device,
-                )
-                if (layers or dev == st.placement.output_device)
-                else 0
-            )
-            over = overhead_bytes(req.runtime, arch, len(st.devices)) if dev != HOST else 0
-        else:
+        if not req.runtime.is_ggml:
             act = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
-            over = overhead_bytes(req.runtime, arch, len(st.devices)) if dev != HOST else 0
+        elif layers or dev == st.placement.output_device:
+            has_output = dev == st.placement.output_device
+            act = compute_buffer_ggml(arch, st.shape, cells.total, batch, req.flash_attn, has_output=has_output)
+        else:
+            act = 0
+        over = overhead_bytes(req.runtime, arch, len(st.devices)) if dev != HOST else 0
         if dev == HOST:
             host_kv, host_act = kv, act
             continue
