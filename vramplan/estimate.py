@@ -333,7 +333,9 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
             act = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
         elif layers or dev == st.placement.output_device:
             has_output = dev == st.placement.output_device
-            act = compute_buffer_ggml(arch, st.shape, cells.total, batch, req.flash_attn, has_output=has_output)
+            act = compute_buffer_ggml(
+                arch, st.shape, cells.total, batch, req.flash_attn, has_output=has_output
+            )
         else:
             act = 0
         over = overhead_bytes(req.runtime, arch, len(st.devices)) if dev != HOST else 0
