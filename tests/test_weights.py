@@ -100,3 +100,17 @@ def test_storage_side_tensors() -> None:
     assert storage_bytes(Storage.AWQ_INT4_G128, 64, 256) == 64 * 256 // 2 + 2 * 64 // 2 + 2 * 64 * 2
     # NVFP4: 0.5 B per weight + one fp8 scale per 16 + two fp32 per-tensor scales
     assert storage_bytes(Storage.NVFP4_G16, 32, 64) == 32 * 64 // 2 + 32 * 4 + 8
+
+
+def test_weights_from_size_uses_the_published_total(catalog: Catalog) -> None:
+    """unsloth's dynamic quants: the shards' total is exact, the documented mix only apportions it."""
+    from vramplan.estimate import Request, estimate
+    from vramplan.runtimes import Runtime
+
+    v = catalog.get("deepseek-r1")
+    for name in ("UD-IQ1_S", "UD-IQ1_M", "UD-IQ2_XXS", "UD-Q2_K_XL"):
+        q = v.quant(name)
+        assert q.weights_from_size and q.size is not None
+        e = estimate(Request(v, q, Runtime.LLAMA_CPP, context=4096))
+        assert e.weights_bytes == q.size.bytes
+    assert v.quant("UD-IQ1_S").size.bytes == 140_200_000_000  # type: ignore[union-attr]

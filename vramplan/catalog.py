@@ -60,6 +60,8 @@ class Quant:
     # Exact bytes of every tensor, when read from a file (a GGUF header, safetensors headers) rather
     # than modelled from the architecture and the scheme.
     tensor_table: tuple[tuple[Tensor, int], ...] | None = None
+    # The published size is exact and the per-tensor mix only an approximation: scale the mix to it.
+    weights_from_size: bool = False
 
     @property
     def is_gguf(self) -> bool:
@@ -293,6 +295,7 @@ _QUANT_FIELDS = [
     "ollama_tags",
     "requires",
     "gguf_mla",
+    "weights_from_size",
     "size",
     "notes",
 ]
@@ -347,6 +350,9 @@ def _quant(ctx: _Ctx, raw: Any) -> Quant:
     gguf_mla = m.get("gguf_mla")
     if gguf_mla is not None:
         _typed(ctx.at("gguf_mla"), gguf_mla, bool)
+    from_size = _typed(ctx.at("weights_from_size"), m.get("weights_from_size", False), bool)
+    if from_size and "size" not in m:
+        raise ctx.at("weights_from_size").fail("needs a published size")
     tags = _str_list(ctx.at("ollama_tags"), m.get("ollama_tags", []))
     if tags and Runtime.OLLAMA not in runtimes:
         raise ctx.at("ollama_tags").fail("a quantization with Ollama tags must list the ollama runtime")
@@ -360,6 +366,7 @@ def _quant(ctx: _Ctx, raw: Any) -> Quant:
         requires=requires,
         gguf_mla=gguf_mla,
         size=_size(ctx.at("size"), m["size"]) if "size" in m else None,
+        weights_from_size=from_size,
         notes=_typed(ctx.at("notes"), m.get("notes", ""), str),
     )
 

@@ -254,7 +254,18 @@ def _tensor_sizes(variant: Variant, quant: Quant, mla_gguf: bool) -> tuple[tuple
     if quant.tensor_table is not None:
         return quant.tensor_table
     tl = tensors(variant.architecture, mla_gguf=mla_gguf)
-    return tuple(zip(tl, tensor_bytes(variant.architecture, quant.scheme, tl), strict=True))
+    sizes = tensor_bytes(variant.architecture, quant.scheme, tl)
+    if quant.weights_from_size and quant.size is not None:
+        sizes = _scaled(sizes, quant.size.bytes)
+    return tuple(zip(tl, sizes, strict=True))
+
+
+def _scaled(sizes: list[int], total: int) -> list[int]:
+    """Scale integer sizes to sum exactly to `total`, keeping their proportions."""
+    modelled = sum(sizes)
+    out = [b * total // modelled for b in sizes]
+    out[out.index(max(out))] += total - sum(out)
+    return out
 
 
 def _place(req: Request, topo: Topology, shape: KVShape) -> _Placement:
