@@ -9,7 +9,7 @@ from vramplan.errors import PlanError
 from vramplan.estimate import HOST, Request, estimate, ggml_layer_devices, pp_layer_ranges
 from vramplan.hardware import gpu_spec
 from vramplan.precision import KVDtype
-from vramplan.runtimes import Runtime, kv_cells
+from vramplan.runtimes import Device, Runtime, kv_cells, vllm_block_size
 
 GiB = 1 << 30
 
@@ -65,19 +65,33 @@ def test_per_gpu_parts_add_up(catalog: Catalog) -> None:
     assert e.weights_bytes / 2 < e.per_gpu[0].weights_bytes < e.weights_bytes / 2 * 1.001
 
 
-def test_vllm_pages_context_in_blocks(catalog: Catalog) -> None:
-    v = catalog.get("deepseek-r1-distill-qwen-7b")
-    assert kv_cells(Runtime.VLLM, v.architecture, 1000, 3).total == 3 * 1008  # 16-token blocks
-    r1 = catalog.get("deepseek-r1")
-    assert kv_cells(Runtime.VLLM, r1.architecture, 1000, 1).total == 1024  # MLA backends: 64-token blocks
+def test_vllm_pages_context_in_blocks() -> None:
+    assert kv_cells(Runtime.VLLM, 1000, 3).total == 3 * 1008  # 16-token blocks
+    assert kv_cells(Runtime.VLLM, 1000, 1, block=64).total == 1024
 
 
-def test_llamacpp_context_is_total_cells_padded(catalog: Catalog) -> None:
-    a = catalog.get("deepseek-r1-distill-qwen-7b").architecture
-    cells = kv_cells(Runtime.LLAMA_CPP, a, 1000, 3)  # -c 3000 -np 3: pad(3000)=3072, 3072/3=1024 per slot
+@pytest.mark.parametrize(
+    ("model", "gpu", "kv", "block"),
+    [
+        ("deepseek-r1-distill-qwen-7b", "h100", KVDtype.AUTO, 16),
+        ("deepseek-r1", "h200", KVDtype.AUTO, 16),  # FlashAttention-MLA with a bf16 cache
+        ("deepseek-r1", "h200", KVDtype.FP8, 64),  # FlashMLA with an fp8 cache
+        ("deepseek-r1", "b200", KVDtype.AUTO, 32),  # FlashInfer-MLA on SM100
+        ("deepseek-r1", "a100-80gb", KVDtype.AUTO, 16),  # Triton-MLA
+    ],
+)
+def test_vllm_block_size_by_backend(catalog: Catalog, model: str, gpu: str, kv: KVDtype, block: int) -> None:
+    spec = gpu_spec(gpu)
+    dev = Device(spec.memory_bytes, spec.compute_capability, spec.name.startswith("a100"))
+    dtype = KVDtype.FP8 if kv is KVDtype.FP8 else KVDtype.BF16
+    assert vllm_block_size(catalog.get(model).architecture, dev, dtype) == block
+
+
+def test_llamacpp_context_is_total_cells_padded() -> None:
+    cells = kv_cells(Runtime.LLAMA_CPP, 1000, 3)  # -c 3000 -np 3: pad(3000)=3072, 3072/3=1024 per slot
     assert (cells.total, cells.per_sequence) == (3072, 1024)
     assert dict(cells.settings) == {"--ctx-size": "3000", "--parallel": "3"}
-    ollama = kv_cells(Runtime.OLLAMA, a, 2048, 4)  # num_ctx x OLLAMA_NUM_PARALLEL
+    ollama = kv_cells(Runtime.OLLAMA, 2048, 4)  # num_ctx x OLLAMA_NUM_PARALLEL
     assert ollama.total == 8192
     assert dict(ollama.settings) == {"num_ctx": "2048", "OLLAMA_NUM_PARALLEL": "4"}
 

@@ -22,6 +22,7 @@ from vramplan.precision import KVDtype
 from vramplan.quantmix import tensor_bytes
 from vramplan.runtimes import (
     Cells,
+    Device,
     GiB,
     KVLayout,
     KVShape,
@@ -36,7 +37,9 @@ from vramplan.runtimes import (
     kv_shape,
     overhead_bytes,
     resolve_kv_dtype,
+    sglang_reserved_bytes,
     usable_fraction,
+    vllm_block_size,
 )
 
 HOST = -1
@@ -62,6 +65,7 @@ class Request:
     flash_attn: bool = True  # llama.cpp / Ollama flash attention (needed for a quantized V cache)
     gpu_layers: int | None = None  # llama.cpp --n-gpu-layers (None: all, output layer included)
     kv_layout: KVLayout | None = None  # override the layout the runtime would use
+    gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,18 @@ def resolve_topology(req: Request, shape: KVShape) -> Topology:
 # --------------------------------------------------------------------------- placement
 
 
+def mla_absorbed_bytes(arch: Architecture, tp: int) -> int:
+    """Per layer and GPU: the bf16 copies of kv_b_proj that vLLM makes after loading for absorbed MLA
+    (`W_UK_T` and `W_UV`, kv_lora_rank x local heads x (qk_nope + v_head) x 2 B;
+    vllm/model_executor/layers/attention/mla_attention.py `process_weights_after_loading`); they count
+    in vLLM's "Model loading took". SGLang keeps the same absorbed `w_kc` / `w_vc`."""
+    if not arch.is_mla:
+        return 0
+    assert arch.kv_lora_rank and arch.qk_nope_head_dim and arch.v_head_dim
+    heads = arch.num_attention_heads // tp
+    return arch.kv_lora_rank * heads * (arch.qk_nope_head_dim + arch.v_head_dim) * 2
+
+
 @dataclass(frozen=True)
 class _Placement:
     """The context-independent part of a plan: which bytes and layers sit on which device."""
@@ -308,9 +324,11 @@ def _place(req: Request, topo: Topology, shape: KVShape) -> _Placement:
         for r in range(tp):
             dev = stage * tp + r
             weights[dev] = weights.get(dev, 0) + share
+    absorbed = mla_absorbed_bytes(arch, tp)
     for stage, rng in enumerate(ranges):
         for k in range(tp):
             layers[stage * tp + k] = list(rng)
+            weights[stage * tp + k] += absorbed * len(rng)
     return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, pp * tp - 1, total)
 
 
@@ -328,19 +346,24 @@ class _Static:
     capacity: int | None
     usable: int | None
     host_capacity: int | None
+    device: Device
+    block: int  # vLLM's KV block size for this plan
 
 
 def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[DeviceUse], DeviceUse]:
     req, arch = st.req, st.req.variant.architecture
     tp = st.topo.tensor_parallel
     per_layer = kv_layer_bytes(st.shape, st.dtype, tp)
-    batch = batch_shape(req.runtime, concurrency)
+    batch = batch_shape(req.runtime, st.device, concurrency)
+    pp = st.topo.pipeline_parallel
     gpus: list[DeviceUse] = []
     host_kv = host_act = 0
     for dev in (*st.devices, HOST):
         layers = st.placement.layers.get(dev, ())
         kv = cells.total * per_layer * len(layers)
-        if not req.runtime.is_ggml:
+        if req.runtime is Runtime.SGLANG:
+            act = sglang_reserved_bytes(arch, st.device, tp, pp)[0] if dev != HOST else 0
+        elif not req.runtime.is_ggml:
             act = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
         elif layers or dev == st.placement.output_device:
             has_output = dev == st.placement.output_device
@@ -349,7 +372,7 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
             )
         else:
             act = 0
-        over = overhead_bytes(req.runtime, arch, len(st.devices)) if dev != HOST else 0
+        over = overhead_bytes(req.runtime, arch, tp, pp, st.device) if dev != HOST else 0
         if dev == HOST:
             host_kv, host_act = kv, act
             continue
@@ -413,9 +436,16 @@ def _prepare(req: Request) -> _Static:
     placement = _place(req, topo, shape)
     n_dev = 0 if req.cpu_only else topo.gpus_used
     cap = req.gpu.memory_bytes if req.gpu else None
-    usable = int(cap * usable_fraction(rt)) if cap is not None else None
+    if req.gpu_memory_utilization is not None and not 0 < req.gpu_memory_utilization <= 1:
+        raise PlanError(f"--gpu-memory-utilization must be in (0, 1], got {req.gpu_memory_utilization}")
+    fraction = usable_fraction(rt, req.gpu_memory_utilization)
+    usable = int(cap * fraction) if cap is not None else None
     host_cap = req.host_memory_bytes
-    return _Static(req, topo, shape, dtype, placement, tuple(range(n_dev)), cap, usable, host_cap)
+    g = req.gpu
+    device = Device(g.memory_bytes, g.compute_capability, g.name.startswith("a100")) if g else Device()
+    block = vllm_block_size(arch, device, dtype)
+    devices = tuple(range(n_dev))
+    return _Static(req, topo, shape, dtype, placement, devices, cap, usable, host_cap, device, block)
 
 
 def estimate(req: Request) -> Estimate:
@@ -431,12 +461,12 @@ def estimate(req: Request) -> Estimate:
         raise PlanError(
             f"--context {context} exceeds {req.variant.id}'s maximum of {arch.max_position_embeddings} tokens"
         )
-    cells = kv_cells(req.runtime, arch, context, req.concurrency)
+    cells = kv_cells(req.runtime, context, req.concurrency, st.block)
     gpus, host = _devices_use(st, cells, req.concurrency)
     fits = _fits(gpus, host, req.cpu_only)
 
     def fits_at(ctx: int, conc: int) -> bool:
-        g, h = _devices_use(st, kv_cells(req.runtime, arch, ctx, conc), conc)
+        g, h = _devices_use(st, kv_cells(req.runtime, ctx, conc, st.block), conc)
         return bool(_fits(g, h, req.cpu_only))
 
     max_context = max_conc = None
@@ -510,10 +540,20 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         notes.append(f"NVFP4 needs Blackwell GPUs; {req.gpu.name} cannot run it natively")
     if rt in (Runtime.VLLM, Runtime.SGLANG) and st.capacity is not None and st.usable is not None:
         g = max(est.per_gpu, key=lambda d: d.total_bytes)
-        pool = st.usable - (g.total_bytes - g.kv_cache_bytes)
-        per_cell = g.kv_cache_bytes // max(1, est.kv_cells) if est.kv_cells else 0
-        flag = "--gpu-memory-utilization" if rt is Runtime.VLLM else "--mem-fraction-static"
-        line = f"{rt.value} reserves {flag} 0.90 x {_gib(st.capacity)} = {_gib(st.usable)} per GPU"
+        per_cell = g.kv_cache_bytes // est.kv_cells if est.kv_cells else 0
+        if rt is Runtime.VLLM:
+            pool = st.usable - (g.total_bytes - g.kv_cache_bytes)
+            line = (
+                f"vllm reserves --gpu-memory-utilization {st.usable / st.capacity:.2f} x {_gib(st.capacity)} "
+                f"= {_gib(st.usable)} per GPU"
+            )
+        else:
+            reserved = g.activation_bytes + g.overhead_bytes
+            pool = st.capacity - reserved - g.weights_bytes
+            line = (
+                f"sglang's default --mem-fraction-static is {(st.capacity - reserved) / st.capacity:.3f} "
+                f"here ({_gib(reserved)} kept for activations and graphs)"
+            )
         if pool > 0 and per_cell:
             line += f"; its KV pool gets {_gib(pool)}, room for {pool // per_cell} tokens"
         notes.append(line)

@@ -145,13 +145,15 @@ VLLM_BLOCK = 16
 VLLM_MLA_BLOCK = 64
 
 
-def kv_cells(runtime: Runtime, arch: Architecture, context: int, concurrency: int) -> Cells:
+def kv_cells(runtime: Runtime, context: int, concurrency: int, block: int = VLLM_BLOCK) -> Cells:
     """How `runtime` turns a per-request context and a number of parallel requests into KV cells.
 
     - llama.cpp: `-c` is the total across `-np` slots; n_ctx is padded to 256, split per slot and
       each slot padded to 256 again (llama-context.cpp, non-unified KV).
-    - Ollama: allocates num_ctx x OLLAMA_NUM_PARALLEL cells in its llama.cpp runner, padded alike.
-    - vLLM: max_model_len per request, paged in blocks; a full request holds ceil(len / block) blocks.
+    - Ollama: runs llama-server with `-c num_ctx x OLLAMA_NUM_PARALLEL -np OLLAMA_NUM_PARALLEL`
+      (ollama llm/llama_server.go), padded alike.
+    - vLLM: max_model_len per request, paged in `block`-token blocks (`vllm_block_size`); a full
+      request holds ceil(len / block) blocks (vllm/v1/kv_cache_interface.py `max_memory_usage_bytes`).
     - SGLang: a token-granular pool (page size 1 by default): context x concurrency tokens.
     """
     if context <= 0:
@@ -167,9 +169,8 @@ def kv_cells(runtime: Runtime, arch: Architecture, context: int, concurrency: in
             settings = (("num_ctx", str(context)), ("OLLAMA_NUM_PARALLEL", str(concurrency)))
         return Cells(per_seq * concurrency, per_seq, settings)
     if runtime is Runtime.VLLM:
-        block = VLLM_MLA_BLOCK if arch.is_mla else VLLM_BLOCK
         per_seq = _pad(context, block)
-        settings = (("--max-model-len", str(context)), ("--max-num-seqs", str(max(concurrency, 1))))
+        settings = (("--max-model-len", str(context)), ("--max-num-seqs", str(concurrency)))
         return Cells(per_seq * concurrency, per_seq, settings)
     settings = (("--context-length", str(context)), ("--max-running-requests", str(concurrency)))
     return Cells(context * concurrency, context, settings)
@@ -178,33 +179,66 @@ def kv_cells(runtime: Runtime, arch: Architecture, context: int, concurrency: in
 def default_context(runtime: Runtime, arch: Architecture, gpu_total_bytes: int | None) -> int:
     """The context a runtime uses when started without a context flag.
 
-    - vLLM / SGLang: the model's max_position_embeddings (vLLM `ModelConfig.max_model_len`).
+    - vLLM / SGLang: the model's max_position_embeddings (vLLM `ModelConfig.max_model_len`; SGLang
+      `--context-length` None).
     - llama.cpp: `-c 0`, the trained context (common/common.h `n_ctx = 0`); llama-server then shrinks
       it to fit free memory (`--fit`, on by default), which vramplan does not assume.
-    - Ollama (v0.16+): 4096 below 24 GiB of total VRAM, 32768 below 48 GiB, else 262144, capped at
-      the model's maximum (ollama server/routes.go); 4096 when no GPU is known.
+    - Ollama (since v0.15.5): 262144 from 47 GiB of total VRAM, 32768 from 23 GiB, else 4096, capped at
+      the model's maximum (ollama server/routes.go "vram-based default context"); 4096 with no GPU.
     """
     if runtime is not Runtime.OLLAMA:
         return arch.max_position_embeddings
-    if gpu_total_bytes is None or gpu_total_bytes < 24 * GiB:
-        return min(4096, arch.max_position_embeddings)
-    if gpu_total_bytes < 48 * GiB:
-        return min(32768, arch.max_position_embeddings)
-    return min(262144, arch.max_position_embeddings)
+    if gpu_total_bytes is not None and gpu_total_bytes >= 47 * GiB:
+        tier = 262144
+    elif gpu_total_bytes is not None and gpu_total_bytes >= 23 * GiB:
+        tier = 32768
+    else:
+        tier = 4096
+    return min(tier, arch.max_position_embeddings)
 
 
-# ----------------------------------------------------------------------------- memory budget
+# vLLM's default --gpu-memory-utilization (vllm 0.33.0 vllm/config/cache.py: `default=0.92`; 0.9 before).
+VLLM_GPU_MEMORY_UTILIZATION = 0.92
 
 
-def usable_fraction(runtime: Runtime) -> float:
-    """The share of each GPU's total memory the runtime lets itself use.
+@dataclass(frozen=True)
+class Device:
+    """What the runtime rules need to know of a GPU (None fields: not known)."""
 
-    vLLM: `--gpu-memory-utilization`, default 0.9 (vllm/config/cache.py `gpu_memory_utilization`).
-    SGLang: `--mem-fraction-static` covers weights + KV pool; activations and CUDA graphs use the rest;
-    vramplan checks the whole sum against 0.9 of the GPU as for vLLM.
+    memory_bytes: int | None = None
+    compute_capability: tuple[int, int] | None = None
+    is_a100: bool = False
+
+
+def usable_fraction(runtime: Runtime, override: float | None = None) -> float:
+    """The share of each GPU's total memory the plan may fill.
+
+    vLLM: `--gpu-memory-utilization` x total memory, inside which weights, the profile run's
+    activation peak, non-torch memory, the CUDA-graph estimate and the KV pool must all fit
+    (vllm/v1/worker/gpu_worker.py `determine_available_memory`).
+    SGLang: the whole card; its own reservation for activations and graphs is modelled as terms
+    (`sglang_reserved_bytes`), so weights + KV stay within `--mem-fraction-static`.
     llama.cpp / Ollama: no reservation; the whole card, less what the driver keeps (in overhead).
+    `override` is a `--gpu-memory-utilization` the user or a log gives.
     """
-    return 0.9 if runtime in (Runtime.VLLM, Runtime.SGLANG) else 1.0
+    if override is not None:
+        return override
+    return VLLM_GPU_MEMORY_UTILIZATION if runtime is Runtime.VLLM else 1.0
+
+
+def vllm_block_size(arch: Architecture, device: Device, kv_dtype: KVDtype) -> int:
+    """The KV block size vLLM 0.33 settles on (vllm/platforms/cuda.py backend priority, each MLA
+    backend's supported block sizes): 16 for standard attention; for MLA on Hopper FlashAttention-MLA
+    (16) with a bf16 cache and FlashMLA (64) with fp8; FlashInfer-MLA (32) on Blackwell SM100;
+    Triton-MLA (16) elsewhere."""
+    if not arch.is_mla:
+        return VLLM_BLOCK
+    cc = device.compute_capability
+    if cc is not None and cc[0] == 10:
+        return 32
+    if cc == (9, 0) and kv_dtype is KVDtype.FP8:
+        return VLLM_MLA_BLOCK
+    return VLLM_BLOCK
 
 
 @dataclass(frozen=True)
@@ -215,36 +249,85 @@ class BatchShape:
     sequences: int  # sequences sampled at once (vLLM max_num_seqs)
 
 
-def batch_shape(runtime: Runtime, concurrency: int) -> BatchShape:
-    """vLLM V1 online serving profiles with max_num_batched_tokens = 8192 (chunked prefill,
-    vllm/engine/arg_utils.py `_set_default_args`), and samples max_num_seqs sequences (default 256 on
-    large GPUs, never fewer than the plan's concurrency). SGLang's chunked_prefill_size is 8192 on large
-    GPUs (server_args.py). llama.cpp reserves for n_ubatch = 512 tokens (common.h `n_ubatch`)."""
+def batch_shape(runtime: Runtime, device: Device, concurrency: int) -> BatchShape:
+    """The worst-case batch each runtime profiles or reserves for.
+
+    - vLLM `vllm serve` (vllm/engine/arg_utils.py `get_batch_defaults`): 16384 tokens / 1024 sequences
+      on GPUs of 160 GiB and more, 8192 / 1024 from 70 GiB (A100 excepted), else 2048 / 256; H100-class
+      when the GPU is not known.
+    - SGLang: chunked_prefill_size 2048 below 20 GiB, 4096 below 90 GiB... as `_sglang_sizes`.
+    - llama.cpp: n_ubatch = 512 (common/common.h).
+    """
     if runtime.is_ggml:
         return BatchShape(512, concurrency)
-    return BatchShape(8192, max(256, concurrency))
+    if runtime is Runtime.SGLANG:
+        chunk, _ = _sglang_sizes(device.memory_bytes, 1)
+        return BatchShape(chunk, concurrency)
+    mem = device.memory_bytes
+    if mem is not None and mem >= 160 * GiB:
+        tokens, seqs = 16384, 1024
+    elif mem is None or (mem >= 70 * GiB and not device.is_a100):
+        tokens, seqs = 8192, 1024
+    else:
+        tokens, seqs = 2048, 256
+    return BatchShape(tokens, max(seqs, concurrency))
+
+
+# The sampler's float32 logits, probabilities and sort buffers over the vocabulary: three copies per
+# sampled row (vllm/v1/worker/gpu_model_runner.py `_dummy_sampler_run`); calibrated in docs/accuracy.md.
+SAMPLER_COPIES = 3
 
 
 def activation_bytes_torch(arch: Architecture, tp: int, batch: BatchShape, act_bytes: int = 2) -> int:
-    """Peak activation memory of one GPU during vLLM's / SGLang's profile forward pass.
+    """The torch peak of vLLM's profile run on one GPU (modelled).
 
-    Modelled, not measured here: the largest live set is the MLP of one layer for the whole batch
-    (gate+up output 2 x ff/tp, the SwiGLU product ff/tp, input and residual 2 x hidden), in the model
-    dtype, plus the sampler's fp32 logits for `sequences` rows over the vocabulary (computed twice:
-    logits and probabilities). For MoE layers the fused-MoE workspace holds top-k copies of the
-    expert intermediate (vllm/model_executor/layers/fused_moe: intermediate_cache1/2/3).
-    Checked against published vLLM logs in docs/accuracy.md.
+    The forward pass over `tokens` and the sampler run one after the other, so the peak is the larger:
+    - forward: the dense MLP of one layer (gate+up 2 x ff/tp, the SwiGLU product ff/tp, input and
+      residual 2 x hidden) in bf16; for MoE layers the fused-MoE workspaces, two buffers of
+      tokens x top_k x max(2 x moe_ff/tp, hidden) in bf16 (vllm fused_moe `experts/triton_moe.py`);
+    - sampler: `sequences` rows of fp32 logits over the vocabulary, SAMPLER_COPIES times.
     """
     t = batch.tokens
-    ff = arch.intermediate_size // tp
-    mlp = t * (3 * ff + 2 * arch.hidden_size) * act_bytes
-    moe = 0
-    if arch.is_moe:
-        assert arch.moe_intermediate_size and arch.num_experts_per_tok
-        ffe = arch.moe_intermediate_size // tp if tp > 1 else arch.moe_intermediate_size
-        moe = t * arch.num_experts_per_tok * (3 * ffe + arch.hidden_size) * act_bytes
-    sampler = 2 * batch.sequences * arch.vocab_size * 4
-    return max(mlp, moe) + sampler
+    forward = t * (3 * (arch.intermediate_size // tp) + 2 * arch.hidden_size) * act_bytes
+    if arch.moe_intermediate_size is not None and arch.num_experts_per_tok is not None:
+        width = max(2 * arch.moe_intermediate_size // tp, arch.hidden_size)
+        forward = max(forward, 2 * t * arch.num_experts_per_tok * width * act_bytes)
+    rows = min(batch.tokens, batch.sequences)
+    sampler = SAMPLER_COPIES * rows * arch.vocab_size * 4
+    return max(forward, sampler)
+
+
+def _sglang_sizes(gpu_mem: int | None, tp: int) -> tuple[int, int]:
+    """SGLang's chunked_prefill_size and decode CUDA-graph max batch by GPU memory
+    (sglang 0.5.23 srt/arg_groups/memory_hook.py `handle_gpu_memory_settings`)."""
+    mem = gpu_mem if gpu_mem is not None else 80 * GiB
+    if mem < 20 * GiB:
+        return 2048, 8
+    if mem < 35 * GiB:
+        return 4096, 48 if tp < 4 else 160
+    if mem < 60 * GiB:
+        return 4096, 32 if tp < 4 else 160
+    if mem < 160 * GiB:
+        return 8192, 256 if tp < 4 else 512
+    return 16384, 512
+
+
+def sglang_reserved_bytes(arch: Architecture, device: Device, tp: int, pp: int) -> tuple[int, int]:
+    """What SGLang keeps out of `--mem-fraction-static` (its default is (total - reserved) / total),
+    split into (activations, overhead), in bytes.
+
+    reserved MiB = 512 + 1.5 x max(chunked_prefill_size, 2048) + tp x pp / 8 x 1024
+                   + graphs (2 x decode max_bs, + 1536 for the MLA prefill graph, else 8 per prefill size)
+    and at least 10 GiB on GPUs above 60 GiB (sglang 0.5.23 memory_hook.py lines 306-326, 357-395).
+    """
+    chunk, max_bs = _sglang_sizes(device.memory_bytes, tp)
+    activations = int(1.5 * max(chunk, 2048)) * MiB
+    graphs = 2 * max_bs + (1536 if arch.is_mla else 8 * 16)
+    overhead = (512 + tp * pp * 1024 // 8 + graphs) * MiB
+    mem = device.memory_bytes
+    if mem is not None and mem > 60 * GiB:
+        overhead = max(overhead, 10 * GiB - activations)
+    return activations, overhead
 
 
 def compute_buffer_ggml(
@@ -277,19 +360,33 @@ def compute_buffer_ggml(
     return max(logits, attn, ffn)
 
 
-def overhead_bytes(runtime: Runtime, arch: Architecture, n_gpus: int) -> int:
-    """Memory a runtime uses beyond weights, KV cache and activations, per GPU.
+def vllm_non_torch_bytes(tp: int, pp: int) -> int:
+    """vLLM's non-torch memory per GPU (CUDA context, cuBLAS, NCCL and custom all-reduce buffers):
+    0.75 GiB on one GPU, 2.5 GiB once GPUs talk ("non_torch_memory takes 2.53GiB" for R1 on
+    TP 8 x PP 2, vllm-project/vllm issue 13074)."""
+    return (5 * GiB) // 2 if tp * pp > 1 else (3 * GiB) // 4
 
-    - Every CUDA process: the CUDA context with cuBLAS/cuDNN workspaces, about 0.5 GiB on Hopper
-      (vLLM logs it as "non-torch memory" at start).
-    - vLLM / SGLang: CUDA graphs captured for decode batch sizes up to 512: about 0.5 GiB for the
-      distills and 1.5 GiB for the 671B (vLLM "Graph capturing finished ... took X GiB" lines), and
-      NCCL buffers once more than one GPU takes part (about 0.25 GiB).
-    - Ollama adds nothing of its own beyond the llama.cpp runner on the GPU.
+
+def vllm_cudagraph_bytes(arch: Architecture, tp: int) -> int:
+    """The CUDA-graph memory vLLM estimates and subtracts before sizing the KV pool (default since
+    v0.21, `VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`): 0.5 GiB for the 671B at TP 8 ("Graph
+    capturing finished in 35 secs, took 0.51 GiB", R1-0528 on vLLM 0.11.2), and for dense models
+    1.5 GiB / TP, at least 0.25 GiB ("took 1.56 GiB" for a Qwen2-7B on one GPU, vLLM 0.9)."""
+    if arch.is_moe:
+        return GiB // 2
+    return max(GiB // 4, (3 * GiB) // (2 * tp))
+
+
+def overhead_bytes(runtime: Runtime, arch: Architecture, tp: int, pp: int, device: Device) -> int:
+    """Memory beyond weights, KV cache and activations, per GPU (modelled; docs/accuracy.md).
+
+    - vLLM: non-torch memory plus the CUDA-graph estimate (`vllm_non_torch_bytes`,
+      `vllm_cudagraph_bytes`).
+    - SGLang: its reservation less the activation share (`sglang_reserved_bytes`).
+    - llama.cpp / Ollama: the CUDA context, about 0.5 GiB.
     """
-    ctx = GiB // 2
     if runtime.is_ggml:
-        return ctx
-    graphs = int(1.5 * GiB) if arch.is_moe else GiB // 2
-    nccl = GiB // 4 if n_gpus > 1 else 0
-    return ctx + graphs + nccl
+        return GiB // 2
+    if runtime is Runtime.SGLANG:
+        return sglang_reserved_bytes(arch, device, tp, pp)[1]
+    return vllm_non_torch_bytes(tp, pp) + vllm_cudagraph_bytes(arch, tp)

@@ -1,0 +1,203 @@
+"""Estimate against measured: every case the project has, with the error of each part.
+
+Cases: published startup logs of vLLM and SGLang serving R1 and the distills (each cited below).
+
+`python benchmarks/accuracy.py` prints the table and rewrites docs/accuracy.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vramplan.catalog import load_catalog  # noqa: E402
+from vramplan.estimate import Estimate, Request, estimate  # noqa: E402
+from vramplan.hardware import gpu_spec  # noqa: E402
+from vramplan.precision import KVDtype  # noqa: E402
+from vramplan.runtimes import Runtime, vllm_cudagraph_bytes, vllm_non_torch_bytes  # noqa: E402
+
+GiB = 1 << 30
+
+
+@dataclass
+class Case:
+    name: str
+    source: str
+    request: Callable[[], Request]
+    # part -> (measured bytes, how to read the estimate's value of that part)
+    parts: dict[str, tuple[float, Callable[[Estimate], float]]] = field(default_factory=dict)
+    note: str = ""
+
+
+def _req(model: str, quant: str, runtime: Runtime, **kw: object) -> Callable[[], Request]:
+    def make() -> Request:
+        v = load_catalog().get(model)
+        return Request(v, v.quant(quant), runtime, **kw)  # type: ignore[arg-type]
+
+    return make
+
+
+def _vllm_pool_before_graphs(e: Estimate) -> float:
+    """vLLM before v0.21 did not subtract CUDA graphs: pool = usable - weights - activations - non-torch."""
+    g = e.per_gpu[0]
+    assert g.usable_bytes is not None
+    tp, pp = e.topology.tensor_parallel, e.topology.pipeline_parallel
+    return g.usable_bytes - g.weights_bytes - g.activation_bytes - vllm_non_torch_bytes(tp, pp)
+
+
+def _graphs(e: Estimate) -> float:
+    arch = load_catalog().get(e.model).architecture
+    return vllm_cudagraph_bytes(arch, e.topology.tensor_parallel)
+
+
+def _non_torch(e: Estimate) -> float:
+    return vllm_non_torch_bytes(e.topology.tensor_parallel, e.topology.pipeline_parallel)
+
+
+def published_cases() -> list[Case]:
+    return [
+        Case(
+            "R1-0528 FP8, vLLM 0.11.2, TP 8, 8 x H200, util 0.90, 8192 tokens",
+            "vLLM startup log in a memory-estimator project's validation fixtures "
+            "(gpu_model_runner / gpu_worker / kv_cache_utils lines); GPU taken as H200",
+            _req(
+                "deepseek-r1-0528",
+                "fp8",
+                Runtime.VLLM,
+                context=8192,
+                gpu=gpu_spec("h200"),
+                gpus_per_node=8,
+                gpu_memory_utilization=0.90,
+            ),
+            {
+                "weights per GPU": (79.7390 * GiB, lambda e: e.per_gpu[0].weights_bytes),
+                "KV bytes per token": (41.60 * GiB / 635_648, lambda e: e.kv_bytes_per_token),
+                "KV pool per GPU": (41.60 * GiB, _vllm_pool_before_graphs),
+                "CUDA graphs (calibration point)": (0.51 * GiB, _graphs),
+            },
+            "Model loading took 79.7390 GiB; Available KV cache memory: 41.60 GiB; 635,648 tokens",
+        ),
+        Case(
+            "R1 FP8, vLLM 0.7 (V0, Ray), TP 8 x PP 2, 16 x H20 141 GB",
+            "https://github.com/vllm-project/vllm/issues/13074",
+            _req(
+                "deepseek-r1",
+                "fp8",
+                Runtime.VLLM,
+                context=8192,
+                gpu=gpu_spec("h200"),
+                gpus_per_node=8,
+                nodes=2,
+                gpu_memory_utilization=1.0,
+            ),
+            {
+                "weights per GPU (stage 0)": (39.66 * GiB, lambda e: e.per_gpu[0].weights_bytes),
+                "non-torch memory (calibration point)": (2.53 * GiB, _non_torch),
+            },
+            "V0 engine: its MLA weight processing differed from V1's",
+        ),
+        Case(
+            "Qwen2-7B (the 7B distill's shapes) bf16, vLLM 0.9, one A100 slice",
+            "vLLM startup log in a blog post (2025-07-24): Model loading took 14.2488 GiB; "
+            "GPU KV cache size: 63,776 tokens = 3.41 GiB",
+            _req("deepseek-r1-distill-qwen-7b", "bf16", Runtime.VLLM, context=4096),
+            {
+                "weights per GPU": (14.2488 * GiB, lambda e: e.per_gpu[0].weights_bytes),
+                "KV bytes per token": (3.41 * GiB / 63_776, lambda e: e.kv_bytes_per_token),
+            },
+        ),
+        Case(
+            "R1-Distill-Qwen-7B bf16, SGLang (Feb 2025), RTX 3090, mem fraction 0.88",
+            "jerryzsj/my-deepseek-r1 README: avail mem 22.76 -> 8.37 GB after weights; "
+            "K size 2.82 GB, V size 2.82 GB, max_total_num_tokens=105531",
+            _req(
+                "deepseek-r1-distill-qwen-7b",
+                "bf16",
+                Runtime.SGLANG,
+                context=4096,
+                kv_cache_dtype=KVDtype.AUTO,
+            ),
+            {
+                "weights per GPU": ((22.76 - 8.37) * GiB, lambda e: e.per_gpu[0].weights_bytes),
+                "KV bytes per token": (2 * 2.82 * GiB / 105_531, lambda e: e.kv_bytes_per_token),
+            },
+            "SGLang's 'GB' are GiB (memory_pool.py GB = 1024**3); the weight figure includes allocator slack",
+        ),
+    ]
+
+
+@dataclass
+class Row:
+    case: str
+    part: str
+    measured: float
+    estimated: float
+
+    @property
+    def error(self) -> float:
+        return (self.estimated - self.measured) / self.measured
+
+
+def rows(cases: list[Case]) -> list[Row]:
+    out = []
+    for c in cases:
+        e = estimate(c.request())
+        for part, (measured, read) in c.parts.items():
+            out.append(Row(c.name, part, measured, float(read(e))))
+    return out
+
+
+def fmt(b: float) -> str:
+    return f"{b:,.0f} B" if b < 1 << 20 else f"{b / GiB:.2f} GiB"
+
+
+def render(cases: list[Case], table: list[Row]) -> str:
+    lines = [
+        "# Accuracy: estimate against measured",
+        "",
+        "Generated by `python benchmarks/accuracy.py`; do not edit by hand. Error = (estimate - measured) /",
+        "measured. Published logs give MiB / GiB with two decimals, so their last digit is the resolution.",
+        "",
+        "| case | part | measured | estimate | error |",
+        "|---|---|---|---|---|",
+    ]
+    for r in table:
+        lines.append(f"| {r.case} | {r.part} | {fmt(r.measured)} | {fmt(r.estimated)} | {r.error:+.2%} |")
+    lines += [
+        "",
+        "## Summary by part",
+        "",
+        "| part | cases | median error | worst error |",
+        "|---|---|---|---|",
+    ]
+    by_part: dict[str, list[float]] = {}
+    for r in table:
+        key = r.part.split(" (")[0]
+        by_part.setdefault(key, []).append(r.error)
+    for part, errs in sorted(by_part.items()):
+        worst = max(errs, key=abs)
+        lines.append(f"| {part} | {len(errs)} | {statistics.median(errs):+.2%} | {worst:+.2%} |")
+    lines += ["", "## Sources", ""]
+    for c in cases:
+        extra = f" — {c.note}" if c.note else ""
+        lines.append(f"- **{c.name}**: {c.source}{extra}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    cases = published_cases()
+    table = rows(cases)
+    text = render(cases, table)
+    (ROOT / "docs" / "accuracy.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
