@@ -534,10 +534,13 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
     if req.gpu is not None and q.requires == "fp8" and not req.gpu.fp8:
         notes.append(
             f"{req.gpu.name} has no FP8 tensor cores: vLLM runs FP8 weights through its weight-only "
-            "Marlin kernels (slower)"
+            "Marlin kernels (slower; DeepSeek's block-scaled FP8 MoE was long unsupported there)"
         )
     if req.gpu is not None and q.requires == "fp4" and not req.gpu.fp4:
-        notes.append(f"NVFP4 needs Blackwell GPUs; {req.gpu.name} cannot run it natively")
+        notes.append(
+            f"NVFP4 runs natively only on Blackwell; on {req.gpu.name} vLLM falls back to weight-only "
+            "FP4 Marlin kernels (same memory, slower)"
+        )
     if rt in (Runtime.VLLM, Runtime.SGLANG) and st.capacity is not None and st.usable is not None:
         g = max(est.per_gpu, key=lambda d: d.total_bytes)
         per_cell = g.kv_cache_bytes // est.kv_cells if est.kv_cells else 0
