@@ -63,6 +63,6 @@ def prepare(
 
 
 def write(bundle: Bundle, force: bool = False) -> list[Path]:
-    from vramplan.deploy.write import write_files
+    from vramplan.deploy.writer import write_files
 
     return write_files(bundle.out, bundle.files, force)

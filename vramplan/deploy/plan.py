@@ -293,10 +293,11 @@ def make_plan(
     named, if any (it wins over the catalog's first tag)."""
     rt = req.runtime
     if est.fits is False:
+        why = next((n for n in est.notes if n.startswith("does not fit: ")), "does not fit")
         hint = f"; the largest context that fits is {est.max_context}" if est.max_context else ""
         raise PlanError(
-            f"this plan does not fit ({next((n for n in est.notes if n.startswith('does not fit')), '')})"
-            f"{hint}; change --context, --concurrency, --quant or --gpu"
+            f"this plan {why}{hint}; change --context, --concurrency, --quant or --gpu "
+            "(vramplan estimate shows the plan)"
         )
     topo = est.topology
     if rt is Runtime.VLLM and (req.gpu is None or est.cpu_plan):
