@@ -180,7 +180,8 @@ def test_leaderworkerset_is_set_up_for_a_multi_node_vllm() -> None:
     leader = lwt["leaderTemplate"]["spec"]["containers"][0]
     worker = lwt["workerTemplate"]["spec"]["containers"][0]
     assert leader["args"][-8:] == [
-        "--nnodes", "2", "--node-rank", "0", "--master-addr", "$(LWS_LEADER_ADDRESS)", "--master-port", "29501",
+        "--nnodes", "2", "--node-rank", "0", "--master-addr", "$(LWS_LEADER_ADDRESS)",
+        "--master-port", "29501",
     ]  # fmt: skip
     assert worker["args"][-9:] == [
         "--nnodes", "2", "--node-rank", "$(LWS_WORKER_INDEX)", "--master-addr", "$(LWS_LEADER_ADDRESS)",
@@ -192,7 +193,10 @@ def test_leaderworkerset_is_set_up_for_a_multi_node_vllm() -> None:
         assert template["spec"]["enableServiceLinks"] is False
         assert template["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     service = yaml.safe_load((path.parent / "service.yaml").read_text())
-    assert service["spec"]["selector"] == {"leaderworkerset.sigs.k8s.io/name": "deepseek-r1", "role": "leader"}
+    assert service["spec"]["selector"] == {
+        "leaderworkerset.sigs.k8s.io/name": "deepseek-r1",
+        "role": "leader",
+    }
 
 
 @pytest.mark.parametrize("case", ["r1-1.5b-l4", "r1-32b-2xh100", "r1-671b-8xh200"])
@@ -329,7 +333,9 @@ def gpu_count(doc: dict[str, Any]) -> int:
 
 
 @pytest.mark.parametrize(("case", "bundle", "extra"), BUNDLES, ids=[f"{c}-{b}" for c, b, _ in BUNDLES])
-def test_numbers_match_the_estimate(run: Callable[..., Result], case: str, bundle: str, extra: list[str]) -> None:
+def test_numbers_match_the_estimate(
+    run: Callable[..., Result], case: str, bundle: str, extra: list[str]
+) -> None:
     runtime = "ollama" if "ollama" in bundle else "vllm"
     est = estimate_for(run, case, runtime, extra)
     folder = GOLDEN / case / bundle
@@ -339,9 +345,11 @@ def test_numbers_match_the_estimate(run: Callable[..., Result], case: str, bundl
     assert f"{est['context']} tokens per request, {est['concurrency']} request(s) at once" in readme
     topo = est["topology"]
     if runtime == "ollama":
-        modelfile = (folder / "Modelfile").read_text() if bundle == "ollama" else yaml.safe_load(
-            (folder / "configmap.yaml").read_text()
-        )["data"]["Modelfile"]
+        modelfile = (
+            (folder / "Modelfile").read_text()
+            if bundle == "ollama"
+            else yaml.safe_load((folder / "configmap.yaml").read_text())["data"]["Modelfile"]
+        )
         assert f"PARAMETER num_ctx {est['context']}\n" in modelfile
         assert est["runtime_settings"]["num_ctx"] == str(est["context"])
         env = {}
@@ -355,7 +363,10 @@ def test_numbers_match_the_estimate(run: Callable[..., Result], case: str, bundl
             env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["OLLAMA_CONTEXT_LENGTH"] == str(est["context"])
         assert env["OLLAMA_NUM_PARALLEL"] == est["runtime_settings"]["OLLAMA_NUM_PARALLEL"]
-        assert env["OLLAMA_KV_CACHE_TYPE"] == {"fp16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}[est["kv_cache_dtype"]]
+        assert (
+            env["OLLAMA_KV_CACHE_TYPE"]
+            == {"fp16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}[est["kv_cache_dtype"]]
+        )
         return
     util = est["per_gpu"][0]["usable_bytes"] / est["per_gpu"][0]["capacity_bytes"]
     expected: dict[str, str | None] = dict(est["runtime_settings"])
@@ -365,12 +376,19 @@ def test_numbers_match_the_estimate(run: Callable[..., Result], case: str, bundl
     if bundle == "vllm":
         args = serve_args((folder / "serve.sh").read_text())
         compose = yaml.safe_load((folder / "docker-compose.yaml").read_text())
-        counts = {s["deploy"]["resources"]["reservations"]["devices"][0]["count"] for s in compose["services"].values()}
+        counts = {
+            s["deploy"]["resources"]["reservations"]["devices"][0]["count"]
+            for s in compose["services"].values()
+        }
         assert counts == {gpus_per_node}
     else:
         name = "leaderworkerset.yaml" if topo["nodes"] > 1 else "deployment.yaml"
         doc = yaml.safe_load((folder / name).read_text())
-        pod = doc["spec"]["leaderWorkerTemplate"]["leaderTemplate"] if topo["nodes"] > 1 else doc["spec"]["template"]
+        pod = (
+            doc["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+            if topo["nodes"] > 1
+            else doc["spec"]["template"]
+        )
         (c,) = pod["spec"]["containers"]
         assert c["resources"]["limits"]["nvidia.com/gpu"] == gpus_per_node
         tokens = c["args"]

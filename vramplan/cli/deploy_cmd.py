@@ -26,10 +26,10 @@ TARGETS = ["ollama", "vllm", "k8s"]
 @cli.command()
 @click.argument("model")
 @click.option("--target", "-t", type=click.Choice(TARGETS), required=True, help="What to write.")
-@click.option("--quant", "-q", help="Quantization (default: the model's own, or the first the runtime loads).")
 @click.option(
-    "--runtime", "-r", type=click.Choice(RUNTIMES), help="k8s only: vllm (default) or ollama."
+    "--quant", "-q", help="Quantization (default: the model's own, or the first the runtime loads)."
 )
+@click.option("--runtime", "-r", type=click.Choice(RUNTIMES), help="k8s only: vllm (default) or ollama.")
 @gpu_option
 @click.option(
     "--nodes", type=int, default=1, show_default=True, callback=positive("--nodes"), help="Nodes (vLLM)."

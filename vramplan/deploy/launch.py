@@ -65,7 +65,9 @@ def launch_k8s(out: Path, console: Console, *, dry_run_first: bool = False) -> N
         console.print(f"$ kubectl apply --dry-run=client -f {out}")
         rc = run_command([kubectl, "apply", "--dry-run=client", "-f", str(out)])
         if rc != 0:
-            raise LaunchError(f"kubectl apply --dry-run=client -f {out} failed (exit {rc}); nothing was applied")
+            raise LaunchError(
+                f"kubectl apply --dry-run=client -f {out} failed (exit {rc}); nothing was applied"
+            )
     console.print(f"$ kubectl apply -f {out}")
     rc = run_command([kubectl, "apply", "-f", str(out)])
     if rc != 0:
@@ -135,7 +137,9 @@ def launch_ollama(plan: DeployPlan, out: Path, console: Console) -> None:
     try:
         ollama.Client(host=host, timeout=10).list()
     except (ConnectionError, httpx.HTTPError) as exc:
-        raise LaunchError(f"no Ollama server answers at {host} ({type(exc).__name__}); {start_hint}") from None
+        raise LaunchError(
+            f"no Ollama server answers at {host} ({type(exc).__name__}); {start_hint}"
+        ) from None
     except ollama.ResponseError as exc:
         raise LaunchError(f"the server at {host} is not an Ollama server that works: {exc.error}") from None
     console.print(f"Ollama server at {host}: answering")
@@ -146,7 +150,7 @@ def launch_ollama(plan: DeployPlan, out: Path, console: Console) -> None:
     console.print(f"chat with it: ollama run {plan.ollama_model}")
     console.print(
         f"or over HTTP: curl http://{host}/api/chat -d "
-        f"'{{\"model\": \"{plan.ollama_model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hi\"}}]}}'"
+        f'\'{{"model": "{plan.ollama_model}", "messages": [{{"role": "user", "content": "Hi"}}]}}\''
     )
 
 
@@ -158,10 +162,20 @@ def pull(client: Any, tag: str, console: Console) -> None:
         BarColumn,
         DownloadColumn,
         Progress,
+        ProgressColumn,
+        Task,
         TextColumn,
         TimeRemainingColumn,
-        TransferSpeedColumn,
     )
+    from rich.text import Text
+
+    class Speed(ProgressColumn):
+        """Transfer speed in MiB/s (rich's own column counts in decimal MB)."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            shown = "?" if speed is None else f"{speed / (1 << 20):.1f} MiB/s"
+            return Text(shown, style="progress.data.speed")
 
     last = ""
     tasks: dict[str, Any] = {}
@@ -169,7 +183,7 @@ def pull(client: Any, tag: str, console: Console) -> None:
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        Speed(),
         TimeRemainingColumn(),
     )
     try:
@@ -197,7 +211,8 @@ def pull(client: Any, tag: str, console: Console) -> None:
         ) from None
     if last != "success":
         raise LaunchError(
-            f"the pull of {tag} ended before it finished (last status: {last or 'none'}); run again to resume it"
+            f"the pull of {tag} ended before it finished (last status: {last or 'none'}); "
+            "run again to resume it"
         )
 
 
@@ -212,7 +227,9 @@ def create(client: Any, plan: DeployPlan, console: Console) -> None:
     except ollama.ResponseError as exc:
         raise LaunchError(f"Ollama could not create {plan.ollama_model}: {exc.error}") from None
     except (ConnectionError, httpx.HTTPError) as exc:
-        raise LaunchError(f"the Ollama server went away while creating the model ({type(exc).__name__})") from None
+        raise LaunchError(
+            f"the Ollama server went away while creating the model ({type(exc).__name__})"
+        ) from None
     shown = ", ".join(f"{k} {v}" for k, v in params.items())
     console.print(f"created {plan.ollama_model} from {plan.ollama_tag} ({shown})")
 
@@ -233,7 +250,9 @@ def smoke_test(client: Any, plan: DeployPlan, console: Console) -> None:
             "OLLAMA_LOAD_TIMEOUT from ollama.env)"
         ) from None
     except (ConnectionError, httpx.HTTPError) as exc:
-        raise LaunchError(f"the Ollama server went away during the smoke test ({type(exc).__name__})") from None
+        raise LaunchError(
+            f"the Ollama server went away during the smoke test ({type(exc).__name__})"
+        ) from None
     tokens = answer.eval_count or 0
     seconds = (answer.eval_duration or 0) / 1e9
     rate = f", {tokens / seconds:.1f} tokens/s" if seconds > 0 else ""
@@ -250,7 +269,9 @@ def smoke_test(client: Any, plan: DeployPlan, console: Console) -> None:
         if m.size_vram is not None:
             parts.append(f"{_gib(int(m.size_vram))} in VRAM")
         plan_vram = sum(d.total_bytes for d in plan.estimate.per_gpu)
-        console.print(f"loaded: {', '.join(parts)} (the plan: context {plan.context}, {_gib(plan_vram)} on GPUs)")
+        console.print(
+            f"loaded: {', '.join(parts)} (the plan: context {plan.context}, {_gib(plan_vram)} on GPUs)"
+        )
         if m.context_length and m.context_length != plan.context:
             console.print(
                 f"warning: the server runs {plan.ollama_model} with context {m.context_length}, "

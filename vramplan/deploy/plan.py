@@ -58,7 +58,8 @@ _VLLM_KV = {
 _OLLAMA_KV = {KVDtype.FP16: "f16", KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}
 
 # Ollama model names: [host/][namespace/]model[:tag], letters, digits, '.', '_', '-'.
-_OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_OLLAMA_NAME = re.compile(rf"^{_PART}(/{_PART})*(:{_PART})?$")
 
 
 @dataclass(frozen=True)

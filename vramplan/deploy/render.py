@@ -89,9 +89,8 @@ def _environment() -> Any:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(
-        yaml=yaml_quote, compose=compose_quote, kube=kube_quote, sh=sh_quote, oneline=oneline, gib=gib, chomp=chomp
-    )
+    env.filters.update(yaml=yaml_quote, compose=compose_quote, kube=kube_quote, sh=sh_quote)
+    env.filters.update(oneline=oneline, gib=gib, chomp=chomp)
     return env
 
 
