@@ -39,11 +39,12 @@ def print_written(bundle: Bundle, files: list[Path], console: Console) -> None:
         f"{plan.concurrency} request(s) on {where}, {gib(plan.peak.total_bytes)} on the fullest "
         f"{'device' if plan.cpu_only else 'GPU'}",
         markup=False,
+        soft_wrap=True,
     )
-    console.print(f"wrote {len(files)} files to {bundle.out}/:", markup=False)
+    console.print(f"wrote {len(files)} files to {bundle.out}/:", markup=False, soft_wrap=True)
     for p in files:
-        console.print(f"  {p.name}", markup=False)
+        console.print(f"  {p.name}", markup=False, soft_wrap=True)
     key = plan.target.value
     if key == "vllm" and plan.multi_node:
         key = "vllm-multi"
-    console.print(f"start: {_START[key].format(out=bundle.out)}", markup=False)
+    console.print(f"start: {_START[key].format(out=bundle.out)}", markup=False, soft_wrap=True)
