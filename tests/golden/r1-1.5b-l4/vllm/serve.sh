@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# vLLM 0.33.0 server for DeepSeek-R1-Distill-Qwen-1.5B (bf16), written by vramplan.
+# The memory plan: 131072 tokens x 1 request(s) on 1 node(s) x 1 l4,
+# 8.56 GiB on the fullest GPU of 20.24 GiB vLLM may use (0.90 of each GPU).
+# Every flag was checked against vLLM 0.33.0's own argument definitions; see README.md.
+set -euo pipefail
+
+if ! command -v vllm >/dev/null 2>&1; then
+  echo "vllm is not installed: pip install 'vllm==0.33.0' (or use docker-compose.yaml)" >&2
+  exit 1
+fi
+
+SERVE_HOST="${SERVE_HOST:-0.0.0.0}"
+SERVE_PORT="${SERVE_PORT:-8000}"
+
+exec vllm serve deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B \
+  --host "$SERVE_HOST" \
+  --port "$SERVE_PORT" \
+  --served-model-name deepseek-r1-distill-qwen-1.5b \
+  --tensor-parallel-size 1 \
+  --max-model-len 131072 \
+  --max-num-seqs 1 \
+  --max-num-batched-tokens 8192 \
+  --gpu-memory-utilization 0.90 \
+  --kv-cache-dtype auto \
+  --reasoning-parser deepseek_r1

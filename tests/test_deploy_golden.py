@@ -1,0 +1,90 @@
+"""Golden files: every file `vramplan deploy` writes for the reference plans, byte for byte.
+
+The reference plans (issue 4): the 1.5B distill on one small GPU (an L4), the 32B distill on two
+H100s (tensor parallel 2), the 671B FP8 on one node of 8 H200 (and its Ollama Q4_K_M build there at a
+32k context, since Ollama runs GGUF only), and the 671B on 2 nodes of 8 H100 (vLLM and Kubernetes
+only: Ollama plans are for one node).
+
+After a deliberate change to a template or a plan rule, regenerate the files and review the diff:
+
+    VRAMPLAN_UPDATE_GOLDEN=1 pytest tests/test_deploy_golden.py
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("VRAMPLAN_UPDATE_GOLDEN", "") not in ("", "0")
+
+# case -> (model, options shared by the targets)
+PLANS: dict[str, tuple[str, list[str]]] = {
+    "r1-1.5b-l4": ("deepseek-r1-distill-qwen-1.5b", ["--gpu", "l4"]),
+    "r1-32b-2xh100": ("deepseek-r1-distill-qwen-32b", ["--gpu", "h100-80gb:2"]),
+    "r1-671b-8xh200": ("deepseek-r1", ["--gpu", "h200:8"]),
+    "r1-671b-2x8xh100": ("deepseek-r1", ["--gpu", "h100-80gb:8", "--nodes", "2"]),
+}
+# bundle name -> deploy options beyond the plan's
+TARGETS: dict[str, list[str]] = {
+    "ollama": ["--target", "ollama"],
+    "vllm": ["--target", "vllm"],
+    "k8s": ["--target", "k8s"],
+    "k8s-ollama": ["--target", "k8s", "--runtime", "ollama"],
+}
+# (case, bundle, extra options)
+BUNDLES: list[tuple[str, str, list[str]]] = [
+    ("r1-1.5b-l4", "ollama", []),
+    ("r1-1.5b-l4", "vllm", []),
+    ("r1-1.5b-l4", "k8s", []),
+    ("r1-1.5b-l4", "k8s-ollama", []),
+    ("r1-32b-2xh100", "ollama", []),
+    ("r1-32b-2xh100", "vllm", []),
+    ("r1-32b-2xh100", "k8s", []),
+    ("r1-671b-8xh200", "ollama", ["--context", "32768"]),
+    ("r1-671b-8xh200", "vllm", []),
+    ("r1-671b-8xh200", "k8s", []),
+    ("r1-671b-2x8xh100", "vllm", []),
+    ("r1-671b-2x8xh100", "k8s", []),
+]
+
+
+def deploy_args(case: str, bundle: str, extra: list[str], out: Path) -> list[str]:
+    model, opts = PLANS[case]
+    return ["deploy", model, *TARGETS[bundle], *opts, *extra, "--out", str(out)]
+
+
+def render_bundle(run: Callable[..., Result], case: str, bundle: str, extra: list[str], out: Path) -> Path:
+    res = run(*deploy_args(case, bundle, extra, out))
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.mark.parametrize(("case", "bundle", "extra"), BUNDLES, ids=[f"{c}-{b}" for c, b, _ in BUNDLES])
+def test_golden(run: Callable[..., Result], tmp_path: Path, case: str, bundle: str, extra: list[str]) -> None:
+    out = render_bundle(run, case, bundle, extra, tmp_path / "bundle")
+    golden = GOLDEN / case / bundle
+    written = sorted(p.name for p in out.iterdir())
+    if UPDATE:
+        golden.mkdir(parents=True, exist_ok=True)
+        for old in golden.iterdir():
+            old.unlink()
+        for name in written:
+            (golden / name).write_text((out / name).read_text(encoding="utf-8"), encoding="utf-8")
+    expected = sorted(p.name for p in golden.iterdir()) if golden.is_dir() else []
+    assert written == expected, f"{golden}: files differ (regenerate with VRAMPLAN_UPDATE_GOLDEN=1)"
+    for name in written:
+        got = (out / name).read_text(encoding="utf-8")
+        want = (golden / name).read_text(encoding="utf-8")
+        assert got == want, f"{golden / name} differs (regenerate with VRAMPLAN_UPDATE_GOLDEN=1)"
+
+
+def test_every_golden_folder_is_a_case() -> None:
+    """No stale golden bundles: each folder under tests/golden/ belongs to a case above."""
+    known = {f"{c}/{b}" for c, b, _ in BUNDLES}
+    found = {f"{p.parent.name}/{p.name}" for p in GOLDEN.glob("*/*") if p.is_dir()}
+    assert found == known

@@ -1,0 +1,282 @@
+"""`deploy --target ollama --launch` against a stand-in Ollama server.
+
+No real Ollama server can run in CI (no GPU, no model downloads), so these tests start a small HTTP
+server on 127.0.0.1 in a thread that speaks Ollama's documented wire format (ollama docs/api.md):
+`GET /api/tags`, streamed `POST /api/pull` progress as NDJSON (`status`, `digest`, `total`,
+`completed`, and an `{"error": ...}` line on failure), `POST /api/create` with `from` and
+`parameters`, `POST /api/generate` and `GET /api/ps`. The real `ollama` Python client talks to it,
+so what is tested is vramplan's use of the client: the progress bar, the derived model, the smoke test
+and every error path (server down, model missing, pull interrupted, load failure).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+MiB = 1 << 20
+LAYERS = [("sha256:" + "a1" * 32, 1100 * MiB), ("sha256:" + "b2" * 32, 1 * MiB)]
+
+
+class FakeOllama(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.pull_mode = "ok"  # ok | missing | interrupted | truncated
+        self.generate_error: str | None = None
+        self.requests: list[tuple[str, str, Any]] = []
+        self.created: dict[str, Any] = {}
+        self.context_length = 4096
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FakeOllama
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    def _json(self, code: int, doc: Any) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> Any:
+        n = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(n) or b"{}")
+
+    def do_GET(self) -> None:
+        self.server.requests.append(("GET", self.path, None))
+        if self.path == "/api/tags":
+            self._json(200, {"models": []})
+        elif self.path == "/api/ps":
+            models = [
+                {
+                    "name": name,
+                    "model": name,
+                    "size": 2 * 1024 * MiB,
+                    "size_vram": 2 * 1024 * MiB,
+                    "digest": "c3" * 32,
+                    "context_length": self.server.context_length,
+                    "expires_at": "2026-01-01T00:00:00Z",
+                    "details": {"format": "gguf", "family": "qwen2"},
+                }
+                for name in self.server.created
+            ]
+            self._json(200, {"models": models})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        body = self._body()
+        self.server.requests.append(("POST", self.path, body))
+        if self.path == "/api/pull":
+            self._pull(body)
+        elif self.path == "/api/create":
+            if body.get("from") in (None, ""):
+                self._json(400, {"error": "neither 'from' nor 'files' was specified"})
+                return
+            self.server.created[body["model"]] = body
+            self._json(200, {"status": "success"})
+        elif self.path == "/api/generate":
+            if self.server.generate_error:
+                self._json(500, {"error": self.server.generate_error})
+            elif body["model"] not in self.server.created:
+                self._json(404, {"error": f"model '{body['model']}' not found"})
+            else:
+                self._json(
+                    200,
+                    {
+                        "model": body["model"],
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "response": "<think>\n7 times 6 is 42.\n</think>\n\n42",
+                        "done": True,
+                        "done_reason": "stop",
+                        "total_duration": 2_000_000_000,
+                        "load_duration": 1_000_000_000,
+                        "prompt_eval_count": 14,
+                        "eval_count": 20,
+                        "eval_duration": 500_000_000,
+                    },
+                )
+        else:
+            self._json(404, {"error": "not found"})
+
+    def _pull(self, body: dict[str, Any]) -> None:
+        lines: list[dict[str, Any]] = [{"status": "pulling manifest"}]
+        mode = self.server.pull_mode
+        if mode == "missing":
+            lines.append({"error": "pull model manifest: file does not exist"})
+        else:
+            for digest, total in LAYERS:
+                lines.append({"status": f"pulling {digest[7:19]}", "digest": digest, "total": total})
+                for done in (total // 2, total):
+                    lines.append(
+                        {
+                            "status": f"pulling {digest[7:19]}",
+                            "digest": digest,
+                            "total": total,
+                            "completed": done,
+                        }
+                    )
+            lines += [
+                {"status": "verifying sha256 digest"},
+                {"status": "writing manifest"},
+                {"status": "success"},
+            ]
+        payload = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        if mode == "interrupted":
+            # promise the whole body, send a third of it and drop the connection
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload[: len(payload) // 3])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if mode == "truncated":
+            # a well-formed stream that stops before "success"
+            payload = b"".join(json.dumps(line).encode() + b"\n" for line in lines[:4])
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
+    srv = FakeOllama()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OLLAMA_HOST", srv.host)
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def launch(run: Callable[..., Result], tmp_path: Path, *extra: str) -> Result:
+    return run(
+        "deploy",
+        "r1-1.5b",
+        "--target",
+        "ollama",
+        "--gpu",
+        "l4",
+        "--out",
+        str(tmp_path / "b"),
+        "--launch",
+        *extra,
+    )
+
+
+def test_launch_pulls_creates_and_smoke_tests(
+    run: Callable[..., Result], tmp_path: Path, server: FakeOllama
+) -> None:
+    res = launch(run, tmp_path)
+    assert res.exit_code == 0, res.output
+    out = res.output
+    # the progress bar: one line per layer with its bytes; the statuses between them
+    assert "layer a1a1a1a1a1a1" in out and "layer b2b2b2b2b2b2" in out
+    assert "1.1/1.1 GiB" in out and "1.0/1.0 MiB" in out
+    assert "pulling manifest" in out and "verifying sha256 digest" in out and "success" in out
+    assert f"Ollama server at {server.host}: answering" in out
+    name = "deepseek-r1-distill-qwen-1.5b-ctx4096"
+    assert f"created {name} from deepseek-r1:1.5b (num_ctx 4096)" in out
+    assert "smoke test: answered with 20 tokens, 40.0 tokens/s" in out
+    assert "loaded: context 4096, 2.00 GiB in VRAM" in out
+    assert f"chat with it: ollama run {name}" in out
+    # what the client sent: the tag, the derived model with the plan's parameters, a short generation
+    pulls = [b for m, p, b in server.requests if p == "/api/pull"]
+    assert pulls[0]["model"] == "deepseek-r1:1.5b" and pulls[0]["stream"] is True
+    assert server.created[name]["from"] == "deepseek-r1:1.5b"
+    assert server.created[name]["parameters"] == {"num_ctx": 4096}
+    (gen,) = [b for m, p, b in server.requests if p == "/api/generate"]
+    assert gen["model"] == name and gen["options"]["num_predict"] == 48
+
+
+def test_launch_json_keeps_stdout_for_the_document(
+    run: Callable[..., Result], tmp_path: Path, server: FakeOllama
+) -> None:
+    res = launch(run, tmp_path, "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["launched"] is True and doc["target"] == "ollama"
+    assert "layer a1a1a1a1a1a1" in res.stderr
+
+
+def test_launch_warns_when_the_server_runs_another_context(
+    run: Callable[..., Result], tmp_path: Path, server: FakeOllama
+) -> None:
+    server.context_length = 32768
+    res = launch(run, tmp_path)
+    assert res.exit_code == 0
+    assert "warning: the server runs deepseek-r1-distill-qwen-1.5b-ctx4096 with context 32768" in res.output
+
+
+def test_server_down(run: Callable[..., Result], tmp_path: Path) -> None:
+    """conftest points OLLAMA_HOST at a loopback port nothing listens on."""
+    res = launch(run, tmp_path)
+    assert res.exit_code == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("Error: no Ollama server answers at 127.0.0.1:9 (ConnectionError); start it")
+    assert "run.sh" in line and "Traceback" not in res.output
+    assert (tmp_path / "b" / "run.sh").exists()  # the files are written before the launch
+
+
+def test_model_missing(run: Callable[..., Result], tmp_path: Path, server: FakeOllama) -> None:
+    server.pull_mode = "missing"
+    res = launch(run, tmp_path)
+    assert res.exit_code == 1
+    assert res.stderr.splitlines() == [
+        "Error: Ollama could not pull deepseek-r1:1.5b: pull model manifest: file does not exist; "
+        "is the tag right? (https://ollama.com/library/deepseek-r1/tags)"
+    ]
+    assert not server.created
+
+
+def test_pull_interrupted(run: Callable[..., Result], tmp_path: Path, server: FakeOllama) -> None:
+    server.pull_mode = "interrupted"
+    res = launch(run, tmp_path)
+    assert res.exit_code == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("Error: the pull of deepseek-r1:1.5b was interrupted (")
+    assert line.endswith("); run again to resume it")
+    assert not server.created
+
+
+def test_pull_stream_ends_early(run: Callable[..., Result], tmp_path: Path, server: FakeOllama) -> None:
+    server.pull_mode = "truncated"
+    res = launch(run, tmp_path)
+    assert res.exit_code == 1
+    assert res.stderr.splitlines() == [
+        "Error: the pull of deepseek-r1:1.5b ended before it finished (last status: pulling a1a1a1a1a1a1); "
+        "run again to resume it"
+    ]
+
+
+def test_model_fails_to_load(run: Callable[..., Result], tmp_path: Path, server: FakeOllama) -> None:
+    server.generate_error = "timed out waiting for llama runner to start"
+    res = launch(run, tmp_path)
+    assert res.exit_code == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(
+        "Error: deepseek-r1-distill-qwen-1.5b-ctx4096 did not answer: timed out waiting for llama runner"
+    )
+    assert "OLLAMA_LOAD_TIMEOUT" in line

@@ -1,0 +1,137 @@
+"""`vramplan deploy MODEL --target ollama|vllm|k8s [...]`: write (and start) a deployment of a plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vramplan.cli import cli
+from vramplan.cli.common import (
+    KV_DTYPES,
+    RUNTIMES,
+    catalog_from,
+    console,
+    gpu_option,
+    parse_gpu_option,
+    positive,
+    print_json,
+)
+from vramplan.precision import KVDtype
+from vramplan.runtimes import Runtime
+
+TARGETS = ["ollama", "vllm", "k8s"]
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--target", "-t", type=click.Choice(TARGETS), required=True, help="What to write.")
+@click.option(
+    "--quant", "-q", help="Quantization (default: the model's own, or the first the runtime loads)."
+)
+@click.option("--runtime", "-r", type=click.Choice(RUNTIMES), help="k8s only: vllm (default) or ollama.")
+@gpu_option
+@click.option(
+    "--nodes", type=int, default=1, show_default=True, callback=positive("--nodes"), help="Nodes (vLLM)."
+)
+@click.option(
+    "--context",
+    "-c",
+    type=int,
+    callback=positive("--context"),
+    help="Tokens per request (default: what the runtime would use; written down either way).",
+)
+@click.option(
+    "--concurrency",
+    "-n",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=positive("--concurrency"),
+    help="Requests served at once, each at the full context.",
+)
+@click.option(
+    "--kv-cache-dtype", type=click.Choice(KV_DTYPES), default="auto", show_default=True, help="KV-cache type."
+)
+@click.option("--tp", type=int, callback=positive("--tp"), help="Tensor-parallel size (vLLM).")
+@click.option("--pp", type=int, callback=positive("--pp"), help="Pipeline-parallel size.")
+@click.option("--gpu-layers", type=int, help="Ollama: layers on the GPU (partial offload; default: all).")
+@click.option("--served-name", help="The name clients use (default: the model id; Ollama: id-ctxN).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the files (default: ./deploy/<model>-<target>/).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that differ from the new ones.")
+@click.option("--launch", is_flag=True, help="Start it: Ollama client, docker compose / serve.sh, kubectl.")
+@click.option(
+    "--dry-run-first", is_flag=True, help="k8s --launch: kubectl apply --dry-run=client before applying."
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"target", "out", "files", "launched"}.')
+@click.pass_context
+def deploy(
+    ctx: click.Context,
+    model: str,
+    target: str,
+    quant: str | None,
+    runtime: str | None,
+    gpu: str | None,
+    nodes: int,
+    context: int | None,
+    concurrency: int,
+    kv_cache_dtype: str,
+    tp: int | None,
+    pp: int | None,
+    gpu_layers: int | None,
+    served_name: str | None,
+    out: Path | None,
+    force: bool,
+    launch: bool,
+    dry_run_first: bool,
+    as_json: bool,
+) -> None:
+    """Write the files that run MODEL as planned (Ollama, vLLM or Kubernetes), and start them with --launch.
+
+    The plan is the one `vramplan estimate` prints for the same options; every file states it.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from vramplan import deploy as dep
+    from vramplan.hardware import probe
+    from vramplan.report import deploy as report
+    from vramplan.request import Choices
+
+    if dry_run_first and not (launch and target == "k8s"):
+        raise click.UsageError("--dry-run-first goes with --target k8s --launch")
+    choices = Choices(
+        model=model,
+        quant=quant,
+        runtime=Runtime(runtime) if runtime else None,
+        context=context,
+        concurrency=concurrency,
+        kv_cache_dtype=KVDtype(kv_cache_dtype),
+        gpu=parse_gpu_option(gpu),
+        nodes=nodes,
+        tp=tp,
+        pp=pp,
+        gpu_layers=gpu_layers,
+    )
+    machine = None if choices.gpu else probe()
+    bundle = dep.prepare(
+        catalog_from(ctx), choices, machine, dep.Target(target), out=out, served_name=served_name
+    )
+    files = dep.write(bundle, force=force)
+    out_console = Console(file=sys.stderr, highlight=False) if as_json else console()
+    if not as_json:
+        report.print_written(bundle, files, out_console)
+    launched = False
+    if launch:
+        from vramplan.deploy.launch import launch as run_launch
+
+        run_launch(bundle, out_console, dry_run_first=dry_run_first)
+        launched = True
+    if as_json:
+        print_json(report.deploy_json(bundle, files, launched))

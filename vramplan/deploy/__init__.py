@@ -1,0 +1,68 @@
+"""`vramplan deploy`: turn a memory plan into the files that run it, write them, and start them.
+
+    prepare(...)  -> Bundle    the plan (deploy.plan), rendered from templates/<target>/ (deploy.render)
+    write(bundle) -> [Path]    atomic writes into --out, never over a different file without --force
+    launch(bundle, ...)        Ollama through its Python client, vLLM through docker compose or
+                               serve.sh, Kubernetes through kubectl (deploy.launch)
+
+jinja2, ollama and rich are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from vramplan.catalog import Catalog
+from vramplan.deploy.plan import DeployPlan, Target, make_plan, runtime_for
+from vramplan.deploy.render import RenderedFile, render
+from vramplan.hardware import Machine
+from vramplan.request import Choices
+
+__all__ = ["Bundle", "DeployPlan", "Target", "default_out", "prepare", "write"]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    plan: DeployPlan
+    out: Path
+    files: tuple[RenderedFile, ...]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.out / f.name for f in self.files]
+
+
+def default_out(plan: DeployPlan) -> Path:
+    """./deploy/<model>-<target>/ (the model id with anything but letters, digits, '.', '_', '-' as '-')."""
+    model = re.sub(r"[^A-Za-z0-9._-]+", "-", plan.model_id).strip(".-") or "model"
+    return Path("deploy") / f"{model}-{plan.target.value}"
+
+
+def prepare(
+    catalog: Catalog,
+    choices: Choices,
+    machine: Machine | None,
+    target: Target,
+    *,
+    out: Path | None = None,
+    served_name: str | None = None,
+) -> Bundle:
+    """Plan `choices` for `target` (the target fixes the runtime), estimate it and render the bundle."""
+    from vramplan.estimate import estimate
+    from vramplan.request import build_request
+
+    resolved = catalog.resolve(choices.model)
+    runtime = runtime_for(target, choices.runtime)
+    req = build_request(catalog, replace(choices, runtime=runtime), machine)
+    est = estimate(req)
+    tag = choices.model.strip() if resolved.via == "ollama" else None
+    plan = make_plan(req, est, target, served_name=served_name, ollama_tag=tag)
+    return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan)))
+
+
+def write(bundle: Bundle, force: bool = False) -> list[Path]:
+    from vramplan.deploy.writer import write_files
+
+    return write_files(bundle.out, bundle.files, force)

@@ -1,0 +1,163 @@
+"""Render a `DeployPlan` into the files of a bundle, from the jinja2 templates in `templates/<target>/`.
+
+jinja2 runs with `StrictUndefined` (a missing value is an error, not an empty string) and
+`keep_trailing_newline`. No template prints a user or catalog value bare: YAML gets `yaml` (a JSON
+string, which YAML reads as a double-quoted scalar), Compose gets `compose` (the same, with `$`
+doubled so Compose does not interpolate it), shell gets `sh` (`shlex.quote`), and comments and
+Markdown prose get `oneline` (control characters escaped, so a newline cannot start a new line).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from vramplan.deploy.plan import (
+    OLLAMA_IMAGE,
+    OLLAMA_PORT,
+    PROBE_PERIOD_S,
+    VLLM_IMAGE,
+    VLLM_PORT,
+    VLLM_VERSION,
+    DeployPlan,
+    Target,
+)
+from vramplan.errors import RenderError
+from vramplan.runtimes import Runtime
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str  # path relative to the bundle folder
+    text: str
+    executable: bool = False
+
+
+def yaml_quote(value: object) -> str:
+    """A YAML scalar that reads back as exactly `value` (JSON is a subset of YAML's flow style)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json.dumps(str(value), ensure_ascii=True)
+
+
+def compose_quote(value: object) -> str:
+    """A YAML scalar for Compose files, where `$` starts an interpolation unless doubled."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return json.dumps(value)
+    return yaml_quote(str(value).replace("$", "$$"))
+
+
+def kube_quote(value: object) -> str:
+    """A YAML scalar for Kubernetes `command`, `args` and `env` values, where `$(VAR)` is expanded
+    unless written `$$(VAR)`: every `$` is doubled."""
+    return compose_quote(value)
+
+
+def sh_quote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def oneline(value: object) -> str:
+    """Text safe on one line of a comment or of Markdown: control characters become escapes."""
+    text = json.dumps(str(value), ensure_ascii=False)[1:-1].replace('\\"', '"')
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
+def chomp(text: str) -> str:
+    """Drop one trailing newline (a macro's last line; the calling line supplies its own)."""
+    return text[:-1] if text.endswith("\n") else text
+
+
+def gib(n: int | None) -> str:
+    return "-" if n is None else f"{n / GiB:.2f} GiB"
+
+
+def _environment() -> Any:
+    import jinja2
+
+    from vramplan.resources import data_path
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_path("templates"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(yaml=yaml_quote, compose=compose_quote, kube=kube_quote, sh=sh_quote)
+    env.filters.update(oneline=oneline, gib=gib, chomp=chomp)
+    return env
+
+
+def _files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
+    """(template, output name, executable) for this plan."""
+    if plan.target is Target.OLLAMA:
+        return [
+            ("ollama/Modelfile.j2", "Modelfile", False),
+            ("ollama/ollama.env.j2", "ollama.env", False),
+            ("ollama/run.sh.j2", "run.sh", True),
+            ("ollama/README.md.j2", "README.md", False),
+        ]
+    if plan.target is Target.VLLM:
+        return [
+            ("vllm/serve.sh.j2", "serve.sh", True),
+            ("vllm/docker-compose.yaml.j2", "docker-compose.yaml", False),
+            ("vllm/README.md.j2", "README.md", False),
+        ]
+    if plan.runtime is Runtime.OLLAMA:
+        return [
+            ("k8s/ollama-pvc.yaml.j2", "pvc.yaml", False),
+            ("k8s/ollama-configmap.yaml.j2", "configmap.yaml", False),
+            ("k8s/ollama-deployment.yaml.j2", "deployment.yaml", False),
+            ("k8s/ollama-service.yaml.j2", "service.yaml", False),
+            ("k8s/README.md.j2", "README.md", False),
+        ]
+    if plan.multi_node:
+        return [
+            ("k8s/vllm-leaderworkerset.yaml.j2", "leaderworkerset.yaml", False),
+            ("k8s/vllm-service.yaml.j2", "service.yaml", False),
+            ("k8s/README.md.j2", "README.md", False),
+        ]
+    return [
+        ("k8s/vllm-pvc.yaml.j2", "pvc.yaml", False),
+        ("k8s/vllm-deployment.yaml.j2", "deployment.yaml", False),
+        ("k8s/vllm-service.yaml.j2", "service.yaml", False),
+        ("k8s/README.md.j2", "README.md", False),
+    ]
+
+
+def context(plan: DeployPlan) -> dict[str, Any]:
+    return {
+        "plan": plan,
+        "est": plan.estimate,
+        "vllm_version": VLLM_VERSION,
+        "vllm_image": VLLM_IMAGE,
+        "ollama_image": OLLAMA_IMAGE,
+        "vllm_port": VLLM_PORT,
+        "ollama_port": OLLAMA_PORT,
+        "probe_period": PROBE_PERIOD_S,
+        "engine_args": plan.vllm_engine_args,
+    }
+
+
+def render(plan: DeployPlan) -> list[RenderedFile]:
+    """Every file of the bundle for `plan`, in a stable order."""
+    import jinja2
+
+    env = _environment()
+    ctx = context(plan)
+    if plan.runtime is Runtime.OLLAMA:
+        ctx["modelfile"] = env.get_template("ollama/Modelfile.j2").render(ctx)
+    out: list[RenderedFile] = []
+    for template, name, executable in _files(plan):
+        try:
+            text = env.get_template(template).render(ctx)
+        except jinja2.TemplateError as exc:  # a bug in a template, reported as such
+            raise RenderError(f"cannot render {template}: {exc}") from exc
+        out.append(RenderedFile(name, text, executable))
+    return out

@@ -1,0 +1,50 @@
+"""Printing `vramplan deploy` results: the files written, the plan they hold, how to start them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from vramplan.report import gib
+
+if TYPE_CHECKING:
+    from vramplan.deploy import Bundle
+
+
+def deploy_json(bundle: Bundle, files: list[Path], launched: bool) -> dict[str, Any]:
+    """The `deploy --json` document: {"target", "out", "files", "launched"}."""
+    return {
+        "target": bundle.plan.target.value,
+        "out": str(bundle.out),
+        "files": [str(p) for p in files],
+        "launched": launched,
+    }
+
+
+_START = {
+    "ollama": "{out}/run.sh   (or vramplan deploy ... --launch)",
+    "vllm": "cd {out} && docker compose up -d   (or ./serve.sh)",
+    "vllm-multi": "on each node: NODE_RANK=<rank> HEAD_ADDR=<head address> {out}/serve.sh",
+    "k8s": "kubectl apply -f {out}",
+}
+
+
+def print_written(bundle: Bundle, files: list[Path], console: Console) -> None:
+    plan = bundle.plan
+    where = "host RAM" if plan.cpu_only else f"{plan.nodes} node(s) x {plan.gpus_per_node} {plan.gpu_name}"
+    console.print(
+        f"{plan.model_id} {plan.quant} on {plan.runtime.value}: {plan.context} tokens x "
+        f"{plan.concurrency} request(s) on {where}, {gib(plan.peak.total_bytes)} on the fullest "
+        f"{'device' if plan.cpu_only else 'GPU'}",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"wrote {len(files)} files to {bundle.out}/:", markup=False, soft_wrap=True)
+    for p in files:
+        console.print(f"  {p.name}", markup=False, soft_wrap=True)
+    key = plan.target.value
+    if key == "vllm" and plan.multi_node:
+        key = "vllm-multi"
+    console.print(f"start: {_START[key].format(out=bundle.out)}", markup=False, soft_wrap=True)
