@@ -122,6 +122,8 @@ class Estimate:
     max_context: int | None
     max_concurrency: int | None
     settings: tuple[tuple[str, str], ...]
+    batch_tokens: int  # the worst-case batch the activation / compute-buffer term is sized for
+    batch_sequences: int
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -462,6 +464,7 @@ def estimate(req: Request) -> Estimate:
             f"--context {context} exceeds {req.variant.id}'s maximum of {arch.max_position_embeddings} tokens"
         )
     cells = kv_cells(req.runtime, context, req.concurrency, st.block)
+    batch = batch_shape(req.runtime, st.device, req.concurrency)
     gpus, host = _devices_use(st, cells, req.concurrency)
     fits = _fits(gpus, host, req.cpu_only)
 
@@ -495,6 +498,8 @@ def estimate(req: Request) -> Estimate:
         max_context=max_context,
         max_concurrency=max_conc,
         settings=cells.settings,
+        batch_tokens=batch.tokens,
+        batch_sequences=batch.sequences,
     )
     return replace(est, notes=tuple(_notes(req, st, est, context)))
 

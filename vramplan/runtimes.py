@@ -160,6 +160,7 @@ def kv_cells(runtime: Runtime, context: int, concurrency: int, block: int = VLLM
         raise PlanError(f"context must be a positive number of tokens, got {context}")
     if concurrency <= 0:
         raise PlanError(f"concurrency must be at least 1, got {concurrency}")
+    settings: tuple[tuple[str, str], ...]
     if runtime.is_ggml:
         n_ctx = _pad(context * concurrency, LLAMA_CPP_CTX_PAD)
         per_seq = _pad(n_ctx // concurrency, LLAMA_CPP_CTX_PAD)
@@ -170,7 +171,7 @@ def kv_cells(runtime: Runtime, context: int, concurrency: int, block: int = VLLM
         return Cells(per_seq * concurrency, per_seq, settings)
     if runtime is Runtime.VLLM:
         per_seq = _pad(context, block)
-        settings = (("--max-model-len", str(context)), ("--max-num-seqs", str(concurrency)))
+        settings = (("--max-model-len", str(context)),)
         return Cells(per_seq * concurrency, per_seq, settings)
     settings = (("--context-length", str(context)), ("--max-running-requests", str(concurrency)))
     return Cells(context * concurrency, context, settings)

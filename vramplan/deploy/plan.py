@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from vramplan.errors import PlanError, RenderError
 from vramplan.estimate import DeviceUse, Estimate, Request
 from vramplan.precision import KVDtype, WeightFormat
-from vramplan.runtimes import Runtime, batch_shape
+from vramplan.runtimes import Runtime
 
 GiB = 1 << 30
 
@@ -104,6 +104,7 @@ class DeployPlan:
     expert_parallel: bool
     gpu_memory_utilization: str  # the estimate's usable share of each GPU, e.g. "0.90"
     max_num_batched_tokens: int
+    max_num_seqs: int  # the sequences the estimate sizes the sampler for
     quantization: str | None
     trust_remote_code: bool
     runtime_settings: tuple[tuple[str, str], ...]  # the estimate's own context flags, verbatim
@@ -164,7 +165,8 @@ class DeployPlan:
             flags.append(("--data-parallel-size", str(self.data_parallel)))
         if self.expert_parallel:
             flags.append(("--enable-expert-parallel", None))
-        flags += [(flag, value) for flag, value in self.runtime_settings]  # --max-model-len, --max-num-seqs
+        flags += [(flag, value) for flag, value in self.runtime_settings]  # --max-model-len
+        flags.append(("--max-num-seqs", str(self.max_num_seqs)))
         flags.append(("--max-num-batched-tokens", str(self.max_num_batched_tokens)))
         flags.append(("--gpu-memory-utilization", self.gpu_memory_utilization))
         flags.append(("--kv-cache-dtype", self.vllm_kv_cache_dtype))
@@ -380,7 +382,8 @@ def make_plan(
         gpus_per_pod=gpus_per_pod,
         expert_parallel=rt is Runtime.VLLM and arch.is_moe and topo.tensor_parallel > 1,
         gpu_memory_utilization=util,
-        max_num_batched_tokens=batch_shape(rt, est.concurrency).tokens,
+        max_num_batched_tokens=est.batch_tokens,
+        max_num_seqs=est.batch_sequences,
         quantization=vllm_quantization(req) if rt is Runtime.VLLM else None,
         trust_remote_code=rt is Runtime.VLLM and arch.model_type == "deepseek_v3",
         runtime_settings=est.settings,

@@ -45,6 +45,8 @@ def estimate_json(e: Estimate) -> dict[str, Any]:
         "max_context": e.max_context,
         "max_concurrency": e.max_concurrency,
         "runtime_settings": dict(e.settings),
+        "batch_tokens": e.batch_tokens,
+        "batch_sequences": e.batch_sequences,
         "notes": list(e.notes),
     }
 

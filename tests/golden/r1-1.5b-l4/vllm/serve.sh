@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vLLM 0.33.0 server for DeepSeek-R1-Distill-Qwen-1.5B (bf16), written by vramplan.
 # The memory plan: 131072 tokens x 1 request(s) on 1 node(s) x 1 l4,
-# 8.56 GiB on the fullest GPU of 20.24 GiB vLLM may use (0.90 of each GPU).
+# 9.49 GiB on the fullest GPU of 20.69 GiB vLLM may use (0.92 of each GPU).
 # Every flag was checked against vLLM 0.33.0's own argument definitions; see README.md.
 set -euo pipefail
 
@@ -19,8 +19,8 @@ exec vllm serve deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B \
   --served-model-name deepseek-r1-distill-qwen-1.5b \
   --tensor-parallel-size 1 \
   --max-model-len 131072 \
-  --max-num-seqs 1 \
-  --max-num-batched-tokens 8192 \
-  --gpu-memory-utilization 0.90 \
+  --max-num-seqs 256 \
+  --max-num-batched-tokens 2048 \
+  --gpu-memory-utilization 0.92 \
   --kv-cache-dtype auto \
   --reasoning-parser deepseek_r1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vLLM 0.33.0 server for DeepSeek-R1 (fp8), written by vramplan.
 # The memory plan: 163840 tokens x 1 request(s) on 2 node(s) x 8 h100-80gb,
-# 49.62 GiB on the fullest GPU of 71.68 GiB vLLM may use (0.90 of each GPU).
+# 51.02 GiB on the fullest GPU of 73.28 GiB vLLM may use (0.92 of each GPU).
 # Every flag was checked against vLLM 0.33.0's own argument definitions; see README.md.
 set -euo pipefail
 
@@ -29,9 +29,9 @@ exec vllm serve deepseek-ai/DeepSeek-R1 \
   --pipeline-parallel-size 2 \
   --enable-expert-parallel \
   --max-model-len 163840 \
-  --max-num-seqs 1 \
+  --max-num-seqs 1024 \
   --max-num-batched-tokens 8192 \
-  --gpu-memory-utilization 0.90 \
+  --gpu-memory-utilization 0.92 \
   --kv-cache-dtype auto \
   --quantization fp8 \
   --trust-remote-code \
