@@ -13,6 +13,7 @@ import enum
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -203,13 +204,18 @@ def _mla_layer(a: Architecture, i: int, *, mla_gguf: bool, is_mtp: bool = False)
 
 
 def tensors(a: Architecture, *, include_mtp: bool = False, mla_gguf: bool = False) -> list[Tensor]:
-    """Every weight tensor of the model, in file order.
+    """Every weight tensor of the model, in file order (a fresh list of the memoised inventory).
 
     include_mtp: add the multi-token-prediction modules a checkpoint stores after the last layer
     (DeepSeek-V3: one, with its own embedding and head copies; README_WEIGHTS.md of
     deepseek-ai/DeepSeek-V3). Serving engines skip them unless speculative decoding uses them.
     mla_gguf: split MLA's kv_b into llama.cpp's attn_k_b / attn_v_b (same element count).
     """
+    return list(_tensors(a, include_mtp, mla_gguf))
+
+
+@lru_cache(maxsize=64)
+def _tensors(a: Architecture, include_mtp: bool, mla_gguf: bool) -> tuple[Tensor, ...]:
     h, v = a.hidden_size, a.vocab_size
     out = [Tensor("token_embd.weight", (h, v), None, S)]
     for i in range(a.num_hidden_layers):
@@ -232,11 +238,13 @@ def tensors(a: Architecture, *, include_mtp: bool = False, mla_gguf: bool = Fals
                 Tensor(p + "nextn.shared_head_norm.weight", (h,), i, R, True),
                 Tensor(p + "nextn.shared_head_head.weight", (h, v), i, S, True),
             ]
-    return out
+    return tuple(out)
 
 
+@lru_cache(maxsize=64)
 def param_count(a: Architecture, *, include_mtp: bool = False) -> int:
-    """Parameters of the model as loaded for decoding (MTP modules only when asked)."""
+    """Parameters of the model as loaded for decoding (MTP modules only when asked); memoised, since
+    every estimate asks for it."""
     return sum(t.n_elements for t in tensors(a, include_mtp=include_mtp))
 
 

@@ -9,17 +9,16 @@ Everything is integer bytes; docs/estimation.md writes each formula down with it
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from vramplan.arch import Architecture, Tensor, tensors
+from vramplan.arch import Architecture, Split, Tensor, tensors
 from vramplan.catalog import Quant, Variant
 from vramplan.errors import PlanError
 from vramplan.hardware import GPUSpec
 from vramplan.precision import KVDtype
-from vramplan.quantmix import tensor_bytes
+from vramplan.quantmix import Scheme, tensor_bytes
 from vramplan.runtimes import (
     Cells,
     Device,
@@ -66,6 +65,11 @@ class Request:
     gpu_layers: int | None = None  # llama.cpp --n-gpu-layers (None: all, output layer included)
     kv_layout: KVLayout | None = None  # override the layout the runtime would use
     gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
+    # llama.cpp --n-cpu-moe N: the routed experts of blocks 0..N-1 stay in host RAM (common/arg.cpp
+    # pushes one `blk\.i\.ffn_(up|down|gate|gate_up)_(ch|)exps` -> CPU buffer override per block i < N;
+    # the shared experts, attention and norms of those blocks stay on their GPU)
+    cpu_moe_layers: int = 0
+    headroom: float = 0.0  # share of what the runtime may use that the plan keeps free (recommend)
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,11 @@ class DeviceUse:
     activation_bytes: int
     overhead_bytes: int
     capacity_bytes: int | None
-    usable_bytes: int | None  # what the runtime lets itself use of the capacity
+    usable_bytes: int | None  # what the runtime lets itself use of the capacity (less any headroom)
     layers: tuple[int, ...]
+    # weight bytes one decoded token reads here: the routed experts a token uses (top-k of n), one row
+    # of the input embedding, everything else whole (the decode-speed bound of vramplan.speed)
+    weights_read_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -265,16 +272,30 @@ class _Placement:
     layers: dict[int, tuple[int, ...]]
     output_device: int
     total_weights: int
+    read: dict[int, int]  # weight bytes one decoded token reads, per device
 
 
-@lru_cache(maxsize=64)
-def _tensor_sizes(variant: Variant, quant: Quant, mla_gguf: bool) -> tuple[tuple[Tensor, int], ...]:
-    if quant.tensor_table is not None:
-        return quant.tensor_table
-    tl = tensors(variant.architecture, mla_gguf=mla_gguf)
-    sizes = tensor_bytes(variant.architecture, quant.scheme, tl)
-    if quant.weights_from_size and quant.size is not None:
-        sizes = _scaled(sizes, quant.size.bytes)
+def read_bytes(arch: Architecture, t: Tensor, b: int) -> int:
+    """Of `b` bytes of tensor `t`, those one decoded token reads: a routed-expert tensor holds
+    n_routed_experts experts of which num_experts_per_tok are used (config.json); the input
+    embedding is looked up one row of vocab_size; every other weight is read whole."""
+    if t.is_expert and arch.n_routed_experts and arch.num_experts_per_tok:
+        return b * arch.num_experts_per_tok // arch.n_routed_experts
+    if t.name == "token_embd.weight":
+        return b // arch.vocab_size
+    return b
+
+
+@lru_cache(maxsize=256)
+def _modelled_sizes(
+    arch: Architecture, scheme: Scheme, mla_gguf: bool, total: int | None
+) -> tuple[tuple[Tensor, int], ...]:
+    """Per-tensor bytes modelled from the architecture and the scheme (scaled to a published
+    `total` when given); keyed by what they depend on, so variants of one architecture share them."""
+    tl = tensors(arch, mla_gguf=mla_gguf)
+    sizes = tensor_bytes(arch, scheme, tl)
+    if total is not None:
+        sizes = _scaled(sizes, total)
     return tuple(zip(tl, sizes, strict=True))
 
 
@@ -286,52 +307,155 @@ def _scaled(sizes: list[int], total: int) -> list[int]:
     return out
 
 
+@dataclass(frozen=True)
+class _WeightsKey:
+    """What a model's tensors and their bytes depend on: its own tensor table when read from a file,
+    else the architecture, the scheme and the published total (so variants of one architecture share
+    their placements)."""
+
+    arch: Architecture
+    scheme: Scheme
+    mla_gguf: bool
+    total: int | None
+    table: tuple[tuple[Tensor, int], ...] | None = None
+
+
+def _weights_key(variant: Variant, quant: Quant) -> _WeightsKey:
+    total = quant.size.bytes if quant.weights_from_size and quant.size is not None else None
+    return _WeightsKey(variant.architecture, quant.scheme, bool(quant.gguf_mla), total, quant.tensor_table)
+
+
 def _place(req: Request, topo: Topology, shape: KVShape) -> _Placement:
-    arch = req.variant.architecture
+    return _place_cached(
+        _weights_key(req.variant, req.quant),
+        req.runtime.is_ggml,
+        req.cpu_only,
+        topo.tensor_parallel,
+        topo.pipeline_parallel,
+        req.gpu_layers,
+        req.cpu_moe_layers,
+        shape.heads,
+    )
+
+
+@lru_cache(maxsize=256)
+def _rows(key: _WeightsKey) -> tuple[Architecture, tuple[tuple[Tensor, int, int], ...]]:
+    """The architecture, and each tensor with its bytes and the bytes one decoded token reads of it."""
+    arch = key.arch
+    if key.table is not None:
+        sizes = key.table
+    else:
+        sizes = _modelled_sizes(arch, key.scheme, key.mla_gguf, key.total)
+    return arch, tuple((t, b, read_bytes(arch, t, b)) for t, b in sizes)
+
+
+@dataclass(frozen=True)
+class _LayerBytes:
+    """One tensor-parallel rank's bytes (and bytes read per token), summed per block."""
+
+    total: int  # all the model's weights, unsplit
+    embd: tuple[int, int]  # (weights, read) of the input embedding
+    rest: tuple[int, int]  # the other tensors outside the blocks (output norm and head)
+    dense: tuple[tuple[int, int], ...]  # per block: everything but the routed experts
+    experts: tuple[tuple[int, int], ...]  # per block: the routed experts
+
+
+@lru_cache(maxsize=512)
+def _layer_bytes(key: _WeightsKey, tp: int, kv_split: int) -> _LayerBytes:
+    """Per-block sums of each rank's share, ceil(bytes x fraction) per tensor as `Split.fraction`
+    gives it; memoised, so a placement costs one pass over the blocks, not over every tensor."""
+    arch, rows = _rows(key)
+    n = max([arch.num_hidden_layers - 1] + [t.layer for t, _, _ in rows if t.layer is not None]) + 1
+    shares = {}
+    for split in Split:
+        f = split.fraction(tp, kv_split)
+        shares[split] = (f.numerator, f.denominator)
+    dense = [[0, 0] for _ in range(n)]
+    experts = [[0, 0] for _ in range(n)]
+    embd = [0, 0]
+    rest = [0, 0]
+    for t, b, rb in rows:
+        num, den = shares[t.split]
+        if t.name == "token_embd.weight":
+            acc = embd
+        elif t.layer is None:
+            acc = rest
+        elif t.is_expert:
+            acc = experts[t.layer]
+        else:
+            acc = dense[t.layer]
+        acc[0] += -(-b * num // den)
+        acc[1] += -(-rb * num // den)
+    return _LayerBytes(
+        sum(b for _, b, _ in rows),
+        (embd[0], embd[1]),
+        (rest[0], rest[1]),
+        tuple((w, r) for w, r in dense),
+        tuple((w, r) for w, r in experts),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _place_cached(
+    key: _WeightsKey,
+    ggml: bool,
+    cpu_only: bool,
+    tp: int,
+    pp: int,
+    gpu_layers: int | None,
+    cpu_moe_layers: int,
+    kv_heads: int,
+) -> _Placement:
+    """Which bytes and layers sit on which device; it does not depend on the context, so plans that
+    differ only in context, concurrency or GPU model share it (memoised)."""
+    arch = _rows(key)[0]
     n_layers = arch.num_hidden_layers
-    sizes = _tensor_sizes(req.variant, req.quant, bool(req.quant.gguf_mla))
     weights: dict[int, int] = {}
+    read: dict[int, int] = {}
     layers: dict[int, list[int]] = {}
-    total = sum(b for _, b in sizes)
-    if req.runtime.is_ggml:
-        n_gpus = 0 if req.cpu_only else topo.pipeline_parallel
-        ngl = n_layers + 1 if req.gpu_layers is None else req.gpu_layers
+
+    def add(dev: int, wr: tuple[int, int]) -> None:
+        weights[dev] = weights.get(dev, 0) + wr[0]
+        read[dev] = read.get(dev, 0) + wr[1]
+
+    if ggml:
+        lb = _layer_bytes(key, 1, 1)
+        n_gpus = 0 if cpu_only else pp
+        ngl = n_layers + 1 if gpu_layers is None else gpu_layers
         if ngl < 0 or ngl > n_layers + 1:
             raise PlanError(f"--gpu-layers must be between 0 and {n_layers + 1}, got {ngl}")
         devs = ggml_layer_devices(n_layers, n_gpus, ngl)
-        for t, b in sizes:
-            if t.name == "token_embd.weight":
-                dev = HOST  # llama.cpp keeps the input layer on the CPU (llama-model.cpp dev_input)
-            elif t.layer is None:
-                dev = devs[n_layers]  # output_norm and output go with the output layer
-            else:
-                dev = devs[t.layer]
-            weights[dev] = weights.get(dev, 0) + b
+        add(HOST, lb.embd)  # llama.cpp keeps the input layer on the CPU (llama-model.cpp dev_input)
+        for il, (dense, experts) in enumerate(zip(lb.dense, lb.experts, strict=True)):
+            add(devs[il], dense)
+            # --n-cpu-moe: the routed experts of blocks below N in host RAM
+            add(HOST if il < cpu_moe_layers else devs[il], experts)
+        add(devs[n_layers], lb.rest)  # output_norm and output go with the output layer
         for il in range(n_layers):
             layers.setdefault(devs[il], []).append(il)
         for k in range(n_gpus):
             weights.setdefault(k, 0)
-        return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, devs[n_layers], total)
-    tp, pp = topo.tensor_parallel, topo.pipeline_parallel
+            read.setdefault(k, 0)
+        return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, devs[n_layers], lb.total, read)
+    lb = _layer_bytes(key, tp, kv_heads if kv_heads > 1 else arch.num_key_value_heads)
     ranges = pp_layer_ranges(n_layers, pp)
-    stage_of = {il: s for s, r in enumerate(ranges) for il in r}
-    for t, b in sizes:
-        if t.layer is None:
-            stage = 0 if t.name == "token_embd.weight" else pp - 1
-        else:
-            stage = stage_of[t.layer]
-        share = math.ceil(
-            b * t.split.fraction(tp, shape.heads if shape.heads > 1 else arch.num_key_value_heads)
-        )
-        for r in range(tp):
-            dev = stage * tp + r
-            weights[dev] = weights.get(dev, 0) + share
     absorbed = mla_absorbed_bytes(arch, tp)
     for stage, rng in enumerate(ranges):
+        w = r = 0
+        blocks = range(rng.start, len(lb.dense)) if stage == pp - 1 else rng  # stored MTP blocks: last
+        for il in blocks:
+            w += lb.dense[il][0] + lb.experts[il][0]
+            r += lb.dense[il][1] + lb.experts[il][1]
+        if stage == 0:
+            w, r = w + lb.embd[0], r + lb.embd[1]
+        if stage == pp - 1:
+            w, r = w + lb.rest[0], r + lb.rest[1]
         for k in range(tp):
-            layers[stage * tp + k] = list(rng)
-            weights[stage * tp + k] += absorbed * len(rng)
-    return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, pp * tp - 1, total)
+            dev = stage * tp + k
+            layers[dev] = list(rng)
+            weights[dev] = w + absorbed * len(rng)
+            read[dev] = r + absorbed * len(rng)
+    return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, pp * tp - 1, lb.total, read)
 
 
 # --------------------------------------------------------------------------- the dynamic part
@@ -346,8 +470,9 @@ class _Static:
     placement: _Placement
     devices: tuple[int, ...]
     capacity: int | None
-    usable: int | None
+    usable: int | None  # what the plan may fill of each GPU: the runtime's share, less the headroom
     host_capacity: int | None
+    host_usable: int | None  # host RAM less the headroom
     device: Device
     block: int  # vLLM's KV block size for this plan
 
@@ -360,26 +485,42 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
     pp = st.topo.pipeline_parallel
     gpus: list[DeviceUse] = []
     host_kv = host_act = 0
+    # the activation and overhead terms are the same on every GPU of a kind: compute each once
+    acts: dict[tuple[bool, bool], int] = {}
+    over_gpu = overhead_bytes(req.runtime, arch, tp, pp, st.device)
     for dev in (*st.devices, HOST):
         layers = st.placement.layers.get(dev, ())
         kv = cells.total * per_layer * len(layers)
-        if req.runtime is Runtime.SGLANG:
-            act = sglang_reserved_bytes(arch, st.device, tp, pp)[0] if dev != HOST else 0
+        has_output = dev == st.placement.output_device
+        kind = (dev == HOST, has_output)
+        if kind in acts:
+            act = acts[kind]
+        elif req.runtime is Runtime.SGLANG:
+            act = acts[kind] = sglang_reserved_bytes(arch, st.device, tp, pp)[0] if dev != HOST else 0
         elif not req.runtime.is_ggml:
-            act = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
-        elif layers or dev == st.placement.output_device:
-            has_output = dev == st.placement.output_device
-            act = compute_buffer_ggml(
+            act = acts[kind] = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
+        else:
+            act = acts[kind] = compute_buffer_ggml(
                 arch, st.shape, cells.total, batch, req.flash_attn, has_output=has_output
             )
-        else:
+        if req.runtime.is_ggml and not (layers or has_output):
             act = 0
-        over = overhead_bytes(req.runtime, arch, tp, pp, st.device) if dev != HOST else 0
+        over = over_gpu if dev != HOST else 0
         if dev == HOST:
             host_kv, host_act = kv, act
             continue
         gpus.append(
-            DeviceUse(dev, st.placement.weights.get(dev, 0), kv, act, over, st.capacity, st.usable, layers)
+            DeviceUse(
+                dev,
+                st.placement.weights.get(dev, 0),
+                kv,
+                act,
+                over,
+                st.capacity,
+                st.usable,
+                layers,
+                st.placement.read.get(dev, 0),
+            )
         )
     host = DeviceUse(
         HOST,
@@ -388,8 +529,9 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
         host_act,
         0,
         st.host_capacity,
-        st.host_capacity,
+        st.host_usable,
         st.placement.layers.get(HOST, ()),
+        st.placement.read.get(HOST, 0),
     )
     return gpus, host
 
@@ -406,6 +548,8 @@ def _fits(gpus: list[DeviceUse], host: DeviceUse, cpu_only: bool) -> bool | None
 
 def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     """The largest n in [lo, hi] with ok(n), for ok monotone (true then false); lo - 1 if none."""
+    if ok(hi):
+        return hi  # the common case of a small model on a large GPU: one step
     if not ok(lo):
         return lo - 1
     while lo < hi:
@@ -434,25 +578,39 @@ def _prepare(req: Request) -> _Static:
     dtype = resolve_kv_dtype(rt, req.kv_cache_dtype, q.format)
     if rt.is_ggml and dtype in (KVDtype.Q8_0, KVDtype.Q4_0) and not req.flash_attn:
         raise PlanError("llama.cpp needs flash attention for a quantized V cache (q8_0 / q4_0)")
+    if req.cpu_moe_layers:
+        if rt is not Runtime.LLAMA_CPP:
+            raise PlanError(f"--n-cpu-moe is a llama.cpp option; {rt.value} has no such setting")
+        if not arch.is_moe:
+            raise PlanError(f"--n-cpu-moe keeps MoE experts in host RAM; {v.id} has no experts")
+        if not 0 <= req.cpu_moe_layers <= arch.num_hidden_layers:
+            raise PlanError(
+                f"--n-cpu-moe must be between 0 and {arch.num_hidden_layers}, got {req.cpu_moe_layers}"
+            )
+    if not 0 <= req.headroom < 1:
+        raise PlanError(f"the headroom must be at least 0 and below 100 %, got {req.headroom:.0%}")
     topo = resolve_topology(req, shape)
     placement = _place(req, topo, shape)
     n_dev = 0 if req.cpu_only else topo.gpus_used
     cap = req.gpu.memory_bytes if req.gpu else None
     if req.gpu_memory_utilization is not None and not 0 < req.gpu_memory_utilization <= 1:
         raise PlanError(f"--gpu-memory-utilization must be in (0, 1], got {req.gpu_memory_utilization}")
-    fraction = usable_fraction(rt, req.gpu_memory_utilization)
+    fraction = usable_fraction(rt, req.gpu_memory_utilization) * (1 - req.headroom)
     usable = int(cap * fraction) if cap is not None else None
     host_cap = req.host_memory_bytes
+    host_usable = int(host_cap * (1 - req.headroom)) if host_cap is not None else None
     g = req.gpu
     device = Device(g.memory_bytes, g.compute_capability, g.name.startswith("a100")) if g else Device()
     block = vllm_block_size(arch, device, dtype)
     devices = tuple(range(n_dev))
-    return _Static(req, topo, shape, dtype, placement, devices, cap, usable, host_cap, device, block)
+    return _Static(
+        req, topo, shape, dtype, placement, devices, cap, usable, host_cap, host_usable, device, block
+    )
 
 
-def estimate(req: Request) -> Estimate:
+def estimate(req: Request, *, solve_context: bool = True, solve_concurrency: bool = True) -> Estimate:
     """Memory of `req` per GPU and on the host, whether it fits, and the largest context /
-    concurrency that would."""
+    concurrency that would (each a binary search; `solve_...=False` skips it and leaves None)."""
     st = _prepare(req)
     arch = req.variant.architecture
     gpu_total = st.capacity * len(st.devices) if st.capacity is not None else None
@@ -473,8 +631,9 @@ def estimate(req: Request) -> Estimate:
         return bool(_fits(g, h, req.cpu_only))
 
     max_context = max_conc = None
-    if fits is not None:
+    if fits is not None and solve_context:
         max_context = _largest(lambda c: fits_at(c, req.concurrency), 1, arch.max_position_embeddings)
+    if fits is not None and solve_concurrency:
         max_conc = _largest(lambda n: fits_at(context, n), 1, 1 << 16)
     per_token = kv_layer_bytes(st.shape, st.dtype, 1) * arch.num_hidden_layers
     kv_total = sum(g.kv_cache_bytes for g in gpus) + host.kv_cache_bytes
@@ -550,10 +709,11 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         g = max(est.per_gpu, key=lambda d: d.total_bytes)
         per_cell = g.kv_cache_bytes // est.kv_cells if est.kv_cells else 0
         if rt is Runtime.VLLM:
-            pool = st.usable - (g.total_bytes - g.kv_cache_bytes)
+            reserved = int(st.capacity * usable_fraction(rt, req.gpu_memory_utilization))
+            pool = reserved - (g.total_bytes - g.kv_cache_bytes)
             line = (
-                f"vllm reserves --gpu-memory-utilization {st.usable / st.capacity:.2f} x {_gib(st.capacity)} "
-                f"= {_gib(st.usable)} per GPU"
+                f"vllm reserves --gpu-memory-utilization {reserved / st.capacity:.2f} x {_gib(st.capacity)} "
+                f"= {_gib(reserved)} per GPU"
             )
         else:
             reserved = g.activation_bytes + g.overhead_bytes

@@ -52,6 +52,7 @@ class Choices:
     kv_layout: KVLayout | None = None
     flash_attn: bool = True
     gpu_layers: int | None = None
+    cpu_moe_layers: int = 0  # llama.cpp --n-cpu-moe
 
 
 def build_request(catalog: Catalog, choices: Choices, machine: Machine | None) -> Request:
@@ -100,5 +101,6 @@ def build_request(catalog: Catalog, choices: Choices, machine: Machine | None) -
         cpu_only=cpu_only,
         flash_attn=choices.flash_attn,
         gpu_layers=choices.gpu_layers,
+        cpu_moe_layers=choices.cpu_moe_layers,
         kv_layout=choices.kv_layout,
     )

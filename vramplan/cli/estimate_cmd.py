@@ -80,6 +80,13 @@ from vramplan.runtimes import KVLayout, Runtime
     help="llama.cpp / Ollama flash attention.",
 )
 @click.option("--gpu-layers", type=int, help="llama.cpp --n-gpu-layers (default: all layers and the output).")
+@click.option(
+    "--n-cpu-moe",
+    "cpu_moe_layers",
+    type=int,
+    default=0,
+    help="llama.cpp --n-cpu-moe: keep the MoE experts of the first N layers in host RAM.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
 @click.pass_context
 def estimate(
@@ -97,6 +104,7 @@ def estimate(
     kv_layout: str | None,
     flash_attn: bool,
     gpu_layers: int | None,
+    cpu_moe_layers: int,
     as_json: bool,
 ) -> None:
     """Memory of MODEL per GPU: weights, KV cache, activations and overhead, and what fits.
@@ -122,6 +130,7 @@ def estimate(
         kv_layout=KVLayout(kv_layout) if kv_layout else None,
         flash_attn=flash_attn,
         gpu_layers=gpu_layers,
+        cpu_moe_layers=cpu_moe_layers,
     )
     machine = None if choices.gpu else probe()
     result = run_estimate(build_request(catalog_from(ctx), choices, machine))

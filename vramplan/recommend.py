@@ -1,0 +1,876 @@
+"""`vramplan recommend`: what a machine can run, best first, and what it would take to run the rest.
+
+For every variant x quantization x runtime that loads it, the estimator plans the machine's layouts:
+all the GPUs of a node (tensor parallel over them, pipeline parallel over `--nodes`), the fewest GPUs
+that hold the same plan, and for llama.cpp / Ollama a partial offload to host RAM (layers, or the
+71B's routed experts). A plan fits when every GPU's estimated total stays within what the runtime may
+use less a headroom. What fits is ranked by published quality, then by the quantization's loss, then
+by an upper bound of the decode speed (vramplan/speed.py); what does not fit among the better options
+is explained: a shorter context, more GPUs or nodes, a smaller quantization. docs/recommend.md states
+every rule and its basis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from vramplan.catalog import Catalog, Quant, Variant
+from vramplan.errors import PlanError, UnknownModelError
+from vramplan.estimate import Estimate, Request, estimate
+from vramplan.hardware import GPU_SPECS, GPUChoice, GPUSpec, Machine
+from vramplan.precision import WeightFormat
+from vramplan.quantmix import GGUF_FTYPES
+from vramplan.runtimes import Runtime, default_context, usable_fraction
+from vramplan.speed import HOST_BANDWIDTH_GBPS, host_share, tokens_per_second
+
+GiB = 1 << 30
+
+# A candidate planned without --context takes the runtime's default context; when that does not fit
+# it is planned at the largest context that does, down to MIN_CONTEXT: Ollama's smallest default
+# num_ctx (ollama server/routes.go), room for a question and a short reasoning trace. (DeepSeek
+# evaluates R1 with up to 32768 generated tokens: deepseek-ai/DeepSeek-R1 README, "Evaluation".)
+MIN_CONTEXT = 4096
+DEFAULT_HEADROOM = 0.10
+DEFAULT_TOP = 10
+MAX_NODES = 16  # the most nodes a misfit explanation searches
+
+# The published scores that rank variants: every variant in the catalog has both (the R1 README's
+# evaluation tables and the R1-0528 model card); their mean is the variant's quality score.
+QUALITY_METRICS = ("aime_2024", "gpqa_diamond")
+
+# Equal quality and speed: runtimes that `vramplan deploy` can start come first.
+RUNTIME_ORDER = (Runtime.VLLM, Runtime.OLLAMA, Runtime.SGLANG, Runtime.LLAMA_CPP)
+
+# The quality loss of a quantization, as a rank (0: none). Basis (docs/recommend.md): the published
+# checkpoint's own precision (bf16, or DeepSeek's native FP8 for the 671B) loses nothing; 8-bit
+# formats (FP8 of a bf16 model, GGUF Q8_0) next; then 5-6-bit k-quants; then 4-bit formats calibrated
+# on data (AWQ, GPTQ) or with fine-grained FP8 scales (NVFP4, 16-element blocks); then 4-bit
+# k-quants; then 3-, 2- and 1-bit types, fewer bits ranking lower (llama.cpp tools/quantize/README.md
+# lists perplexity rising as bits fall; unsloth's R1 dynamic quants rank 2.51 > 2.22 > 1.73 > 1.58).
+_GGUF_RANK = {
+    "F32": 0,
+    "F16": 0,
+    "BF16": 0,
+    "Q8_0": 1,
+    "Q6_K": 2,
+    "Q5_K": 2,
+    "Q5_0": 2,
+    "Q5_1": 2,
+    "Q4_K": 4,
+    "Q4_0": 4,
+    "Q4_1": 4,
+    "IQ4_XS": 4,
+    "IQ4_NL": 4,
+    "Q3_K": 5,
+    "IQ3_XXS": 5,
+    "IQ3_S": 5,
+    "Q2_K": 6,
+    "IQ2_S": 7,
+    "IQ2_XS": 7,
+    "IQ2_XXS": 7,
+    "IQ1_M": 8,
+    "IQ1_S": 9,
+}
+RANK_LABELS = {
+    0: "full-precision",
+    1: "8-bit",
+    2: "5- or 6-bit",
+    3: "4-bit",
+    4: "4-bit",
+    5: "3-bit",
+    6: "2-bit",
+    7: "2-bit",
+    8: "1.75-bit",
+    9: "1.58-bit",
+}
+
+
+def quality_score(variant: Variant) -> float | None:
+    """The mean of the variant's published QUALITY_METRICS (those it has); None when it has none."""
+    scores = variant.scores
+    have = [scores[m] for m in QUALITY_METRICS if m in scores]
+    return sum(have) / len(have) if have else None
+
+
+def quant_rank(variant: Variant, quant: Quant) -> int:
+    """The quantization's quality-loss rank within its variant (0: none); see _GGUF_RANK."""
+    fmt = quant.format
+    if fmt in (WeightFormat.BF16, WeightFormat.FP16):
+        return 0
+    if fmt is WeightFormat.FP8:
+        native = variant.quant(variant.default_quant).format is WeightFormat.FP8
+        return 0 if native else 1
+    if fmt in (WeightFormat.NVFP4, WeightFormat.AWQ_INT4, WeightFormat.GPTQ_INT4):
+        return 3
+    base = GGUF_FTYPES.get((quant.scheme.gguf_ftype or "").upper(), "")
+    return _GGUF_RANK.get(base, 4)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+@dataclass(frozen=True)
+class Target:
+    """The machine recommended for: named GPUs (--gpu), this machine's GPUs, or its host RAM."""
+
+    gpu: GPUSpec | None  # None: no GPU, plan for host RAM (CPU inference)
+    gpus_per_node: int  # 0 without a GPU
+    nodes: int
+    host_memory_bytes: int | None  # None: unknown (no partial offload planned)
+    host_bandwidth_gbps: float
+    probed: bool  # this machine's probe (else named with --gpu)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def cpu_only(self) -> bool:
+        return self.gpu is None
+
+    @property
+    def named_gpu(self) -> bool:
+        """The GPU is in vramplan's table, so `--gpu NAME:COUNT` reproduces it."""
+        return self.gpu is not None and any(g.name == self.gpu.name for g in GPU_SPECS)
+
+    def describe(self) -> str:
+        if self.gpu is None:
+            ram = f"{self.host_memory_bytes / GiB:.1f} GiB" if self.host_memory_bytes else "unknown"
+            return f"host RAM ({ram}), no GPU"
+        nodes = f"{self.nodes} nodes x " if self.nodes > 1 else ""
+        return f"{nodes}{self.gpus_per_node} x {self.gpu.label} ({self.gpu.name})"
+
+
+def target_for(
+    machine: Machine | None,
+    gpu: GPUChoice | None,
+    *,
+    nodes: int = 1,
+    host_memory_bytes: int | None = None,
+    host_bandwidth_gbps: float | None = None,
+) -> Target:
+    """The machine to plan for: `gpu` (--gpu) when given, else the probed `machine`'s GPUs, else its
+    host RAM. `host_memory_bytes` (--host-memory) replaces the probed RAM."""
+    if nodes <= 0:
+        raise PlanError(f"--nodes must be at least 1, got {nodes}")
+    if host_memory_bytes is not None and host_memory_bytes <= 0:
+        raise PlanError("--host-memory must be a positive size in GiB")
+    bw = HOST_BANDWIDTH_GBPS if host_bandwidth_gbps is None else host_bandwidth_gbps
+    if bw <= 0:
+        raise PlanError(f"--host-bandwidth must be a positive number of GB/s, got {bw:g}")
+    notes: list[str] = []
+    if gpu is not None:
+        host = host_memory_bytes
+        if host is None:
+            notes.append(
+                "host RAM not given: no partial offload to host RAM planned (give --host-memory GIB)"
+            )
+        return Target(gpu.spec, gpu.count, nodes, host, bw, False, tuple(notes))
+    if nodes > 1:
+        raise PlanError("--nodes needs --gpu NAME:COUNT to say what each node holds")
+    if machine is None:
+        raise PlanError("no machine to plan for: give --gpu NAME[:COUNT]")
+    host = host_memory_bytes if host_memory_bytes is not None else machine.host_memory_bytes
+    if machine.gpus:
+        spec = machine.gpu_spec()
+        if len({g.name for g in machine.gpus}) > 1:
+            notes.append(f"GPUs of different kinds found; planning as if all were {spec.name}")
+        if not spec.bandwidth_gbps:
+            notes.append(f"{spec.label}'s memory bandwidth is not in vramplan's table: no speed bound")
+        return Target(spec, len(machine.gpus), 1, host, bw, True, tuple(notes))
+    notes.extend(machine.notes)
+    if host is None:
+        raise PlanError("no GPU found and the host RAM is unknown: give --host-memory GIB or --gpu NAME")
+    notes.append(
+        "no GPU found: planning for host RAM (CPU inference) with llama.cpp and Ollama; "
+        "vLLM and SGLang need a GPU (plan for one with --gpu NAME[:COUNT])"
+    )
+    return Target(None, 0, 1, host, bw, True, tuple(notes))
+
+
+# --------------------------------------------------------------------------- options and results
+
+
+@dataclass(frozen=True)
+class Options:
+    context: int | None = None  # None: each runtime's default (lowered to fit, not below MIN_CONTEXT)
+    concurrency: int = 1
+    headroom: float = DEFAULT_HEADROOM  # share of each GPU's usable memory (and host RAM) kept free
+    runtimes: tuple[Runtime, ...] = ()  # empty: all
+    quants: tuple[str, ...] = ()  # quantization names (any case); empty: all
+    models: tuple[str, ...] = ()  # catalog names (ids, aliases, Ollama tags); empty: all
+    offload: bool = True  # plan llama.cpp / Ollama partial offload to host RAM
+    top: int = DEFAULT_TOP
+
+
+@dataclass(frozen=True)
+class Candidate:
+    request: Request
+    estimate: Estimate
+    fits: bool
+    reason: str  # how it fits, or what would make it fit
+    quality: float | None
+    quant_rank: int
+    tokens_per_second: float | None
+    offload: str | None = None  # None, "layers" (--n-gpu-layers) or "experts" (--n-cpu-moe)
+    notes: tuple[str, ...] = ()
+    deploy_command: tuple[str, ...] | None = None
+    estimate_command: tuple[str, ...] = ()
+
+    @property
+    def variant(self) -> Variant:
+        return self.request.variant
+
+    @property
+    def quant(self) -> Quant:
+        return self.request.quant
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.request.runtime
+
+    @property
+    def cpu_plan(self) -> bool:
+        return self.estimate.cpu_plan
+
+    @property
+    def gpus_used(self) -> int:
+        return 0 if self.cpu_plan else self.estimate.topology.gpus_used
+
+    @property
+    def per_gpu_peak_bytes(self) -> int:
+        """The fullest GPU's total (the host total for a CPU plan)."""
+        if self.cpu_plan:
+            return self.estimate.host.total_bytes
+        return max(d.total_bytes for d in self.estimate.per_gpu)
+
+    @property
+    def host_bytes(self) -> int:
+        return self.estimate.host.total_bytes
+
+    @property
+    def layout(self) -> str:
+        """The parallel layout in words: "TP 8", "TP 8 x PP 2", "2 GPUs, layer split", "host"."""
+        t = self.estimate.topology
+        if self.cpu_plan:
+            return "host RAM"
+        if self.runtime.is_ggml:
+            split = "layer split" if t.pipeline_parallel > 1 else "one GPU"
+            extra = {"layers": " + host layers", "experts": " + host experts"}.get(self.offload or "", "")
+            return f"{split}{extra}"
+        pp = f" x PP {t.pipeline_parallel}" if t.pipeline_parallel > 1 else ""
+        return f"TP {t.tensor_parallel}{pp}"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    target: Target
+    options: Options
+    candidates: tuple[Candidate, ...]  # what fits, best first, at most options.top
+    misfits: tuple[Candidate, ...]  # better options that do not fit, each with what would make it fit
+    fitting: int  # how many candidates fit in all (before --top)
+    planned: int  # variant x quantization x runtime combinations planned
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------- planning one candidate
+
+
+@dataclass(frozen=True)
+class _Combo:
+    variant: Variant
+    quant: Quant
+    runtime: Runtime
+    quality: float | None
+    rank: int
+
+
+def _request(
+    combo: _Combo,
+    target: Target,
+    opts: Options,
+    *,
+    gpus_per_node: int,
+    nodes: int = 1,
+    context: int | None,
+    gpu_layers: int | None = None,
+    cpu_moe_layers: int = 0,
+) -> Request:
+    return Request(
+        variant=combo.variant,
+        quant=combo.quant,
+        runtime=combo.runtime,
+        context=context,
+        concurrency=opts.concurrency,
+        gpu=target.gpu,
+        gpus_per_node=max(1, gpus_per_node),
+        nodes=nodes,
+        host_memory_bytes=target.host_memory_bytes,
+        cpu_only=target.cpu_only,
+        gpu_layers=gpu_layers,
+        cpu_moe_layers=cpu_moe_layers,
+        headroom=opts.headroom,
+    )
+
+
+def _quick(req: Request) -> Estimate:
+    """An estimate without the inverse solvers (for yes / no questions)."""
+    return estimate(req, solve_context=False, solve_concurrency=False)
+
+
+def _gpus_fit(est: Estimate) -> bool:
+    return all(d.fits for d in est.per_gpu)
+
+
+def _host_fits(est: Estimate) -> bool:
+    return est.host.fits is not False or not est.host.total_bytes
+
+
+def _at_context(make: Callable[[int | None], Request], opts: Options) -> Estimate:
+    """The plan at --context; without it at the runtime's default, or, when that does not fit, at the
+    largest context that does (not below MIN_CONTEXT)."""
+    est = estimate(make(opts.context), solve_concurrency=False)
+    if est.fits or opts.context is not None:
+        return est
+    if est.max_context is not None and est.max_context >= MIN_CONTEXT:
+        return estimate(make(est.max_context), solve_concurrency=False)
+    return est
+
+
+def _lowest_count(est: Estimate) -> int:
+    """No plan of this model fits on fewer GPUs than its GPU-resident weights over one GPU's budget."""
+    budget = est.per_gpu[0].usable_bytes if est.per_gpu else None
+    if not budget:
+        return 1
+    return max(1, math.ceil((est.weights_bytes - est.host.weights_bytes) / budget))
+
+
+def _fewer_gpus(
+    combo: _Combo, target: Target, opts: Options, whole: Estimate
+) -> tuple[Request, Estimate] | None:
+    """The plan on the fewest GPUs (one node) that fits at the same context, if fewer than `whole`."""
+    used = whole.topology.gpus_used
+    tried: set[int] = set()
+    sizes = [k for k in range(_lowest_count(whole), target.gpus_per_node + 1) if k < used]
+    sizes += [target.gpus_per_node * n for n in range(1, target.nodes) if target.gpus_per_node * n < used]
+    for k in sorted(set(sizes)):
+        nodes = 1
+        per_node = k
+        if k > target.gpus_per_node:
+            nodes, per_node = k // target.gpus_per_node, target.gpus_per_node
+        req = _request(combo, target, opts, gpus_per_node=per_node, nodes=nodes, context=whole.context)
+        try:
+            est = _quick(req)
+        except PlanError:
+            continue
+        if est.topology.gpus_used in tried:
+            continue
+        tried.add(est.topology.gpus_used)
+        if est.fits and est.topology.gpus_used < used:
+            return req, estimate(req, solve_concurrency=False)
+    return None
+
+
+def _largest_ok(ok: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """The largest n in [lo, hi] with ok(n), ok monotone (true then false); None if none."""
+    if lo > hi or not ok(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _smallest_ok(ok: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """The smallest n in [lo, hi] with ok(n), ok monotone (false then true); None if none."""
+    if lo > hi or not ok(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _offload(combo: _Combo, target: Target, opts: Options) -> tuple[Request, Estimate, str, list[str]] | None:
+    """llama.cpp / Ollama with part of the model in host RAM: the most layers on the GPUs
+    (--n-gpu-layers), or, for an MoE on llama.cpp, every layer on the GPUs and the routed experts of
+    the first N blocks in host RAM (--n-cpu-moe N, the fewest N that fits). The faster of the two."""
+    arch = combo.variant.architecture
+    n = arch.num_hidden_layers
+    ctx = opts.context or MIN_CONTEXT
+    g = target.gpus_per_node
+
+    def make(gpu_layers: int | None = None, cpu_moe: int = 0) -> Request:
+        return _request(
+            combo, target, opts, gpus_per_node=g, context=ctx, gpu_layers=gpu_layers, cpu_moe_layers=cpu_moe
+        )
+
+    probe = _quick(make())
+    budget = (probe.per_gpu[0].usable_bytes or 0) * len(probe.per_gpu) + (probe.host.usable_bytes or 0)
+    if probe.weights_bytes > budget:
+        return None  # not even the GPUs and host RAM together hold the weights
+    found: list[tuple[Request, Estimate, str]] = []
+    # --n-gpu-layers k puts the last k - 1 repeating layers and the output layer on the GPUs
+    layers = _largest_ok(lambda k: _gpus_fit(_quick(make(gpu_layers=k))), 1, n)
+    if layers is not None:
+        req = make(gpu_layers=layers)
+        est = estimate(req, solve_concurrency=False)
+        if est.fits:
+            found.append((req, est, "layers"))
+    if combo.runtime is Runtime.LLAMA_CPP and arch.is_moe:
+        # GPU use falls as N grows: the fewest N that fits
+        cpu_moe = _smallest_ok(lambda k: _gpus_fit(_quick(make(cpu_moe=k))), 1, n)
+        if cpu_moe is not None:
+            req = make(cpu_moe=cpu_moe)
+            est = estimate(req, solve_concurrency=False)
+            if est.fits:
+                found.append((req, est, "experts"))
+    if not found:
+        return None
+    ranked = sorted(
+        (
+            (tokens_per_second(e, _bw(target), target.host_bandwidth_gbps) or 0.0, r, e, k)
+            for r, e, k in found
+        ),
+        key=lambda x: -x[0],
+    )
+    _, req, est, kind = ranked[0]
+    notes = [
+        f"the other offload ({offload_words(r, e, k)}) reaches at most {tps:.1f} tokens/s"
+        for tps, r, e, k in ranked[1:]
+    ]
+    return req, est, kind, notes
+
+
+def _bw(target: Target) -> float | None:
+    return target.gpu.bandwidth_gbps if target.gpu else None
+
+
+def offload_words(req: Request, est: Estimate, kind: str) -> str:
+    """A partial offload in words."""
+    n = req.variant.architecture.num_hidden_layers
+    if kind == "layers":
+        k = req.gpu_layers or 0
+        return f"{k} of {n + 1} layers on the GPU (--gpu-layers {k}), the rest in host RAM"
+    n_cpu = req.cpu_moe_layers
+    return f"routed experts of the first {n_cpu} layers in host RAM (--n-cpu-moe {n_cpu})"
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Combo], list[str]]:
+    """The variant x quantization x runtime combinations to plan, and notes on what was left out."""
+    variants: list[tuple[Variant, Quant | None]] = []
+    if opts.models:
+        seen: set[tuple[str, str | None]] = set()
+        for name in opts.models:
+            r = catalog.resolve(name)
+            key = (r.variant.id, r.quant.name if r.quant else None)
+            if key not in seen:
+                seen.add(key)
+                variants.append((r.variant, r.quant))
+    else:
+        variants = [(v, None) for v in catalog.variants]
+    wanted = {q.lower() for q in opts.quants}
+    if wanted:
+        known = {q.name.lower() for v, _ in variants for q in v.quants}
+        unknown = sorted(wanted - known)
+        if unknown:
+            names = sorted({q.name for v, _ in variants for q in v.quants}, key=str.lower)
+            raise UnknownModelError(
+                f"no quantization named {', '.join(unknown)} among the models planned; "
+                f"known: {', '.join(names)}"
+            )
+    out: list[_Combo] = []
+    notes: list[str] = []
+    skipped: set[str] = set()
+    for v, only in variants:
+        quality = quality_score(v)
+        for q in v.quants:
+            if only is not None and q.name != only.name:
+                continue
+            if wanted and q.name.lower() not in wanted:
+                continue
+            for rt in q.runtimes:
+                if opts.runtimes and rt not in opts.runtimes:
+                    continue
+                if target.cpu_only and not rt.is_ggml:
+                    continue
+                if target.nodes > 1 and rt.is_ggml:
+                    continue
+                gpu = target.gpu
+                if rt is Runtime.SGLANG and gpu is not None and q.requires is not None:
+                    if not getattr(gpu, q.requires):
+                        skipped.add(q.requires.upper())
+                        continue
+                out.append(_Combo(v, q, rt, quality, quant_rank(v, q)))
+    if skipped and target.gpu is not None:
+        notes.append(
+            f"sglang plans of {' and '.join(sorted(skipped))} checkpoints left out: {target.gpu.name} has no "
+            "native support for them (vLLM's weight-only Marlin fallback is planned instead)"
+        )
+    if target.nodes > 1:
+        notes.append(
+            f"llama.cpp and Ollama plans are for one node; {target.nodes} nodes plan vLLM and SGLang"
+        )
+    return out, notes
+
+
+# --------------------------------------------------------------------------- one combination
+
+
+def _fit_reason(est: Estimate, target: Target, opts: Options, default_ctx: int | None) -> str:
+    t = est.topology
+    total = target.gpus_per_node * target.nodes
+    if est.cpu_plan:
+        where = "fits in host RAM (CPU inference)"
+    elif t.nodes > 1:
+        where = f"fits on {t.nodes} nodes x {t.gpus_per_node} GPUs"
+    elif t.gpus_used == total:
+        where = f"fits on all {total} GPUs" if total > 1 else "fits on the GPU"
+    else:
+        where = f"fits on {t.gpus_used} of the {total} GPUs"
+    if opts.context is None and default_ctx is not None and est.context < default_ctx:
+        where += f", at context {est.context} (the runtime's default {default_ctx} does not fit)"
+    return where
+
+
+def _candidate(
+    combo: _Combo,
+    target: Target,
+    req: Request,
+    est: Estimate,
+    *,
+    fits: bool,
+    reason: str,
+    kind: str | None = None,
+    notes: Iterable[str] = (),
+) -> Candidate:
+    extra = list(notes)
+    if fits and (kind is not None or est.cpu_plan):
+        share = host_share(est)
+        extra.append(
+            f"{share:.0%} of the bytes a token reads come from host RAM "
+            f"(assumed {target.host_bandwidth_gbps:g} GB/s; --host-bandwidth)"
+        )
+    c = Candidate(
+        request=req,
+        estimate=est,
+        fits=fits,
+        reason=reason,
+        quality=combo.quality,
+        quant_rank=combo.rank,
+        tokens_per_second=tokens_per_second(est, _bw(target), target.host_bandwidth_gbps),
+        offload=kind,
+        notes=tuple(extra),
+    )
+    return replace(c, deploy_command=deploy_command(c, target), estimate_command=estimate_command(c, target))
+
+
+def _default_context(combo: _Combo, target: Target) -> int:
+    total = target.gpu.memory_bytes * target.gpus_per_node * target.nodes if target.gpu else None
+    return default_context(combo.runtime, combo.variant.architecture, total)
+
+
+def _too_big(combo: _Combo, target: Target, opts: Options) -> bool:
+    """The published size alone exceeds all the memory the plan may use: a misfit without planning."""
+    size = combo.quant.size
+    if size is None or combo.quant.tensor_table is not None:
+        return False
+    if target.gpu is None:
+        room = (target.host_memory_bytes or 0) * (1 - opts.headroom)
+    else:
+        share = usable_fraction(combo.runtime) * (1 - opts.headroom)
+        room = target.gpu.memory_bytes * share * target.gpus_per_node * target.nodes
+        if combo.runtime.is_ggml and opts.offload and target.host_memory_bytes:
+            room += target.host_memory_bytes * (1 - opts.headroom)
+    return size.bytes - size.rounding > room
+
+
+def _whole(combo: _Combo, target: Target, opts: Options) -> tuple[Request, Estimate]:
+    """The plan on all the machine's GPUs (or its host RAM), at the context `_at_context` picks."""
+
+    def make(ctx: int | None) -> Request:
+        return _request(
+            combo, target, opts, gpus_per_node=target.gpus_per_node, nodes=target.nodes, context=ctx
+        )
+
+    est = _at_context(make, opts)
+    return make(est.context), est
+
+
+def _plan(combo: _Combo, target: Target, opts: Options) -> tuple[list[Candidate], bool]:
+    """The fitting candidates of one combination (the whole machine; the fewest GPUs that hold the
+    same plan; or a partial offload); True when it does not fit (explained later, if at all)."""
+    if _too_big(combo, target, opts):
+        return [], True
+    try:
+        req, whole = _whole(combo, target, opts)
+    except PlanError:
+        return [], False  # a plan this runtime cannot make here (e.g. --context beyond the model's)
+    default_ctx = None if opts.context is not None else _default_context(combo, target)
+    if whole.fits:
+        fewer = None if target.cpu_only else _fewer_gpus(combo, target, opts, whole)
+        out: list[Candidate] = []
+        # llama.cpp's layer split reads the layers one GPU after another: more GPUs add room but no
+        # speed, so only the fewest GPUs are proposed; vLLM / SGLang gain bandwidth with every GPU
+        if fewer is None or not combo.runtime.is_ggml:
+            out.append(
+                _candidate(
+                    combo, target, req, whole, fits=True, reason=_fit_reason(whole, target, opts, default_ctx)
+                )
+            )
+        if fewer is not None:
+            freq, fest = fewer
+            out.append(
+                _candidate(
+                    combo, target, freq, fest, fits=True, reason=_fit_reason(fest, target, opts, default_ctx)
+                )
+            )
+        return out, False
+    if combo.runtime.is_ggml and not target.cpu_only and opts.offload and target.host_memory_bytes:
+        off = _offload(combo, target, opts)
+        if off is not None:
+            oreq, oest, kind, notes = off
+            return [
+                _candidate(
+                    combo,
+                    target,
+                    oreq,
+                    oest,
+                    fits=True,
+                    reason=offload_words(oreq, oest, kind),
+                    kind=kind,
+                    notes=notes,
+                )
+            ], False
+    return [], True
+
+
+# --------------------------------------------------------------------------- explaining a misfit
+
+
+def _fits_with(combo: _Combo, target: Target, opts: Options, gpus_per_node: int, nodes: int) -> bool:
+    ctx = opts.context or MIN_CONTEXT
+    try:
+        return bool(
+            _quick(_request(combo, target, opts, gpus_per_node=gpus_per_node, nodes=nodes, context=ctx)).fits
+        )
+    except PlanError:
+        return False
+
+
+def _more_hardware(c: Candidate, combo: _Combo, target: Target, opts: Options) -> str | None:
+    """The least hardware of the same GPU that fits: more GPUs in the node, then more nodes."""
+    gpu = target.gpu
+    if gpu is None:
+        return None
+    g, nodes = target.gpus_per_node, target.nodes
+    per_gpu = c.estimate.per_gpu[0].usable_bytes or 1
+    need = max(1, math.ceil((c.estimate.weights_bytes - c.estimate.host.weights_bytes) / per_gpu))
+    if nodes == 1:
+        for k in range(max(g + 1, min(need, gpu.max_per_node)), gpu.max_per_node + 1):
+            if _fits_with(combo, target, opts, k, 1):
+                return f"fits on {k} x {gpu.name} (--gpu {gpu.name}:{k})"
+    if combo.runtime.is_ggml:
+        return None
+    full = gpu.max_per_node
+    first = max(nodes + 1 if g == full else 2, math.ceil(need / full))
+    for n in range(first, MAX_NODES + 1):
+        if _fits_with(combo, target, opts, full, n):
+            flags = f"--nodes {n}" if g == full else f"--gpu {gpu.name}:{full} --nodes {n}"
+            return f"needs {n} nodes of {gpu.name}:{full} ({flags})"
+    return f"does not fit even on {MAX_NODES} nodes of {gpu.name}:{full}"
+
+
+def _explain(c: Candidate, combo: _Combo, target: Target, opts: Options, fits: list[Candidate]) -> str:
+    """What would make `c` fit: a shorter context, more GPUs or nodes, a smaller quantization."""
+    parts: list[str] = []
+    est = c.estimate
+    peak = max(est.per_gpu or (est.host,), key=lambda d: d.total_bytes - (d.usable_bytes or 0))
+    where = "host RAM" if est.cpu_plan else f"each {target.gpu.name if target.gpu else 'GPU'}"
+    need = (
+        f"needs {peak.total_bytes / GiB:.1f} GiB of {where}, {(peak.usable_bytes or 0) / GiB:.1f} GiB usable"
+    )
+    if opts.context is not None and est.max_context:
+        parts.append(f"fits at context {est.max_context} (--context {est.max_context})")
+    more = _more_hardware(c, combo, target, opts)
+    if more:
+        parts.append(more)
+    smaller = [f for f in fits if f.variant.id == c.variant.id and f.quant_rank > c.quant_rank]
+    if smaller:
+        best = smaller[0]  # `fits` is ranked
+        label = RANK_LABELS.get(best.quant_rank, "smaller")
+        parts.append(
+            f"{_article(label)} {label} quantization ({best.quant.name} on {best.runtime.value} fits here)"
+        )
+    elif est.cpu_plan:
+        parts.append("a GPU, or more host RAM")
+    if not parts:
+        return need
+    return f"{need}; " + ", or ".join(parts)
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def rank_key(c: Candidate) -> tuple[float, int, float, int, int, str, str]:
+    """Best first: published quality, then the quantization's quality loss, then the decode-speed
+    bound, then runtimes `vramplan deploy` starts, then fewer GPUs; names break the last ties."""
+    quality = c.quality if c.quality is not None else -1.0
+    return (
+        -quality,
+        c.quant_rank,
+        -(c.tokens_per_second or 0.0),
+        RUNTIME_ORDER.index(c.runtime),
+        c.gpus_used,
+        c.variant.id,
+        c.quant.name,
+    )
+
+
+def _misfits_to_explain(misses: list[_Combo], shown: list[Candidate], fits: list[Candidate]) -> list[_Combo]:
+    """One misfit per variant worth knowing about: a variant ranked above the last candidate shown
+    (or any variant when nothing fits), its best quantization that does not fit, when that
+    quantization ranks above the variant's best fitting one."""
+    floor = shown[-1].quality if shown else None
+    best_fit: dict[str, int] = {}
+    for f in fits:
+        best_fit.setdefault(f.variant.id, f.quant_rank)
+    out: list[_Combo] = []
+    seen: set[str] = set()
+    for m in sorted(misses, key=_misfit_key):
+        vid = m.variant.id
+        if vid in seen:
+            continue
+        if floor is not None and (m.quality if m.quality is not None else -1.0) < floor:
+            continue
+        if vid in best_fit and m.rank >= best_fit[vid]:
+            continue
+        seen.add(vid)
+        out.append(m)
+    return out
+
+
+def _misfit_key(c: _Combo) -> tuple[float, int, int, int, str]:
+    """Misfits of a variant: the least lossy quantization, the variant's own release format first,
+    then runtimes that span nodes (vLLM, SGLang), then deploy targets."""
+    quality = c.quality if c.quality is not None else -1.0
+    own = 0 if c.quant.name == c.variant.default_quant else 1
+    return (-quality, c.rank, own, RUNTIME_ORDER.index(c.runtime), c.quant.name)
+
+
+def _misfit(combo: _Combo, target: Target, opts: Options, fits: list[Candidate]) -> Candidate:
+    """A combination that does not fit, planned on the whole machine, with what would make it fit."""
+    req, est = _whole(combo, target, opts)
+    c = _candidate(combo, target, req, est, fits=False, reason="")
+    return replace(c, reason=_explain(c, combo, target, opts, fits))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _gpu_flags(c: Candidate, target: Target) -> list[str]:
+    if c.cpu_plan or target.gpu is None:
+        return []
+    t = c.estimate.topology
+    per_node = c.request.gpus_per_node
+    whole = per_node == target.gpus_per_node and t.nodes == target.nodes
+    if target.probed and not target.named_gpu:
+        return []  # the probe of this machine gives the same GPUs (only whole-machine plans then)
+    if target.probed and whole:
+        return []
+    flags = ["--gpu", f"{target.gpu.name}:{per_node}"]
+    if t.nodes > 1:
+        flags += ["--nodes", str(t.nodes)]
+    return flags
+
+
+def deploy_command(c: Candidate, target: Target) -> tuple[str, ...] | None:
+    """The `vramplan deploy` command that starts `c` (None for runtimes without a deploy target:
+    SGLang and llama.cpp, whose `vramplan estimate` command is given instead)."""
+    to = {Runtime.VLLM: "vllm", Runtime.OLLAMA: "ollama"}.get(c.runtime)
+    if to is None:
+        return None
+    if target.probed and not target.named_gpu and c.gpus_used != target.gpus_per_node and not c.cpu_plan:
+        return None  # a subset of GPUs vramplan cannot name
+    args = ["vramplan", "deploy", c.variant.id, "--target", to, "--quant", c.quant.name]
+    args += _gpu_flags(c, target)
+    args += ["--context", str(c.estimate.context)]
+    if c.estimate.concurrency > 1:
+        args += ["--concurrency", str(c.estimate.concurrency)]
+    if c.request.gpu_layers is not None:
+        args += ["--gpu-layers", str(c.request.gpu_layers)]
+    return tuple(args)
+
+
+def estimate_command(c: Candidate, target: Target) -> tuple[str, ...]:
+    """The `vramplan estimate` command that prints `c`'s plan (without the headroom)."""
+    args = ["vramplan", "estimate", c.variant.id, "--quant", c.quant.name, "--runtime", c.runtime.value]
+    args += _gpu_flags(c, target)
+    args += ["--context", str(c.estimate.context)]
+    if c.estimate.concurrency > 1:
+        args += ["--concurrency", str(c.estimate.concurrency)]
+    if c.request.gpu_layers is not None:
+        args += ["--gpu-layers", str(c.request.gpu_layers)]
+    if c.request.cpu_moe_layers:
+        args += ["--n-cpu-moe", str(c.request.cpu_moe_layers)]
+    return tuple(args)
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def check_options(opts: Options, target: Target) -> None:
+    if opts.context is not None and opts.context <= 0:
+        raise PlanError(f"--context must be at least 1, got {opts.context}")
+    if opts.concurrency <= 0:
+        raise PlanError(f"--concurrency must be at least 1, got {opts.concurrency}")
+    if opts.top <= 0:
+        raise PlanError(f"--top must be at least 1, got {opts.top}")
+    if not 0 <= opts.headroom < 0.9:
+        raise PlanError(f"--headroom must be at least 0 and below 90 %, got {opts.headroom * 100:g} %")
+    if opts.runtimes and target.cpu_only and not any(r.is_ggml for r in opts.runtimes):
+        names = " and ".join(r.value for r in opts.runtimes)
+        raise PlanError(f"{names} need a GPU and none was found; plan for one with --gpu NAME[:COUNT]")
+    if opts.runtimes and target.nodes > 1 and all(r.is_ggml for r in opts.runtimes):
+        names = " and ".join(r.value for r in opts.runtimes)
+        raise PlanError(f"{names} run on one node; --nodes needs vllm or sglang")
+
+
+def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation:
+    """Every combination planned for `target`, what fits ranked best first (at most opts.top), and the
+    better options that do not fit, each with what would make it fit."""
+    check_options(opts, target)
+    combos, notes = _combos(catalog, target, opts)
+    fits: list[Candidate] = []
+    misses: list[_Combo] = []
+    for combo in combos:
+        ok, missed = _plan(combo, target, opts)
+        fits += ok
+        if missed:
+            misses.append(combo)
+    fits.sort(key=rank_key)
+    shown = fits[: opts.top]
+    explained = tuple(_misfit(m, target, opts, fits) for m in _misfits_to_explain(misses, shown, fits))
+    if not combos:
+        notes.append("nothing to plan: no quantization of the models asked runs on the runtimes asked here")
+    return Recommendation(
+        target=target,
+        options=opts,
+        candidates=tuple(shown),
+        misfits=explained,
+        fitting=len(fits),
+        planned=len(combos),
+        notes=tuple(notes),
+    )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "8aeiou" else "a"
