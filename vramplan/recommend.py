@@ -34,6 +34,7 @@ GiB = 1 << 30
 MIN_CONTEXT = 4096
 DEFAULT_HEADROOM = 0.10
 DEFAULT_TOP = 10
+DEFAULT_PER_MODEL = 2
 MAX_NODES = 16  # the most nodes a misfit explanation searches
 
 # The published scores that rank variants: every variant in the catalog has both (the R1 README's
@@ -199,7 +200,8 @@ class Options:
     quants: tuple[str, ...] = ()  # quantization names (any case); empty: all
     models: tuple[str, ...] = ()  # catalog names (ids, aliases, Ollama tags); empty: all
     offload: bool = True  # plan llama.cpp / Ollama partial offload to host RAM
-    top: int = DEFAULT_TOP
+    top: int = DEFAULT_TOP  # rows shown (one per variant and quantization class)
+    per_model: int = DEFAULT_PER_MODEL  # rows per variant at most (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,8 @@ class Candidate:
     notes: tuple[str, ...] = ()
     deploy_command: tuple[str, ...] | None = None
     estimate_command: tuple[str, ...] = ()
+    # the other runtimes and layouts that fit the same variant and quantization, best first
+    alternatives: tuple[Candidate, ...] = ()
 
     @property
     def variant(self) -> Variant:
@@ -265,9 +269,10 @@ class Candidate:
 class Recommendation:
     target: Target
     options: Options
-    candidates: tuple[Candidate, ...]  # what fits, best first, at most options.top
+    candidates: tuple[Candidate, ...]  # what fits, best first: one per variant and quantization class
     misfits: tuple[Candidate, ...]  # better options that do not fit, each with what would make it fit
-    fitting: int  # how many candidates fit in all (before --top)
+    fitting: int  # plans that fit in all (every runtime and layout)
+    rows: int  # rows before --top (one per variant and quantization class, --per-model per variant)
     planned: int  # variant x quantization x runtime combinations planned
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -553,7 +558,8 @@ def _candidate(
     notes: Iterable[str] = (),
 ) -> Candidate:
     extra = list(notes)
-    if fits and (kind is not None or est.cpu_plan):
+    extra += [n for n in est.notes if "Marlin" in n]  # FP8 / FP4 run without native support
+    if fits and kind is not None:
         share = host_share(est)
         extra.append(
             f"{share:.0%} of the bytes a token reads come from host RAM "
@@ -834,6 +840,8 @@ def check_options(opts: Options, target: Target) -> None:
         raise PlanError(f"--concurrency must be at least 1, got {opts.concurrency}")
     if opts.top <= 0:
         raise PlanError(f"--top must be at least 1, got {opts.top}")
+    if opts.per_model < 0:
+        raise PlanError(f"--per-model must be 0 (no limit) or more, got {opts.per_model}")
     if not 0 <= opts.headroom < 0.9:
         raise PlanError(f"--headroom must be at least 0 and below 90 %, got {opts.headroom * 100:g} %")
     if opts.runtimes and target.cpu_only and not any(r.is_ggml for r in opts.runtimes):
@@ -857,7 +865,8 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
         if missed:
             misses.append(combo)
     fits.sort(key=rank_key)
-    shown = fits[: opts.top]
+    rows = _rows(fits, opts.per_model)
+    shown = rows[: opts.top]
     explained = tuple(_misfit(m, target, opts, fits) for m in _misfits_to_explain(misses, shown, fits))
     if not combos:
         notes.append("nothing to plan: no quantization of the models asked runs on the runtimes asked here")
@@ -867,10 +876,48 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
         candidates=tuple(shown),
         misfits=explained,
         fitting=len(fits),
+        rows=len(rows),
         planned=len(combos),
         notes=tuple(notes),
     )
 
 
+def _rows(fits: list[Candidate], per_model: int) -> list[Candidate]:
+    """One row per variant and quantization class (quant_rank: bf16 and f16 are one class, AWQ and
+    NVFP4 another), its best plan with the others as alternatives, and at most `per_model` rows per
+    variant (0: no limit). `fits` is ranked."""
+    rows: list[Candidate] = []
+    where: dict[tuple[str, int], int] = {}
+    per_variant: dict[str, int] = {}
+    for c in fits:
+        key = (c.variant.id, c.quant_rank)
+        if key in where:
+            i = where[key]
+            rows[i] = replace(rows[i], alternatives=(*rows[i].alternatives, c))
+            continue
+        if per_model and per_variant.get(c.variant.id, 0) >= per_model:
+            continue
+        per_variant[c.variant.id] = per_variant.get(c.variant.id, 0) + 1
+        where[key] = len(rows)
+        rows.append(c)
+    return rows
+
+
 def _article(word: str) -> str:
     return "an" if word[:1] in "8aeiou" else "a"
+
+
+def headroom_from_percent(percent: float) -> float:
+    """`--headroom 10` -> 0.10 (at least 0, below 90 %)."""
+    if not 0 <= percent < 90:
+        raise PlanError(f"--headroom must be at least 0 and below 90 (percent), got {percent:g}")
+    return percent / 100
+
+
+def bytes_from_gib(gib: float | None, flag: str) -> int | None:
+    """A size given in GiB on the command line, in bytes."""
+    if gib is None:
+        return None
+    if gib <= 0:
+        raise PlanError(f"{flag} must be a positive size in GiB, got {gib:g}")
+    return int(gib * GiB)

@@ -1,0 +1,163 @@
+"""`vramplan recommend [...]`: the DeepSeek-R1 variants a machine runs best, and how to start them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vramplan.cli import cli
+from vramplan.cli.common import (
+    RUNTIMES,
+    catalog_from,
+    console,
+    gpu_option,
+    parse_gpu_option,
+    positive,
+    print_json,
+)
+from vramplan.runtimes import Runtime
+
+
+class OneLineErrors(click.Command):
+    """Bad options answer with one line (`Error: ...`) and exit 2, like the core's errors."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            exc.ctx = None  # no usage banner: the message alone
+            raise
+
+
+@cli.command(cls=OneLineErrors)
+@gpu_option
+@click.option(
+    "--nodes",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=positive("--nodes"),
+    help="Nodes, each with the --gpu count (vLLM / SGLang plans span them).",
+)
+@click.option(
+    "--context",
+    "-c",
+    type=int,
+    callback=positive("--context"),
+    help="Tokens per request (default: each runtime's default, lowered to fit, not below 4096).",
+)
+@click.option(
+    "--concurrency",
+    "-n",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=positive("--concurrency"),
+    help="Requests served at once, each at the full context.",
+)
+@click.option(
+    "--runtime", "-r", "runtimes", multiple=True, type=click.Choice(RUNTIMES), help="Only these runtimes."
+)
+@click.option(
+    "--quant", "-q", "quants", multiple=True, help="Only these quantizations (fp8, awq-int4, q4_K_M, ...)."
+)
+@click.option("--model", "-m", "models", multiple=True, help="Only these models (ids, aliases, Ollama tags).")
+@click.option(
+    "--headroom",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="PERCENT",
+    help="Share of what each runtime may use (and of host RAM) to keep free.",
+)
+@click.option(
+    "--host-memory",
+    type=float,
+    metavar="GIB",
+    help="Host RAM for CPU plans and partial offload (default: this machine's; none with --gpu).",
+)
+@click.option(
+    "--host-bandwidth",
+    type=float,
+    metavar="GB/S",
+    help="Host memory bandwidth for the speed bound (default 76.8: dual-channel DDR5-4800).",
+)
+@click.option(
+    "--offload/--no-offload",
+    default=True,
+    show_default=True,
+    help="Plan llama.cpp / Ollama partial offload to host RAM when a model does not fit the GPUs.",
+)
+@click.option(
+    "--top",
+    "-k",
+    type=int,
+    default=10,
+    show_default=True,
+    callback=positive("--top"),
+    help="Show the best K.",
+)
+@click.option(
+    "--per-model",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Rows per model at most (its best quantizations); 0 for no limit.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
+@click.pass_context
+def recommend(
+    ctx: click.Context,
+    gpu: str | None,
+    nodes: int,
+    context: int | None,
+    concurrency: int,
+    runtimes: tuple[str, ...],
+    quants: tuple[str, ...],
+    models: tuple[str, ...],
+    headroom: float,
+    host_memory: float | None,
+    host_bandwidth: float | None,
+    offload: bool,
+    top: int,
+    per_model: int,
+    as_json: bool,
+) -> None:
+    """The best DeepSeek-R1 variants that fit this machine (or --gpu NAME[:COUNT]), best first.
+
+    Every variant x quantization x runtime x layout is estimated; what fits (with --headroom to
+    spare) is ranked by published quality, then the quantization's loss, then a decode-speed upper
+    bound. Each comes with its memory per GPU, largest context and the command that starts it;
+    better options that do not fit say what would make them fit.
+    """
+    from vramplan import recommend as rec
+    from vramplan.hardware import probe
+    from vramplan.report import recommend as report
+
+    choice = parse_gpu_option(gpu)
+    target = rec.target_for(
+        None if choice else probe(),
+        choice,
+        nodes=nodes,
+        host_memory_bytes=rec.bytes_from_gib(host_memory, "--host-memory"),
+        host_bandwidth_gbps=host_bandwidth,
+    )
+    options = rec.Options(
+        context=context,
+        concurrency=concurrency,
+        headroom=rec.headroom_from_percent(headroom),
+        runtimes=tuple(Runtime(r) for r in runtimes),
+        quants=quants,
+        models=models,
+        offload=offload,
+        top=top,
+        per_model=per_model,
+    )
+    result = rec.recommend(catalog_from(ctx), target, options)
+    if as_json:
+        print_json(report.recommend_json(result))
+    else:
+        report.print_recommendation(result, console())

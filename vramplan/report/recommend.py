@@ -1,0 +1,240 @@
+"""Printing `vramplan recommend` results: the ranked table with per-GPU memory bars, and its JSON."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from vramplan.recommend import MIN_CONTEXT, Candidate, Recommendation, Target
+from vramplan.report import GiB, bar
+
+SPEED_NOTE = (
+    "tok/s: an upper bound on one request's decode speed at its full context, from the bytes a token "
+    "reads (active parameters for the MoE, plus the KV cache) over memory bandwidth; real engines reach "
+    "a fraction of it"
+)
+
+
+def planned_machine_json(t: Target) -> dict[str, Any]:
+    """The machine a recommendation plans for (the "machine" key of `recommend --json`)."""
+    g = t.gpu
+    return {
+        "source": "probe" if t.probed else "--gpu",
+        "cpu_only": t.cpu_only,
+        "gpu": g.name if g else None,
+        "gpu_label": g.label if g else None,
+        "gpus_per_node": t.gpus_per_node,
+        "nodes": t.nodes,
+        "gpu_memory_bytes": g.memory_bytes if g else None,
+        "gpu_bandwidth_gbps": g.bandwidth_gbps if g else None,
+        "host_memory_bytes": t.host_memory_bytes,
+        "host_bandwidth_gbps": t.host_bandwidth_gbps,
+        "notes": list(t.notes),
+    }
+
+
+def candidate_json(c: Candidate, rank: int | None) -> dict[str, Any]:
+    e = c.estimate
+    t = e.topology
+    budget = e.host.usable_bytes if c.cpu_plan else (e.per_gpu[0].usable_bytes if e.per_gpu else None)
+    return {
+        "rank": rank,
+        "model": c.variant.id,
+        "quant": c.quant.name,
+        "runtime": c.runtime.value,
+        "fits": c.fits,
+        "total_bytes": e.total_bytes,
+        "per_gpu_peak_bytes": c.per_gpu_peak_bytes,
+        "budget_bytes": budget,
+        "host_bytes": c.host_bytes,
+        "weights_bytes": e.weights_bytes,
+        "context": e.context,
+        "concurrency": e.concurrency,
+        "max_context": e.max_context,
+        "tokens_per_second": None if c.tokens_per_second is None else round(c.tokens_per_second, 1),
+        "reason": c.reason,
+        "quality": None if c.quality is None else round(c.quality, 2),
+        "quant_rank": c.quant_rank,
+        "gpus_used": c.gpus_used,
+        "gpus_per_node": c.request.gpus_per_node if not c.cpu_plan else 0,
+        "nodes": t.nodes,
+        "tensor_parallel": t.tensor_parallel,
+        "pipeline_parallel": t.pipeline_parallel,
+        "offload": c.offload,
+        "gpu_layers": c.request.gpu_layers,
+        "cpu_moe_layers": c.request.cpu_moe_layers,
+        "deploy_command": shlex.join(c.deploy_command) if c.deploy_command else None,
+        "estimate_command": shlex.join(c.estimate_command),
+        "notes": list(c.notes),
+        "alternatives": [_alternative_json(a) for a in c.alternatives],
+    }
+
+
+def _alternative_json(a: Candidate) -> dict[str, Any]:
+    t = a.estimate.topology
+    return {
+        "runtime": a.runtime.value,
+        "gpus_used": a.gpus_used,
+        "tensor_parallel": t.tensor_parallel,
+        "pipeline_parallel": t.pipeline_parallel,
+        "nodes": t.nodes,
+        "offload": a.offload,
+        "context": a.estimate.context,
+        "per_gpu_peak_bytes": a.per_gpu_peak_bytes,
+        "max_context": a.estimate.max_context,
+        "tokens_per_second": None if a.tokens_per_second is None else round(a.tokens_per_second, 1),
+        "reason": a.reason,
+        "deploy_command": shlex.join(a.deploy_command) if a.deploy_command else None,
+        "estimate_command": shlex.join(a.estimate_command),
+    }
+
+
+def recommend_json(r: Recommendation) -> dict[str, Any]:
+    """`recommend --json`: what fits, best first, then the better options that do not fit."""
+    o = r.options
+    return {
+        "machine": planned_machine_json(r.target),
+        "options": {
+            "context": o.context,
+            "concurrency": o.concurrency,
+            "headroom": o.headroom,
+            "runtimes": [x.value for x in o.runtimes],
+            "quants": list(o.quants),
+            "models": list(o.models),
+            "offload": o.offload,
+            "top": o.top,
+            "per_model": o.per_model,
+        },
+        "candidates": [candidate_json(c, i) for i, c in enumerate(r.candidates, 1)]
+        + [candidate_json(c, None) for c in r.misfits],
+        "fitting": r.fitting,
+        "rows": r.rows,
+        "planned": r.planned,
+        "notes": list(r.notes),
+    }
+
+
+def _gpus(c: Candidate) -> str:
+    t = c.estimate.topology
+    if c.cpu_plan:
+        return "host"
+    if c.offload:
+        return f"{c.gpus_used}+host"
+    if c.runtime.is_ggml:
+        return str(c.gpus_used)
+    if t.pipeline_parallel > 1:
+        return f"{c.gpus_used} TP{t.tensor_parallel}xPP{t.pipeline_parallel}"
+    return f"{c.gpus_used} TP{t.tensor_parallel}"
+
+
+def _speed(c: Candidate) -> str:
+    s = c.tokens_per_second
+    if s is None:
+        return "?"
+    return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
+
+
+def _context_words(r: Recommendation) -> str:
+    o = r.options
+    ctx = (
+        f"context {o.context}"
+        if o.context is not None
+        else f"context: each runtime's default, lowered to fit (not below {MIN_CONTEXT})"
+    )
+    return f"{ctx}  ·  {o.concurrency} request(s) at once  ·  headroom {o.headroom:.0%}"
+
+
+def _where(c: Candidate) -> str:
+    """The GPUs a plan uses in words: "8 GPUs (TP8)", "1 GPU", "2 GPUs + host RAM", "host RAM"."""
+    if c.cpu_plan:
+        return "host RAM"
+    n = f"{c.gpus_used} GPU{'s' if c.gpus_used > 1 else ''}"
+    if c.offload:
+        return f"{n} + host RAM"
+    if c.runtime.is_ggml:
+        return n
+    return f"{n} ({_gpus(c).split(' ', 1)[1]})"
+
+
+def _alternative_words(a: Candidate) -> str:
+    peak = a.per_gpu_peak_bytes / GiB
+    return f"{a.quant.name} on {a.runtime.value}: {_where(a)}, {peak:.1f} GiB, ≤{_speed(a)} tok/s"
+
+
+SHOWN_ALTERNATIVES = 3
+
+
+def _command(c: Candidate) -> str:
+    if c.deploy_command:
+        return f"$ {shlex.join(c.deploy_command)}"
+    return f"$ {shlex.join(c.estimate_command)}   (no vramplan deploy target for {c.runtime.value} yet)"
+
+
+def print_recommendation(r: Recommendation, console: Console) -> None:
+    t = r.target
+    console.print(Text.assemble(("Recommendations for ", "bold"), (t.describe(), "bold")))
+    console.print(_context_words(r))
+    if not r.candidates:
+        console.print("Nothing fits.")
+    else:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for col, just in (
+            ("#", "right"),
+            ("model", "left"),
+            ("quant", "left"),
+            ("runtime", "left"),
+            ("GPUs", "left"),
+            ("GiB", "right"),
+            ("memory", "left"),
+            ("max ctx", "right"),
+            ("tok/s≤", "right"),
+        ):
+            fold = col == "model"
+            table.add_column(col, justify=just, no_wrap=not fold, overflow="fold" if fold else "ellipsis")  # type: ignore[arg-type]
+        for i, c in enumerate(r.candidates, 1):
+            peak = c.per_gpu_peak_bytes
+            budget = c.estimate.host.usable_bytes if c.cpu_plan else c.estimate.per_gpu[0].usable_bytes
+            table.add_row(
+                str(i),
+                c.variant.id,
+                c.quant.name,
+                c.runtime.value,
+                _gpus(c),
+                f"{peak / GiB:.1f}",
+                bar(peak, budget, width=8),
+                str(c.estimate.max_context or "-"),
+                _speed(c),
+            )
+        console.print(table)
+        where = "host RAM" if t.cpu_only else "the fullest GPU"
+        console.print(
+            f"GiB: {where}; memory: its share of the budget (usable memory less the headroom); "
+            "max ctx: the largest context that fits"
+        )
+        for i, c in enumerate(r.candidates, 1):
+            console.print(f"{i:>2}. {c.reason}")
+            console.print(f"    {_command(c)}", soft_wrap=True)
+            if c.alternatives:
+                alts = "; ".join(_alternative_words(a) for a in c.alternatives[:SHOWN_ALTERNATIVES])
+                rest = len(c.alternatives) - SHOWN_ALTERNATIVES
+                more = f"; {rest} more in --json" if rest > 0 else ""
+                console.print(f"    also fits: {alts}{more}")
+            for n in c.notes:
+                console.print(f"    note: {n}")
+        more = r.rows - len(r.candidates)
+        if more > 0:
+            console.print(
+                f"{more} more fit (--top {r.rows} lists them; --per-model 0 lifts the limit per model)"
+            )
+    if r.misfits:
+        console.print(Text("Better options that do not fit:", style="bold"))
+        for c in r.misfits:
+            console.print(f"  {c.variant.id} {c.quant.name} ({c.runtime.value}): {c.reason}")
+    console.print(SPEED_NOTE)
+    for n in (*t.notes, *r.notes):
+        console.print(f"note: {n}")
