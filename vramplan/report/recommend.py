@@ -222,8 +222,8 @@ def print_recommendation(r: Recommendation, console: Console) -> None:
             if c.alternatives:
                 alts = "; ".join(_alternative_words(a) for a in c.alternatives[:SHOWN_ALTERNATIVES])
                 rest = len(c.alternatives) - SHOWN_ALTERNATIVES
-                more = f"; {rest} more in --json" if rest > 0 else ""
-                console.print(f"    also fits: {alts}{more}")
+                tail = f"; {rest} more in --json" if rest > 0 else ""
+                console.print(f"    also fits: {alts}{tail}")
             for n in c.notes:
                 console.print(f"    note: {n}")
         more = r.rows - len(r.candidates)
