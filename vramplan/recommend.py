@@ -700,12 +700,17 @@ def _explain(c: Candidate, combo: _Combo, target: Target, opts: Options, fits: l
     parts: list[str] = []
     est = c.estimate
     peak = max(est.per_gpu or (est.host,), key=lambda d: d.total_bytes - (d.usable_bytes or 0))
-    where = "host RAM" if est.cpu_plan else f"each {target.gpu.name if target.gpu else 'GPU'}"
+    where = "of host RAM" if est.cpu_plan else "per GPU"
+    budget = (peak.usable_bytes or 0) / GiB
     need = (
-        f"needs {peak.total_bytes / GiB:.1f} GiB of {where}, {(peak.usable_bytes or 0) / GiB:.1f} GiB usable"
+        f"needs {peak.total_bytes / GiB:.1f} GiB {where} at context {est.context}, "
+        f"the budget is {budget:.1f} GiB"
     )
-    if opts.context is not None and est.max_context:
-        parts.append(f"fits at context {est.max_context} (--context {est.max_context})")
+    if est.max_context:
+        if opts.context is not None:
+            parts.append(f"fits at context {est.max_context} (--context {est.max_context})")
+        else:
+            parts.append(f"fits only at context {est.max_context}, below the {MIN_CONTEXT} planned for")
     more = _more_hardware(c, combo, target, opts)
     if more:
         parts.append(more)
@@ -713,9 +718,9 @@ def _explain(c: Candidate, combo: _Combo, target: Target, opts: Options, fits: l
     if smaller:
         best = smaller[0]  # `fits` is ranked
         label = RANK_LABELS.get(best.quant_rank, "smaller")
-        parts.append(
-            f"{_article(label)} {label} quantization ({best.quant.name} on {best.runtime.value} fits here)"
-        )
+        how = ", partly in host RAM" if best.offload else ""
+        name = f"{best.quant.name} on {best.runtime.value}"
+        parts.append(f"{_article(label)} {label} quantization ({name} fits here{how})")
     elif est.cpu_plan:
         parts.append("a GPU, or more host RAM")
     if not parts:
@@ -773,9 +778,11 @@ def _misfit_key(c: _Combo) -> tuple[float, int, int, int, str]:
 
 
 def _misfit(combo: _Combo, target: Target, opts: Options, fits: list[Candidate]) -> Candidate:
-    """A combination that does not fit, planned on the whole machine, with what would make it fit."""
-    req, est = _whole(combo, target, opts)
-    c = _candidate(combo, target, req, est, fits=False, reason="")
+    """A combination that does not fit, planned on the whole machine at --context (or MIN_CONTEXT,
+    the least it would be planned at), with what would make it fit."""
+    ctx = opts.context or MIN_CONTEXT
+    req = _request(combo, target, opts, gpus_per_node=target.gpus_per_node, nodes=target.nodes, context=ctx)
+    c = _candidate(combo, target, req, estimate(req, solve_concurrency=False), fits=False, reason="")
     return replace(c, reason=_explain(c, combo, target, opts, fits))
 
 
