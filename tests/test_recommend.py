@@ -41,6 +41,11 @@ def rec(catalog: Catalog, target: Target, **kw: object) -> Recommendation:
     return recommend(catalog, target, Options(**kw))  # type: ignore[arg-type]
 
 
+def every(r: Recommendation) -> list[Candidate]:
+    """Every plan shown: the rows and their alternatives."""
+    return [x for c in r.candidates for x in (c, *c.alternatives)]
+
+
 def row(r: Recommendation, model: str, quant: str) -> Candidate:
     for c in r.candidates:
         for x in (c, *c.alternatives):
@@ -158,7 +163,7 @@ def test_rtx_4090_ranks_only_what_fits_24_gb(catalog: Catalog) -> None:
     r = rec(catalog, t, context=8192, per_model=0, top=1000)
     assert r.candidates
     budget = int(gpu_spec("rtx-4090").memory_bytes * 0.92 * 0.9)  # vLLM's default share, less 10 %
-    for c in (x for c in r.candidates for x in (c, *c.alternatives)):
+    for c in every(r):
         assert c.fits and not c.offload and c.estimate.context == 8192
         assert all(d.total_bytes <= d.capacity_bytes * 0.9 for d in c.estimate.per_gpu)  # type: ignore[operator]
         if c.runtime is Runtime.VLLM:
@@ -240,7 +245,7 @@ def test_probed_gpus_and_their_commands(catalog: Catalog) -> None:
     t = target_for(Machine(gpus, 128 * GiB, 32, ()), None)
     assert (t.gpu, t.gpus_per_node, t.host_memory_bytes, t.probed) == (card, 2, 128 * GiB, True)
     r = recommend(catalog, t, Options(context=8192))
-    for c in (x for c in r.candidates for x in (c, *c.alternatives)):
+    for c in every(r):
         cmd = c.deploy_command or c.estimate_command
         if c.gpus_used == 2 or c.offload:
             assert "--gpu" not in cmd  # the same probe answers at deploy time
