@@ -494,6 +494,14 @@ def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Comb
             )
     out: list[_Combo] = []
     notes: list[str] = []
+    if opts.context is not None:
+        longest = max(v.architecture.max_position_embeddings for v, _ in variants)
+        if opts.context > longest:
+            raise PlanError(f"--context {opts.context} exceeds every planned model's maximum ({longest})")
+        short = sorted({v.id for v, _ in variants if v.architecture.max_position_embeddings < opts.context})
+        if short:
+            notes.append(f"left out, their context is shorter than {opts.context}: {', '.join(short)}")
+        variants = [(v, q) for v, q in variants if v.architecture.max_position_embeddings >= opts.context]
     skipped: set[str] = set()
     for v, only in variants:
         quality = quality_score(v)
