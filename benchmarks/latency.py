@@ -1,7 +1,9 @@
-"""Start-up latency of `vramplan estimate deepseek-r1:7b` beside a bare `python -c pass`.
+"""Start-up latency of `vramplan estimate deepseek-r1:7b` beside a bare `python -c pass`, and of
+`vramplan recommend --gpu h100-80gb:8` (every variant x quantization x runtime x layout of the catalog).
 
 Runs each command N times (default 21) after two warm-ups and prints the medians in milliseconds.
-Target (issue 2): the estimate's median under 150 ms on the CI machine.
+Targets: the estimate's median under 150 ms on the CI machine (issue 2); recommend well under a
+second (issue 3).
 
     python benchmarks/latency.py [--runs N]
 """
@@ -43,6 +45,10 @@ def main() -> int:
     print(f"python -c pass                          median {bare:7.1f} ms")
     print(f"vramplan estimate deepseek-r1:7b        median {est:7.1f} ms  (target < 150 ms)")
     print(f"vramplan estimate deepseek-r1:7b --json median {est_json:7.1f} ms")
+    rec = median_ms([vramplan, "recommend", "--gpu", "h100-80gb:8"], args.runs)
+    rec_json = median_ms([vramplan, "recommend", "--gpu", "h100-80gb:8", "--json"], args.runs)
+    print(f"vramplan recommend --gpu h100-80gb:8    median {rec:7.1f} ms  (target well under 1000 ms)")
+    print(f"vramplan recommend --gpu h100-80gb:8 --json median {rec_json:7.1f} ms")
     return 0
 
 

@@ -15,7 +15,18 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "vramplan"
-CORE = ["arch", "catalog", "errors", "estimate", "precision", "quantmix", "recommend", "request", "runtimes"]
+CORE = [
+    "arch",
+    "catalog",
+    "errors",
+    "estimate",
+    "precision",
+    "quantmix",
+    "recommend",
+    "request",
+    "runtimes",
+    "speed",
+]
 FORBIDDEN_IN_CORE = {
     "click",
     "rich",

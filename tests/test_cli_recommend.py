@@ -120,7 +120,7 @@ def test_h100_explains_fp8_671b(run: Run) -> None:
     doc = doc_of(run, CASES["recommend_h100x8"])
     r1 = next(c for c in doc["candidates"] if c["model"] == "deepseek-r1" and not c["fits"])
     assert r1["quant"] == "fp8"
-    assert "needs 2 nodes of h100-80gb:8 (--nodes 2), or a 4-bit quantization" in r1["reason"]
+    assert "needs 2 nodes of h100-80gb:8 (--nodes 2), or a 4-bit quantization: " in r1["reason"]
 
 
 @pytest.mark.parametrize("name", ["recommend_h200x8", "recommend_h100x8", "recommend_no_gpu"])

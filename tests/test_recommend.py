@@ -263,7 +263,7 @@ def test_h100_node_explains_fp8_671b(catalog: Catalog) -> None:
     assert (r1.quant.name, r1.runtime, r1.fits) == ("fp8", Runtime.VLLM, False)
     assert r1.reason == (
         "needs 84.5 GiB per GPU at context 4096, the budget is 65.9 GiB; "
-        "needs 2 nodes of h100-80gb:8 (--nodes 2), or a 4-bit quantization (awq-int4 on vllm fits here)"
+        "needs 2 nodes of h100-80gb:8 (--nodes 2), or a 4-bit quantization: awq-int4 on vllm fits here"
     )
     zero = next(m for m in r.misfits if m.variant.id == "deepseek-r1-zero")  # no smaller quantization
     assert zero.reason.endswith("; needs 2 nodes of h100-80gb:8 (--nodes 2)")
@@ -307,7 +307,7 @@ def test_explains_a_smaller_quantization_in_host_ram(catalog: Catalog) -> None:
     (m,) = r.misfits
     assert (m.quant.name, m.fits) == ("f16", False)
     assert m.reason.startswith("needs 62.3 GiB of host RAM at context 4096, the budget is 57.6 GiB; ")
-    assert m.reason.endswith("an 8-bit quantization (q8_0 on ollama fits here)")
+    assert m.reason.endswith("an 8-bit quantization: q8_0 on ollama fits here")
 
 
 # --------------------------------------------------------------------------- partial offload

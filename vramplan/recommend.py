@@ -680,18 +680,19 @@ def _fits_with(combo: _Combo, target: Target, opts: Options, gpus_per_node: int,
         return False
 
 
-def _more_hardware(c: Candidate, combo: _Combo, target: Target, opts: Options) -> str | None:
-    """The least hardware of the same GPU that fits: more GPUs in the node, then more nodes."""
+def _more_hardware(est: Estimate, combo: _Combo, target: Target, opts: Options) -> tuple[int, str] | None:
+    """The least hardware of the same GPU that fits (more GPUs in the node, then more nodes), as
+    (GPUs in all, words); None when more of this GPU cannot hold it."""
     gpu = target.gpu
     if gpu is None:
         return None
     g, nodes = target.gpus_per_node, target.nodes
-    per_gpu = c.estimate.per_gpu[0].usable_bytes or 1
-    need = max(1, math.ceil((c.estimate.weights_bytes - c.estimate.host.weights_bytes) / per_gpu))
+    per_gpu = est.per_gpu[0].usable_bytes or 1
+    need = max(1, math.ceil((est.weights_bytes - est.host.weights_bytes) / per_gpu))
     if nodes == 1:
         for k in range(max(g + 1, min(need, gpu.max_per_node)), gpu.max_per_node + 1):
             if _fits_with(combo, target, opts, k, 1):
-                return f"fits on {k} x {gpu.name} (--gpu {gpu.name}:{k})"
+                return k, f"fits on {k} x {gpu.name} (--gpu {gpu.name}:{k})"
     if combo.runtime.is_ggml:
         return None
     full = gpu.max_per_node
@@ -699,11 +700,47 @@ def _more_hardware(c: Candidate, combo: _Combo, target: Target, opts: Options) -
     for n in range(first, MAX_NODES + 1):
         if _fits_with(combo, target, opts, full, n):
             flags = f"--nodes {n}" if g == full else f"--gpu {gpu.name}:{full} --nodes {n}"
-            return f"needs {n} nodes of {gpu.name}:{full} ({flags})"
-    return f"does not fit even on {MAX_NODES} nodes of {gpu.name}:{full}"
+            return n * full, f"needs {n} nodes of {gpu.name}:{full} ({flags})"
+    return None
 
 
-def _explain(c: Candidate, combo: _Combo, target: Target, opts: Options, fits: list[Candidate]) -> str:
+def _smaller_quant(
+    c: Candidate, combo: _Combo, target: Target, opts: Options, fits: list[Candidate], misses: list[_Combo]
+) -> str | None:
+    """The least lossy smaller quantization of the same variant: one that fits here, else the first
+    (by quality loss) that needs fewer GPUs than `c` would."""
+    here = [f for f in fits if f.variant.id == c.variant.id and f.quant_rank > c.quant_rank]
+    if here:
+        best = here[0]  # `fits` is ranked
+        label = RANK_LABELS.get(best.quant_rank, "smaller")
+        how = ", partly in host RAM" if best.offload else ""
+        name = f"{best.quant.name} on {best.runtime.value}"
+        return f"{_article(label)} {label} quantization: {name} fits here{how}"
+    if target.gpu is None:
+        return None
+    own = _more_hardware(c.estimate, combo, target, opts)
+    limit = own[0] if own else math.inf
+    ctx = opts.context or MIN_CONTEXT
+    tried: set[str] = set()
+    others = [m for m in misses if m.variant.id == combo.variant.id and m.rank > combo.rank]
+    for m in sorted(others, key=lambda m: (m.rank, m.runtime.is_ggml, RUNTIME_ORDER.index(m.runtime))):
+        if m.quant.name in tried:
+            continue
+        tried.add(m.quant.name)
+        req = _request(m, target, opts, gpus_per_node=target.gpus_per_node, nodes=target.nodes, context=ctx)
+        try:
+            need = _more_hardware(_quick(req), m, target, opts)
+        except PlanError:
+            continue
+        if need is not None and need[0] < limit:
+            label = RANK_LABELS.get(m.rank, "smaller")
+            return f"{_article(label)} {label} quantization: {m.quant.name} on {m.runtime.value} {need[1]}"
+    return None
+
+
+def _explain(
+    c: Candidate, combo: _Combo, target: Target, opts: Options, fits: list[Candidate], misses: list[_Combo]
+) -> str:
     """What would make `c` fit: a shorter context, more GPUs or nodes, a smaller quantization."""
     parts: list[str] = []
     est = c.estimate
@@ -719,16 +756,14 @@ def _explain(c: Candidate, combo: _Combo, target: Target, opts: Options, fits: l
             parts.append(f"fits at context {est.max_context} (--context {est.max_context})")
         else:
             parts.append(f"fits only at context {est.max_context}, below the {MIN_CONTEXT} planned for")
-    more = _more_hardware(c, combo, target, opts)
+    more = _more_hardware(est, combo, target, opts)
     if more:
-        parts.append(more)
-    smaller = [f for f in fits if f.variant.id == c.variant.id and f.quant_rank > c.quant_rank]
+        parts.append(more[1])
+    elif target.gpu is not None and not combo.runtime.is_ggml:
+        parts.append(f"does not fit even on {MAX_NODES} nodes of {target.gpu.name}:{target.gpu.max_per_node}")
+    smaller = _smaller_quant(c, combo, target, opts, fits, misses)
     if smaller:
-        best = smaller[0]  # `fits` is ranked
-        label = RANK_LABELS.get(best.quant_rank, "smaller")
-        how = ", partly in host RAM" if best.offload else ""
-        name = f"{best.quant.name} on {best.runtime.value}"
-        parts.append(f"{_article(label)} {label} quantization ({name} fits here{how})")
+        parts.append(smaller)
     elif est.cpu_plan:
         parts.append("a GPU, or more host RAM")
     if not parts:
@@ -785,13 +820,15 @@ def _misfit_key(c: _Combo) -> tuple[float, int, int, int, str]:
     return (-quality, c.rank, own, RUNTIME_ORDER.index(c.runtime), c.quant.name)
 
 
-def _misfit(combo: _Combo, target: Target, opts: Options, fits: list[Candidate]) -> Candidate:
+def _misfit(
+    combo: _Combo, target: Target, opts: Options, fits: list[Candidate], misses: list[_Combo]
+) -> Candidate:
     """A combination that does not fit, planned on the whole machine at --context (or MIN_CONTEXT,
     the least it would be planned at), with what would make it fit."""
     ctx = opts.context or MIN_CONTEXT
     req = _request(combo, target, opts, gpus_per_node=target.gpus_per_node, nodes=target.nodes, context=ctx)
     c = _candidate(combo, target, req, estimate(req, solve_concurrency=False), fits=False, reason="")
-    return replace(c, reason=_explain(c, combo, target, opts, fits))
+    return replace(c, reason=_explain(c, combo, target, opts, fits, misses))
 
 
 # --------------------------------------------------------------------------- commands
@@ -882,7 +919,8 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
     fits.sort(key=rank_key)
     rows = _rows(fits, opts.per_model)
     shown = rows[: opts.top]
-    explained = tuple(_misfit(m, target, opts, fits) for m in _misfits_to_explain(misses, shown, fits))
+    chosen = _misfits_to_explain(misses, shown, fits)
+    explained = tuple(_misfit(m, target, opts, fits, misses) for m in chosen)
     if not combos:
         notes.append("nothing to plan: no quantization of the models asked runs on the runtimes asked here")
     return Recommendation(
