@@ -48,8 +48,10 @@ RUNTIME_ORDER = (Runtime.VLLM, Runtime.OLLAMA, Runtime.SGLANG, Runtime.LLAMA_CPP
 # checkpoint's own precision (bf16, or DeepSeek's native FP8 for the 671B) loses nothing; 8-bit
 # formats (FP8 of a bf16 model, GGUF Q8_0) next; then 5-6-bit k-quants; then 4-bit formats calibrated
 # on data (AWQ, GPTQ) or with fine-grained FP8 scales (NVFP4, 16-element blocks); then 4-bit
-# k-quants; then 3-, 2- and 1-bit types, fewer bits ranking lower (llama.cpp tools/quantize/README.md
-# lists perplexity rising as bits fall; unsloth's R1 dynamic quants rank 2.51 > 2.22 > 1.73 > 1.58).
+# k-quants; then 3-, 2- and 1-bit types, fewer bits ranking lower. The GGUF order follows the
+# perplexity each type adds on Llama-3-8B in llama.cpp's tools/quantize/quantize.cpp QUANT_OPTIONS
+# (Q8_0 +0.0026, Q6_K +0.0217, Q5_K_M +0.0569, Q4_K_M +0.1754, Q4_0 +0.4685, Q2_K +3.5199; the IQ
+# types listed by bits per weight: IQ2_XXS 2.06, IQ1_M 1.75, IQ1_S 1.56).
 _GGUF_RANK = {
     "F32": 0,
     "F16": 0,
