@@ -71,8 +71,14 @@ def test_recommend_json_twin(run: Run, name: str) -> None:
     for c in fitting:
         assert c["per_gpu_peak_bytes"] <= c["budget_bytes"]
         # the table's row shows the same plan and numbers
-        row = f"{c['rank']}   {c['model'][:10]}"
-        assert any(line.lstrip().startswith(row) for line in table.splitlines())
+        cells = [line.split() for line in table.splitlines() if line.strip()]
+        assert any(
+            len(w) > 4
+            and w[0] == str(c["rank"])
+            and c["model"].startswith(w[1])  # a long id folds onto the next line
+            and w[2:4] == [c["quant"], c["runtime"]]
+            for w in cells
+        )
         assert f"{c['per_gpu_peak_bytes'] / GiB:.1f}" in table
         command = c["deploy_command"] or c["estimate_command"]
         assert f"$ {command}" in table.replace("\n", " ") or command.split()[2] in table

@@ -182,7 +182,7 @@ def print_recommendation(r: Recommendation, console: Console) -> None:
     if not r.candidates:
         console.print("Nothing fits.")
     else:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
         for col, just in (
             ("#", "right"),
             ("model", "left"),
