@@ -515,3 +515,18 @@ def test_whole_catalog_is_fast(catalog: Catalog) -> None:
         recommend(catalog, gpu_target(name), Options())
     recommend(catalog, target_for(NO_GPU_MACHINE, None), Options())
     assert time.perf_counter() - t0 < 4.0
+
+
+def test_probed_gpu_missing_from_the_table(catalog: Catalog) -> None:
+    """A card vramplan's table lacks: planned with its NVML memory, whole-machine plans only (no
+    command could name a subset), no speed bound (its bandwidth is unknown)."""
+    gpus = tuple(ProbedGPU(i, "NVIDIA Future GPU", 48 * GiB, 48 * GiB, None) for i in range(2))
+    t = target_for(Machine(gpus, 64 * GiB, 16, ()), None)
+    assert (t.gpu.name if t.gpu else None, t.named_gpu) == ("nvidia-future-gpu", False)
+    assert t.notes == ("NVIDIA Future GPU's memory bandwidth is not in vramplan's table: no speed bound",)
+    r = recommend(catalog, t, Options(context=8192, per_model=0, top=1000))
+    assert r.candidates
+    for c in every(r):
+        assert c.tokens_per_second is None
+        assert c.gpus_used == 2 or (c.runtime.is_ggml and c.gpus_used <= 2)
+        assert "--gpu" not in (c.deploy_command or c.estimate_command)

@@ -632,7 +632,10 @@ def _plan(combo: _Combo, target: Target, opts: Options) -> tuple[list[Candidate]
         return [], False  # a plan this runtime cannot make here (e.g. --context beyond the model's)
     default_ctx = None if opts.context is not None else _default_context(combo, target)
     if whole.fits:
-        fewer = None if target.cpu_only else _fewer_gpus(combo, target, opts, whole)
+        # a GPU vramplan cannot name (not in its table) gets whole-machine plans only: no command
+        # could ask for a subset of it
+        nameable = target.named_gpu or not target.probed
+        fewer = _fewer_gpus(combo, target, opts, whole) if not target.cpu_only and nameable else None
         out: list[Candidate] = []
         # llama.cpp's layer split reads the layers one GPU after another: more GPUs add room but no
         # speed, so only the fewest GPUs are proposed; vLLM / SGLang gain bandwidth with every GPU
@@ -858,8 +861,6 @@ def deploy_command(c: Candidate, target: Target) -> tuple[str, ...] | None:
     to = {Runtime.VLLM: "vllm", Runtime.OLLAMA: "ollama"}.get(c.runtime)
     if to is None:
         return None
-    if target.probed and not target.named_gpu and c.gpus_used != target.gpus_per_node and not c.cpu_plan:
-        return None  # a subset of GPUs vramplan cannot name
     args = ["vramplan", "deploy", c.variant.id, "--target", to, "--quant", c.quant.name]
     args += _gpu_flags(c, target)
     args += ["--context", str(c.estimate.context)]
