@@ -7,9 +7,11 @@ import time
 
 import pytest
 from conftest import NO_GPU_MACHINE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramplan.arch import active_param_count, tensors
-from vramplan.catalog import Catalog
+from vramplan.catalog import Catalog, load_catalog
 from vramplan.errors import PlanError, UnknownModelError, VramplanError
 from vramplan.estimate import Request, estimate
 from vramplan.hardware import GPUChoice, Machine, ProbedGPU, gpu_spec, parse_gpu
@@ -27,7 +29,7 @@ from vramplan.recommend import (
     recommend,
     target_for,
 )
-from vramplan.runtimes import Runtime
+from vramplan.runtimes import Runtime, usable_fraction
 from vramplan.speed import HOST_BANDWIDTH_GBPS, bytes_read_per_token, tokens_per_second
 
 GiB = 1 << 30
@@ -530,3 +532,40 @@ def test_probed_gpu_missing_from_the_table(catalog: Catalog) -> None:
         assert c.tokens_per_second is None
         assert c.gpus_used == 2 or (c.runtime.is_ggml and c.gpus_used <= 2)
         assert "--gpu" not in (c.deploy_command or c.estimate_command)
+
+
+# --------------------------------------------------------------------------- an invariant
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    model=st.sampled_from([v.id for v in load_catalog().variants]),
+    gpu=st.sampled_from(["h200", "h100-80gb", "a100-40gb", "l40s", "rtx-4090", "t4"]),
+    count=st.sampled_from([1, 2, 4, 8]),
+    context=st.sampled_from([None, 4096, 32768]),
+    headroom=st.sampled_from([0.0, 0.1, 0.25]),
+    host=st.sampled_from([None, 64, 512]),
+)
+def test_nothing_recommended_exceeds_its_budget(
+    model: str, gpu: str, count: int, context: int | None, headroom: float, host: int | None
+) -> None:
+    """Every plan recommended keeps each GPU within headroom of what its runtime may use, and the host
+    part within headroom of host RAM; every misfit is over on some device."""
+    spec = gpu_spec(gpu)
+    t = target_for(None, GPUChoice(spec, count), host_memory_bytes=host * GiB if host else None)
+    r = recommend(
+        load_catalog(), t, Options(context=context, headroom=headroom, models=(model,), per_model=0)
+    )
+    for c in every(r):
+        share = usable_fraction(c.runtime) * (1 - headroom)
+        assert all(d.total_bytes <= spec.memory_bytes * share for d in c.estimate.per_gpu)
+        if host is not None:  # (llama.cpp keeps the input embedding in host RAM in every plan)
+            assert c.host_bytes <= host * GiB * (1 - headroom)
+        elif c.host_bytes:
+            assert c.runtime.is_ggml and not c.offload
+        if context is not None:
+            assert c.estimate.context == context
+        else:
+            assert c.estimate.context >= MIN_CONTEXT
+    for m in r.misfits:
+        assert not m.fits and m.estimate.fits is False
