@@ -3,7 +3,7 @@
 For every variant x quantization x runtime that loads it, the estimator plans the machine's layouts:
 all the GPUs of a node (tensor parallel over them, pipeline parallel over `--nodes`), the fewest GPUs
 that hold the same plan, and for llama.cpp / Ollama a partial offload to host RAM (layers, or the
-71B's routed experts). A plan fits when every GPU's estimated total stays within what the runtime may
+671B's routed experts). A plan fits when every GPU's estimated total stays within what the runtime may
 use less a headroom. What fits is ranked by published quality, then by the quantization's loss, then
 by an upper bound of the decode speed (vramplan/speed.py); what does not fit among the better options
 is explained: a shorter context, more GPUs or nodes, a smaller quantization. docs/recommend.md states
@@ -253,19 +253,6 @@ class Candidate:
     def host_bytes(self) -> int:
         return self.estimate.host.total_bytes
 
-    @property
-    def layout(self) -> str:
-        """The parallel layout in words: "TP 8", "TP 8 x PP 2", "2 GPUs, layer split", "host"."""
-        t = self.estimate.topology
-        if self.cpu_plan:
-            return "host RAM"
-        if self.runtime.is_ggml:
-            split = "layer split" if t.pipeline_parallel > 1 else "one GPU"
-            extra = {"layers": " + host layers", "experts": " + host experts"}.get(self.offload or "", "")
-            return f"{split}{extra}"
-        pp = f" x PP {t.pipeline_parallel}" if t.pipeline_parallel > 1 else ""
-        return f"TP {t.tensor_parallel}{pp}"
-
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -326,10 +313,6 @@ def _quick(req: Request) -> Estimate:
 
 def _gpus_fit(est: Estimate) -> bool:
     return all(d.fits for d in est.per_gpu)
-
-
-def _host_fits(est: Estimate) -> bool:
-    return est.host.fits is not False or not est.host.total_bytes
 
 
 def _at_context(make: Callable[[int | None], Request], opts: Options) -> Estimate:
