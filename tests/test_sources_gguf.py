@@ -344,3 +344,15 @@ def test_catalog_path_imports_no_source() -> None:
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("key", ["qwen2", "qwen3", "deepseek2-mla", "deepseek2-legacy"])
+def test_llama_cpp_agrees(key: str, written: dict[str, WrittenModel], run: Callable[..., Result]) -> None:
+    """llama.cpp itself (sizing-only load) reports the same model bytes and KV-cache bytes."""
+    pytest.importorskip("llama_cpp")
+    from tests.support.llamacpp_probe import measure
+
+    m = measure(written[key].path, n_ctx=512, no_alloc=True)
+    doc = estimate_json(run, "--gguf", str(written[key].path), "--context", "512", "--gpu", "l4")
+    assert doc["weights_bytes"] == m["model_size_bytes"]
+    assert doc["kv_cache_bytes"] == m["kv_bytes"]

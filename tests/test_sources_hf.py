@@ -139,10 +139,14 @@ def qwen_repo(tmp_path: Path) -> Repo:
     shards.mkdir()
     a = write_safetensors(shards / "a", {k: tensors[k] for k in names[:half]})
     b = write_safetensors(shards / "b", {k: tensors[k] for k in names[half:]})
+    index = {"metadata": {"total_size": a + b}, "weight_map": {}}
+    for i, k in enumerate(names):
+        index["weight_map"][k] = f"model-0000{1 if i < half else 2}-of-00002.safetensors"
     snap = hub_snapshot(
         "acme/tiny-qwen",
         {
             "config.json": json.dumps(cfg).encode(),
+            "model.safetensors.index.json": json.dumps(index).encode(),
             "model-00001-of-00002.safetensors": (shards / "a").read_bytes(),
             "model-00002-of-00002.safetensors": (shards / "b").read_bytes(),
         },
@@ -165,6 +169,14 @@ def test_repo_from_the_hub_cache(qwen_repo: Repo, run: Callable[..., Result]) ->
     assert doc["params"] == qwen_repo.params
     # K and V, 2 KV heads of 32, bf16, 2 layers
     assert doc["kv_bytes_per_token"] == 2 * 2 * 32 * 2 * 2
+
+
+def test_partly_downloaded_shards_are_not_used(qwen_repo: Repo, run: Callable[..., Result]) -> None:
+    """With a shard missing from the snapshot, the local files would undercount: not used."""
+    (qwen_repo.snapshot / "model-00002-of-00002.safetensors").unlink()
+    r = run("estimate", qwen_repo.repo)
+    assert r.exit_code == 2
+    assert "its safetensors headers are not cached" in r.output
 
 
 def test_tensor_parallel_splits_the_file_tensors(qwen_repo: Repo, run: Callable[..., Result]) -> None:
@@ -473,3 +485,10 @@ def test_hub_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, 
     assert hf.hub_cache_dir() == tmp_path / "h" / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "c"))
     assert hf.hub_cache_dir() == tmp_path / "c"
+
+
+def test_deploy_takes_a_repo_id(qwen_repo: Repo, tmp_path: Path, run: Callable[..., Result]) -> None:
+    out = tmp_path / "bundle"
+    r = run("deploy", qwen_repo.repo, "--target", "vllm", "--gpu", "l4", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "acme/tiny-qwen" in (out / "serve.sh").read_text()

@@ -9,8 +9,8 @@ Where each part comes from, first found wins:
 - the tensor list (name, dtype, shape, bytes of every tensor):
   1. vramplan's own cache, `$VRAMPLAN_HOME/hf/<owner>--<name>/<commit>.json` (default
      `~/.cache/vramplan`), keyed by the commit the config came from;
-  2. `.safetensors` files already in that snapshot of the hub cache (their headers are read locally:
-     8 bytes of length, then JSON);
+  2. the checkpoint's `.safetensors` files in that snapshot of the hub cache, when all of them are
+     there (their headers are read locally: 8 bytes of length, then JSON);
   3. online only: `huggingface_hub.get_safetensors_metadata`, which reads each file's header with
      HTTP range requests; the result is written to (1), so the next run works offline.
   `get_safetensors_metadata` itself always asks the Hub (it calls `file_exists`), so offline it
@@ -238,6 +238,21 @@ def _tensors_from_json(doc: Any, where: object) -> list[HFTensor]:
     return out
 
 
+def _local_safetensors(snapshot: Path) -> list[Path]:
+    """The checkpoint's safetensors files in a snapshot, only when all of them are there: the shards
+    `model.safetensors.index.json` names, else `model.safetensors` (transformers' file names)."""
+    index = snapshot / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            files = sorted({snapshot / str(f) for f in weight_map.values()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+        return files if files and all(f.is_file() for f in files) else []
+    single = snapshot / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
 def _tensor_list(repo: str, snapshot: Path) -> list[HFTensor]:
     commit = snapshot.name
     cached = _metadata_cache(repo, commit)
@@ -247,7 +262,7 @@ def _tensor_list(repo: str, snapshot: Path) -> list[HFTensor]:
             return _tensors_from_json(doc["tensors"], cached)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is fetched again
-    local = sorted(snapshot.glob("*.safetensors"))
+    local = _local_safetensors(snapshot)
     if local:
         return [t for f in local for t in read_safetensors_header(f)]
     if _offline():
