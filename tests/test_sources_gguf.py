@@ -356,3 +356,41 @@ def test_llama_cpp_agrees(key: str, written: dict[str, WrittenModel], run: Calla
     doc = estimate_json(run, "--gguf", str(written[key].path), "--context", "512", "--gpu", "l4")
     assert doc["weights_bytes"] == m["model_size_bytes"]
     assert doc["kv_cache_bytes"] == m["kv_bytes"]
+
+
+def _raw_gguf(kv_type: int = 8, tensor_type: int = 0, n_dims: int = 2) -> bytes:
+    """A hand-built one-key, one-tensor GGUF v3 (gguf.h layout), to break one field at a time."""
+
+    def s(text: str) -> bytes:
+        return struct.pack("<Q", len(text)) + text.encode()
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, 1, 1)
+    out += s("general.architecture") + struct.pack("<I", kv_type) + s("llama")
+    out += s("token_embd.weight") + struct.pack("<I", n_dims) + struct.pack("<QQ", 32, 8)[: 8 * n_dims]
+    out += struct.pack("<IQ", tensor_type, 0)
+    out += b"\0" * (-len(out) % 32)
+    return out + b"\0" * (32 * 8 * 4)
+
+
+def test_malformed_headers(tmp_path: Path, run: Callable[..., Result]) -> None:
+    p = tmp_path / "raw.gguf"
+    p.write_bytes(_raw_gguf())
+    assert [t.nbytes for t in read_header(p).tensors] == [32 * 8 * 4]
+    for raw, msg in (
+        (
+            _raw_gguf(kv_type=13),
+            "malformed GGUF header: key 'general.architecture' has unknown value type 13",
+        ),
+        (
+            _raw_gguf(tensor_type=99),
+            "malformed GGUF header: tensor 'token_embd.weight' has unknown ggml type 99",
+        ),
+        (
+            _raw_gguf(n_dims=5),
+            "malformed GGUF header: tensor 'token_embd.weight' has 5 dimensions (1 to 4 allowed)",
+        ),
+    ):
+        p.write_bytes(raw)
+        _fails(run, p, msg)
+    p.write_bytes(b"GG")
+    _fails(run, p, "truncated GGUF file: it ends at byte 2, in the middle of the preamble")

@@ -268,7 +268,7 @@ def load_gguf(path: str | Path) -> tuple[Variant, Quant]:
         runtimes=(Runtime.LLAMA_CPP, Runtime.OLLAMA),
         scheme=Scheme(WeightFormat.GGUF, qname if qname in GGUF_FTYPES else None),
         gguf_mla=is_mla,
-        size=PublishedSize(total, 0, f"GGUF header of {p}", f"{total} bytes"),
+        size=PublishedSize(total + skipped, 0, f"GGUF header of {p}", f"{total + skipped} bytes"),
         notes=notes,
         tensor_table=tuple(table),
     )

@@ -192,6 +192,8 @@ def read_header(path: str | Path) -> GGUFHeader:
 
 def _parse(r: _Reader, p: Path, size: int) -> GGUFHeader:
     magic = r.f.read(4)
+    if magic and len(magic) < 4 and MAGIC.startswith(magic):
+        raise _Truncated
     if magic != MAGIC:
         what = "an empty file" if not magic else f"it starts with {magic!r}, not b'GGUF'"
         raise SourceError(f"{p}: not a GGUF file ({what})")
@@ -228,7 +230,7 @@ def _parse(r: _Reader, p: Path, size: int) -> GGUFHeader:
         if not 1 <= n_dims <= MAX_DIMS:
             raise _Malformed(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
         shape = tuple(r.u64() for _ in range(n_dims))
-        if any(d <= 0 or d >= 1 << 62 for d in shape):
+        if any(d >= 1 << 62 for d in shape):  # gguf.cpp refuses sizes that overflow int64
             raise _Malformed(f"tensor {name!r} has a bad shape {shape}")
         type_id = r.u32()
         if type_id not in GGML_TYPES_BY_ID:

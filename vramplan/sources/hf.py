@@ -537,8 +537,9 @@ def load_hf(repo: str, revision: str | None = None) -> tuple[Variant, Quant]:
         raise SourceError(f"{repo}: config.json is not a JSON object")
     arch = architecture(cfg, repo)
     fmt = weight_format(cfg, repo)
-    table = tensor_table(_tensor_list(repo, path.parent), arch, fmt, cfg, repo)
-    total = sum(b for _, b in table)
+    listed = _tensor_list(repo, path.parent)
+    table = tensor_table(listed, arch, fmt, cfg, repo)
+    total = sum(t.nbytes for t in listed)  # the download: MTP layers included
     source = f"safetensors headers of {repo}@{path.parent.name}"
     quant = Quant(
         name=fmt.name,
