@@ -394,3 +394,40 @@ def test_malformed_headers(tmp_path: Path, run: Callable[..., Result]) -> None:
         _fails(run, p, msg)
     p.write_bytes(b"GG")
     _fails(run, p, "truncated GGUF file: it ends at byte 2, in the middle of the preamble")
+
+
+def test_nextn_layers_are_not_loaded(written: dict[str, WrittenModel], tmp_path: Path) -> None:
+    """A deepseek2 file with a multi-token-prediction layer (block_count counts it, nextn_predict_layers
+    says how many): its tensors are left out of the weights, as llama.cpp skips them by default."""
+    import gguf
+    import numpy as np
+
+    src = written["deepseek2-mla"]
+    reader = gguf.GGUFReader(str(src.path))
+    p = tmp_path / "mtp.gguf"
+    w = gguf.GGUFWriter(str(p), "deepseek2")
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        value = field.contents()
+        if field.name == "deepseek2.block_count":
+            value += 1
+        vtype = field.types[0]
+        sub = field.types[1] if vtype == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(field.name, value, vtype, sub_type=sub)
+    w.add_uint32("deepseek2.nextn_predict_layers", 1)
+    for t in reader.tensors:
+        w.add_tensor(t.name, t.data, raw_shape=list(reversed(t.shape.tolist())), raw_dtype=t.tensor_type)
+    mtp = np.zeros((128, 256), np.float16)  # eh_proj: [2 * hidden -> hidden]
+    w.add_tensor("blk.3.nextn.eh_proj.weight", mtp)
+    w.add_tensor("blk.3.attn_norm.weight", np.ones(128, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    variant, quant = load_gguf(p)
+    assert variant.architecture.num_hidden_layers == 3
+    assert variant.architecture.num_nextn_predict_layers == 1
+    assert sum(b for _, b in quant.tensor_table or ()) == src.tensor_bytes
+    assert quant.size is not None and quant.size.bytes == src.tensor_bytes + mtp.nbytes + 128 * 4
+    assert "multi-token-prediction" in quant.notes

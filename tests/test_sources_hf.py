@@ -28,7 +28,7 @@ hub = pytest.importorskip("huggingface_hub")
 from huggingface_hub import errors as hub_errors  # noqa: E402
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1, "I32": 4, "U8": 1}
+DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1, "I32": 4, "I64": 8, "U8": 1}
 
 
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> int:
@@ -364,6 +364,80 @@ def test_awq_checkpoint_unpacks_params(tmp_path: Path) -> None:
     assert (quant.name, quant.format.value) == ("awq-int4", "awq-int4")
     assert sum(b for _, b in quant.tensor_table or ()) == size
     assert variant.params == n_elements(dense)
+
+
+def _quantized_repo(
+    repo: str, qc: dict[str, Any], pack: Callable[[str, int, int], dict[str, Any]]
+) -> tuple[int, int]:
+    """A Qwen2 repo whose layer matrices are stored as `pack(base, out, in)` returns; (bytes, params)."""
+    cfg = qwen2_config(quantization_config=qc)
+    dense = qwen2_tensors(cfg)
+    t: dict[str, tuple[str, list[int]]] = {}
+    for name, (dtype, shape) in dense.items():
+        if len(shape) == 2 and ".layers." in name:
+            t |= pack(name[: -len(".weight")], shape[0], shape[1])
+        else:
+            t[name] = (dtype, shape)
+    st = Path(os.environ["HF_HOME"]).parent / f"{repo.replace('/', '-')}.safetensors"
+    size = write_safetensors(st, t)
+    hub_snapshot(repo, {"config.json": json.dumps(cfg).encode(), "model.safetensors": st.read_bytes()})
+    return size, n_elements(dense)
+
+
+@pytest.mark.parametrize(
+    ("qc", "pack", "name"),
+    [
+        (  # compressed-tensors pack-quantized w4a16 (neuralmagic): weight_packed [out, in/8] int32
+            {
+                "quant_method": "compressed-tensors",
+                "format": "pack-quantized",
+                "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int", "group_size": 128}}},
+            },
+            lambda b, o, i: {
+                b + ".weight_packed": ("I32", [o, i // 8]),
+                b + ".weight_scale": ("BF16", [o, i // 128]),
+                b + ".weight_shape": ("I64", [2]),
+            },
+            "gptq-int4",
+        ),
+        (  # GPTQ (AutoGPTQ): qweight [in/8, out] int32, qzeros, scales, g_idx
+            {"quant_method": "gptq", "bits": 4, "group_size": 128},
+            lambda b, o, i: {
+                b + ".qweight": ("I32", [i // 8, o]),
+                b + ".qzeros": ("I32", [i // 128, o // 8]),
+                b + ".scales": ("F16", [i // 128, o]),
+                b + ".g_idx": ("I32", [i]),
+            },
+            "gptq-int4",
+        ),
+        (  # ModelOpt NVFP4: e2m1 weight two per byte, fp8 scale per 16, fp32 global scales
+            {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16},
+            lambda b, o, i: {
+                b + ".weight": ("U8", [o, i // 2]),
+                b + ".weight_scale": ("F8_E4M3", [o, i // 16]),
+                b + ".weight_scale_2": ("F32", []),
+                b + ".input_scale": ("F32", []),
+            },
+            "nvfp4",
+        ),
+        (  # compressed-tensors FP8 dynamic (RedHatAI): e4m3 weight, a bf16 scale per output channel
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float"}}},
+            },
+            lambda b, o, i: {b + ".weight": ("F8_E4M3", [o, i]), b + ".weight_scale": ("BF16", [o, 1])},
+            "fp8",
+        ),
+    ],
+)
+def test_quantized_checkpoints(
+    qc: dict[str, Any], pack: Callable[[str, int, int], dict[str, Any]], name: str, run: Callable[..., Result]
+) -> None:
+    size, params = _quantized_repo("acme/quantized", qc, pack)
+    doc = estimate_json(run, "acme/quantized", "--gpu", "b200")
+    assert (doc["quant"], doc["runtime"]) == (name, "vllm")
+    assert doc["weights_bytes"] == size
+    assert doc["params"] == params  # packed storage counts the unpacked weights
 
 
 # --------------------------------------------------------------------------- errors: one line, exit 2
