@@ -225,6 +225,7 @@ def test_online_fetch_is_cached_for_offline_use(
     calls: list[tuple[str, str | None]] = []
 
     def fake_metadata(repo_id: str, revision: str | None = None, token: str | None = None, **_: Any) -> Any:
+        assert token == "hf_secret"
         calls.append((repo_id, revision))
         fm = SafetensorsFileMetadata(metadata={}, tensors=infos)
         return SafetensorsRepoMetadata(
