@@ -15,7 +15,19 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "vramplan"
-CORE = ["arch", "catalog", "errors", "estimate", "precision", "quantmix", "recommend", "request", "runtimes"]
+CORE = [
+    "arch",
+    "catalog",
+    "errors",
+    "estimate",
+    "precision",
+    "quantmix",
+    "recommend",
+    "request",
+    "runtimes",
+    "sources/gguf_reader",
+    "sources/gguf_model",
+]
 FORBIDDEN_IN_CORE = {
     "click",
     "rich",
