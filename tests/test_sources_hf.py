@@ -567,3 +567,26 @@ def test_deploy_takes_a_repo_id(qwen_repo: Repo, tmp_path: Path, run: Callable[.
     r = run("deploy", qwen_repo.repo, "--target", "vllm", "--gpu", "l4", "--out", str(out))
     assert r.exit_code == 0, r.output
     assert "acme/tiny-qwen" in (out / "serve.sh").read_text()
+
+
+def test_deploy_of_a_repo_that_is_not_r1_has_no_r1_reasoning_parser(
+    qwen_repo: Repo, run: Callable[..., Result], tmp_path: Path
+) -> None:
+    out = tmp_path / "bundle"
+    r = run("deploy", qwen_repo.repo, "--target", "vllm", "--gpu", "l4", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    serve = (out / "serve.sh").read_text()
+    assert "vllm serve acme/tiny-qwen" in serve
+    assert "--reasoning-parser" not in serve
+    r = run(
+        "deploy",
+        "deepseek-r1-distill-qwen-1.5b",
+        "--target",
+        "vllm",
+        "--gpu",
+        "l4",
+        "--out",
+        str(tmp_path / "r1"),
+    )
+    assert r.exit_code == 0, r.output
+    assert "--reasoning-parser deepseek_r1" in (tmp_path / "r1" / "serve.sh").read_text()
