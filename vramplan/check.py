@@ -77,7 +77,9 @@ def _kv_dtype(log: ParsedLog, notes: list[str]) -> KVDtype:
     if log.runtime.is_ggml:
         t = (s.type_k or "f16").lower()
         if t not in _GGML_KV:
-            raise PlanError(f"the log's KV cache type {t!r} is not one vramplan models (f16, bf16, q8_0, q4_0)")
+            raise PlanError(
+                f"the log's KV cache type {t!r} is not one vramplan models (f16, bf16, q8_0, q4_0)"
+            )
         if s.type_v and s.type_v.lower() != t and not s.v_cache_empty:
             notes.append(f"K cache {t} and V cache {s.type_v}: the estimate uses {t} for both")
         return _GGML_KV[t]
@@ -88,7 +90,9 @@ def _kv_dtype(log: ParsedLog, notes: list[str]) -> KVDtype:
 
 
 def _gpu_devices(log: ParsedLog) -> list[str]:
-    names = [b.device for b in (*log.weights, *log.kv, *log.compute) if not b.host and b.device != "all devices"]
+    names = [
+        b.device for b in (*log.weights, *log.kv, *log.compute) if not b.host and b.device != "all devices"
+    ]
     return list(dict.fromkeys(names))
 
 
@@ -97,7 +101,9 @@ def _gpu_from_log(log: ParsedLog) -> GPUSpec | None:
     return spec_for_nvml_name(name) if name else None
 
 
-def build_request(log: ParsedLog, ident: Identified, gpu: GPUChoice | None) -> tuple[Request, list[tuple[str, str, str]], list[str]]:
+def build_request(
+    log: ParsedLog, ident: Identified, gpu: GPUChoice | None
+) -> tuple[Request, list[tuple[str, str, str]], list[str]]:
     """The estimator request for what the log states; the settings used and where each came from."""
     s, arch = log.settings, ident.variant.architecture
     used: list[tuple[str, str, str]] = []
@@ -111,7 +117,9 @@ def build_request(log: ParsedLog, ident: Identified, gpu: GPUChoice | None) -> t
     if context is not None:
         note("context", context, "the log")
         if context > arch.max_position_embeddings:
-            notes.append(f"the log's context {context} exceeds the model's {arch.max_position_embeddings}; capped")
+            notes.append(
+                f"the log's context {context} exceeds the model's {arch.max_position_embeddings}; capped"
+            )
             context = arch.max_position_embeddings
     concurrency = 1
     if rt.is_ggml and s.parallel:
@@ -126,7 +134,9 @@ def build_request(log: ParsedLog, ident: Identified, gpu: GPUChoice | None) -> t
     elif spec is not None:
         note("GPU", spec.name, f"the log ({s.gpu_name})")
     elif s.gpu_name:
-        notes.append(f"the log's GPU {s.gpu_name!r} is not in vramplan's GPU table; give --gpu for capacities")
+        notes.append(
+            f"the log's GPU {s.gpu_name!r} is not in vramplan's GPU table; give --gpu for capacities"
+        )
     tp = pp = None
     cpu_only = False
     gpu_layers = None
@@ -135,7 +145,7 @@ def build_request(log: ParsedLog, ident: Identified, gpu: GPUChoice | None) -> t
     if rt.is_ggml:
         devices = _gpu_devices(log)
         if count is None:
-            count = len(devices)
+            count = len(devices) or (s.gpus or 0)
         if count == 0:
             cpu_only = True
             note("devices", "host only (no GPU buffers in the log)", "the log")
@@ -199,7 +209,11 @@ def _sum(bufs: list[Buffer]) -> tuple[int, int, str, int | None]:
 def _ggml_parts(log: ParsedLog, e: Estimate) -> list[PartCheck]:
     out: list[PartCheck] = []
     gpus = e.per_gpu
-    fields = (("weights", "weights_bytes", log.weights), ("KV cache", "kv_cache_bytes", log.kv), ("compute buffer", "activation_bytes", log.compute))
+    fields = (
+        ("weights", "weights_bytes", log.weights),
+        ("KV cache", "kv_cache_bytes", log.kv),
+        ("compute buffer", "activation_bytes", log.compute),
+    )
     for part, attr, bufs in fields:
         groups = {
             "GPUs": [b for b in bufs if not b.host and b.device != "all devices"],
@@ -218,7 +232,11 @@ def _ggml_parts(log: ParsedLog, e: Estimate) -> list[PartCheck]:
             else:
                 est = sum(getattr(d, attr) for d in gpus) + getattr(e.host, attr)
             total, res, text, line = _sum(group)
-            label = f"{scope} ({', '.join(dict.fromkeys(b.device for b in group))})" if scope != "all devices" else scope
+            label = (
+                f"{scope} ({', '.join(dict.fromkeys(b.device for b in group))})"
+                if scope != "all devices"
+                else scope
+            )
             out.append(PartCheck(part, label, "bytes", total, est, _error(total, est, res), text, line))
     return out
 
@@ -233,7 +251,9 @@ def _per_rank(part: str, bufs: tuple[Buffer, ...], e: Estimate, attr: str) -> li
             continue
         est = getattr(e.per_gpu[idx], attr)
         f = b.figure
-        row = PartCheck(part, f"GPU {idx}", "bytes", f.bytes, est, _error(f.bytes, est, f.resolution), f.text, f.line)
+        row = PartCheck(
+            part, f"GPU {idx}", "bytes", f.bytes, est, _error(f.bytes, est, f.resolution), f.text, f.line
+        )
         if rows and rows[-1][1] == idx - 1 and (rows[-1][2].measured, rows[-1][2].estimate) == (f.bytes, est):
             first, _, prev = rows[-1]
             rows[-1] = (first, idx, replace(prev, scope=f"GPU {first}-{idx}"))
@@ -258,7 +278,9 @@ def _torch_parts(log: ParsedLog, e: Estimate, arch: Architecture, notes: list[st
     out = _per_rank("weights", log.weights, e, "weights_bytes")
     per_token_est = _kv_per_token_gpu(e)
     g = e.per_gpu[0] if e.per_gpu else None
-    pool_fig: Figure | None = log.kv_available if log.runtime is Runtime.VLLM else (log.kv[0].figure if log.kv else None)
+    pool_fig: Figure | None = (
+        log.kv_available if log.runtime is Runtime.VLLM else (log.kv[0].figure if log.kv else None)
+    )
     tokens = log.kv_tokens
     if pool_fig is not None and tokens:
         measured = pool_fig.bytes / tokens
@@ -277,7 +299,9 @@ def _torch_parts(log: ParsedLog, e: Estimate, arch: Architecture, notes: list[st
         pool_est = g.usable_bytes - (g.total_bytes - g.kv_cache_bytes)
         if _version_before(log.version, 0, 21):
             pool_est += vllm_cudagraph_bytes(arch, e.topology.tensor_parallel)
-            notes.append(f"vLLM {log.version} did not subtract CUDA graphs before sizing the KV pool (v0.21 does)")
+            notes.append(
+                f"vLLM {log.version} did not subtract CUDA graphs before sizing the KV pool (v0.21 does)"
+            )
     else:
         frac = log.settings.mem_fraction_static
         reserved = g.activation_bytes + g.overhead_bytes
@@ -285,11 +309,31 @@ def _torch_parts(log: ParsedLog, e: Estimate, arch: Architecture, notes: list[st
         pool_est = usable - g.weights_bytes
     if pool_fig is not None:
         out.append(
-            PartCheck("KV pool", "GPU 0", "bytes", pool_fig.bytes, pool_est, _error(pool_fig.bytes, pool_est, pool_fig.resolution), pool_fig.text, pool_fig.line)
+            PartCheck(
+                "KV pool",
+                "GPU 0",
+                "bytes",
+                pool_fig.bytes,
+                pool_est,
+                _error(pool_fig.bytes, pool_est, pool_fig.resolution),
+                pool_fig.text,
+                pool_fig.line,
+            )
         )
     if tokens and per_token_est:
         tok_est = pool_est // per_token_est
-        out.append(PartCheck("KV tokens", "engine", "tokens", tokens, tok_est, _error(tokens, tok_est, 1), f"{tokens:,} tokens", None))
+        out.append(
+            PartCheck(
+                "KV tokens",
+                "engine",
+                "tokens",
+                tokens,
+                tok_est,
+                _error(tokens, tok_est, 1),
+                f"{tokens:,} tokens",
+                None,
+            )
+        )
     if log.max_concurrency is not None and log.concurrency_len and per_token_est:
         # one full request: the cells the estimate gives a sequence of the log's length (block-padded)
         per_req = per_token_est * (e.kv_cells / e.concurrency) * log.concurrency_len / e.context

@@ -34,18 +34,25 @@ RE_MODEL_BUF = re.compile(r"\b(?:llm_)?load_tensors:\s+(?P<dev>\S+)\s+(?:model\s
 RE_KV_BUF = re.compile(r"\bllama_kv_cache\w*:\s+(?P<dev>\S+)\s+KV buffer size\s*=\s*" + _NUM)
 RE_KV_SIZE = re.compile(
     r"\bllama_kv_cache\w*: size =\s*" + _NUM + r" \(\s*(?P<cells>\d+) cells,\s*(?P<layers>\d+) layers,"
-    r"\s*(?P<seqs>\d+)/(?P<streams>\d+) seqs\), K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
+    r"\s*(?P<seqs>\d+)/(?P<streams>\d+) seqs\), "
+    r"K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
 )
 RE_KV_SELF = re.compile(
-    r"\b\w+: KV self size\s*=\s*" + _NUM + r", K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
+    r"\b\w+: KV self size\s*=\s*"
+    + _NUM
+    + r", K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
 )
-RE_KV_INIT = re.compile(r"\bllama_kv_cache\w*: kv_size = (?P<cells>\d+),.*?type_k = '(?P<tk>\w+)', type_v = '(?P<tv>\w+)'")
+RE_KV_INIT = re.compile(
+    r"\bllama_kv_cache\w*: kv_size = (?P<cells>\d+),.*?type_k = '(?P<tk>\w+)', type_v = '(?P<tv>\w+)'"
+)
 RE_COMPUTE = re.compile(r"\b\w+:\s+(?P<dev>\S+)\s+compute buffer size\s*=\s*" + _NUM)
 RE_CTX = re.compile(
     r"\b(?:llama_context|llama_new_context_with_model|llama_init_from_model): "
     r"(?P<key>n_ctx|n_ctx_seq|n_ctx_per_seq|n_seq_max|n_batch|n_ubatch|flash_attn)\s*= (?P<val>\S+)"
 )
-RE_FA_RESOLVED = re.compile(r"Flash Attention (?:was auto, set to )?(?P<v>enabled|disabled)|Flash Attention not supported")
+RE_FA_RESOLVED = re.compile(
+    r"Flash Attention (?:was auto, set to )?(?P<v>enabled|disabled)|Flash Attention not supported"
+)
 RE_INFO = re.compile(r"\b(?:print_info|llm_load_print_meta): (?P<key>[\w.]+(?: \w+)?)\s*= (?P<val>.*?)\s*$")
 RE_OFFLOADED = re.compile(r"\b(?:llm_)?load_tensors: offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
 RE_USING_DEVICE = re.compile(r"using device (?P<dev>\S+) \((?P<name>[^)]+)\)")
@@ -129,7 +136,13 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
     model = info.get("general.name", model) or _basename(loaded_from)
     settings = _settings(ctx, info, s, fa_resolved, gpu_name, slots_old)
     notes = []
-    if any(b.figure.bytes == 0 for b in weights) and kv_self and kv_self.bytes and kv and not kv[0].figure.bytes:
+    if (
+        any(b.figure.bytes == 0 for b in weights)
+        and kv_self
+        and kv_self.bytes
+        and kv
+        and not kv[0].figure.bytes
+    ):
         notes.append("the buffer lines read 0.00 MiB: llama.cpp ran in its sizing-only (no_alloc) mode")
     return ParsedLog(
         runtime=runtime,

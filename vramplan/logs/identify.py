@@ -115,19 +115,13 @@ def arch_from_hparams(log: ParsedLog) -> Architecture | None:
     """An Architecture from llama.cpp's print_info lines (enough for KV and compute); None if a needed
     value is missing."""
     arch = log.hparam("arch")
-    need = {k: _hp(log, k) for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx_train")}
+    need = {
+        k: _hp(log, k) for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "n_ctx_train")
+    }
     if arch is None or any(v is None for v in need.values()):
         return None
     n: dict[str, int] = {k: v for k, v in need.items() if v is not None}
     head_k = _hp(log, "n_embd_head_k")
-    base = {
-        "hidden_size": n["n_embd"],
-        "intermediate_size": n["n_ff"],
-        "num_hidden_layers": n["n_layer"],
-        "num_attention_heads": n["n_head"],
-        "vocab_size": n["n_vocab"],
-        "max_position_embeddings": n["n_ctx_train"],
-    }
     if arch == "deepseek2":
         rope = _hp(log, "n_rot")
         lora_kv = _hp(log, "n_lora_kv")
@@ -152,7 +146,12 @@ def arch_from_hparams(log: ParsedLog) -> Architecture | None:
             num_experts_per_tok=_hp(log, "n_expert_used") if n_expert else None,
             moe_intermediate_size=_hp(log, "n_ff_exp") if n_expert else None,
             first_k_dense_replace=_hp(log, "n_layer_dense_lead") or 0,
-            **base,
+            hidden_size=n["n_embd"],
+            intermediate_size=n["n_ff"],
+            num_hidden_layers=n["n_layer"],
+            num_attention_heads=n["n_head"],
+            vocab_size=n["n_vocab"],
+            max_position_embeddings=n["n_ctx_train"],
         )
     return Architecture(
         model_type=arch,
@@ -160,7 +159,12 @@ def arch_from_hparams(log: ParsedLog) -> Architecture | None:
         head_dim=head_k if head_k and head_k != n["n_embd"] // n["n_head"] else None,
         attention_bias=arch == "qwen2",
         qk_norm=arch == "qwen3",
-        **base,
+        hidden_size=n["n_embd"],
+        intermediate_size=n["n_ff"],
+        num_hidden_layers=n["n_layer"],
+        num_attention_heads=n["n_head"],
+        vocab_size=n["n_vocab"],
+        max_position_embeddings=n["n_ctx_train"],
     )
 
 
@@ -229,7 +233,9 @@ def _torch_quant(variant: Variant, log: ParsedLog, named: Quant | None) -> Quant
     return None
 
 
-def identify(catalog: Catalog, log: ParsedLog, model: str | None = None, quant: str | None = None) -> Identified:
+def identify(
+    catalog: Catalog, log: ParsedLog, model: str | None = None, quant: str | None = None
+) -> Identified:
     """The variant and quantization the log is about. `model` / `quant` override what the log says."""
     how = ""
     variant: Variant | None = None
@@ -266,12 +272,22 @@ def identify(catalog: Catalog, log: ParsedLog, model: str | None = None, quant: 
             )
             return Identified(v, q, "not in the catalog: its shape from the log's print_info lines")
     if variant is None:
-        said = f"names {log.model!r}, which the catalog does not know" if log.model else "does not name its model"
-        raise UnknownModelError(f"the {log.runtime.value} log {said}; give --model (a catalog id, alias or HF repo)")
+        said = (
+            f"names {log.model!r}, which the catalog does not know"
+            if log.model
+            else "does not name its model"
+        )
+        raise UnknownModelError(
+            f"the {log.runtime.value} log {said}; give --model (a catalog id, alias or HF repo)"
+        )
     if quant is not None:
         chosen: Quant | None = variant.quant(quant)
     elif ggml:
-        chosen = named_quant if named_quant is not None and named_quant.is_gguf else _pick_gguf(variant, log, ftype)
+        chosen = (
+            named_quant
+            if named_quant is not None and named_quant.is_gguf
+            else _pick_gguf(variant, log, ftype)
+        )
         if chosen is None:
             chosen = _gguf_quant(log, ftype, None)
             if chosen is not None:

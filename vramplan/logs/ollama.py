@@ -26,16 +26,29 @@ from vramplan.logs import ggml
 from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, parse_size
 from vramplan.runtimes import Runtime
 
-RE_DEVICE_LINE = re.compile(r'msg="(?P<what>model weights|kv cache|compute graph)" device=(?P<dev>\S+) size="(?P<size>[^"]+)"')
+RE_DEVICE_LINE = re.compile(
+    r'msg="(?P<what>model weights|kv cache|compute graph)" device=(?P<dev>\S+) size="(?P<size>[^"]+)"'
+)
 RE_OFFLOAD = re.compile(r'msg=(?:"offload to \w+"|offload)\s.*memory\.required\.full=')
 RE_KV = re.compile(r'(?P<key>memory\.[\w.]+)="(?P<val>[^"]*)"')
 RE_CMD = re.compile(r'msg="starting llama server" cmd="(?P<cmd>[^"]*)"')
 RE_LOAD_REQUEST = re.compile(r'msg=load request="\{(?P<req>[^}]*)\}')
 RE_INFERENCE = re.compile(r'msg="inference compute"(?P<rest>.*)$')
 RE_VERSION = re.compile(r"Listening on \S+ \(version (?P<v>[^)]+)\)")
-RE_ENV = re.compile(r"\b(?P<key>OLLAMA_NUM_PARALLEL|OLLAMA_KV_CACHE_TYPE|OLLAMA_FLASH_ATTENTION|OLLAMA_CONTEXT_LENGTH):(?P<val>[^ \]]*)")
+RE_ENV = re.compile(
+    r"\b(?P<key>OLLAMA_NUM_PARALLEL|OLLAMA_KV_CACHE_TYPE|OLLAMA_FLASH_ATTENTION|OLLAMA_CONTEXT_LENGTH)"
+    r":(?P<val>[^ \]]*)"
+)
 
-MARKERS = ('msg="offload', "msg=offload", 'msg="model weights"', 'msg="starting llama server"', "msg=load request", 'msg="inference compute"', "ollama")
+MARKERS = (
+    'msg="offload',
+    "msg=offload",
+    'msg="model weights"',
+    'msg="starting llama server"',
+    "msg=load request",
+    'msg="inference compute"',
+    "ollama",
+)
 
 
 def _attr(rest: str, key: str) -> str | None:
@@ -60,13 +73,20 @@ def parse(text: str) -> ParsedLog:
                 devices[m["what"]].append(Buffer(dev, ggml.is_host_buffer(dev), fig))
         elif RE_OFFLOAD.search(line):
             offload = {}
-            for kv in RE_KV.finditer(line):
-                if (fig := parse_size(kv["val"], no)) is not None:
-                    offload[kv["key"]] = fig
+            for item in RE_KV.finditer(line):
+                if (fig := parse_size(item["val"], no)) is not None:
+                    offload[item["key"]] = fig
+            layers = re.search(r"layers\.model=(\d+) layers\.offload=(\d+)", line)
+            avail = re.search(r'memory\.available="\[([^\]]*)\]"', line)
+            if layers:
+                cmd.setdefault("gpu_layers", layers[2])
+                cmd.setdefault("layers_total", layers[1])
+            if avail:
+                cmd.setdefault("gpus", str(len(re.findall(r"[\d.]+ \w?i?B", avail[1]))))
         elif m := RE_CMD.search(line):
-            cmd = _flags(m["cmd"])
+            cmd.update(_flags(m["cmd"]))
         elif m := RE_LOAD_REQUEST.search(line):
-            cmd = _request(m["req"])
+            cmd.update(_request(m["req"]))
         elif m := RE_INFERENCE.search(line):
             rest = m["rest"]
             name = _attr(rest, "description") or _attr(rest, "name")
@@ -136,7 +156,12 @@ def _flags(cmd: str) -> dict[str, str]:
 def _request(req: str) -> dict[str, str]:
     """The fields of the runner's load request (runner/ollamarunner LoadRequest, printed with %+v)."""
     out: dict[str, str] = {}
-    for key, name in (("KvSize", "ctx"), ("Parallel", "parallel"), ("KvCacheType", "kv_type"), ("FlashAttention", "flash")):
+    for key, name in (
+        ("KvSize", "ctx"),
+        ("Parallel", "parallel"),
+        ("KvCacheType", "kv_type"),
+        ("FlashAttention", "flash"),
+    ):
         m = re.search(rf"\b{key}:(\S*)", req)
         if m and m[1]:
             out[name] = m[1]
@@ -151,7 +176,11 @@ def _settings(
     s: Settings, cmd: dict[str, str], env: dict[str, str], gpu_name: str | None, gpu_total: Figure | None
 ) -> Settings:
     parallel = int(cmd["parallel"]) if cmd.get("parallel", "").isdigit() else s.parallel
-    if parallel is None and env.get("OLLAMA_NUM_PARALLEL", "").isdigit() and int(env["OLLAMA_NUM_PARALLEL"]) > 0:
+    if (
+        parallel is None
+        and env.get("OLLAMA_NUM_PARALLEL", "").isdigit()
+        and int(env["OLLAMA_NUM_PARALLEL"]) > 0
+    ):
         parallel = int(env["OLLAMA_NUM_PARALLEL"])
     n_ctx = int(cmd["ctx"]) if cmd.get("ctx", "").isdigit() else s.n_ctx
     context = s.context
@@ -162,6 +191,8 @@ def _settings(
     if "flash" in cmd:
         flash = cmd["flash"].lower() in ("true", "enabled", "1", "on")
     gpu_layers = int(cmd["gpu_layers"]) if cmd.get("gpu_layers", "").isdigit() else s.gpu_layers
+    total = int(cmd["layers_total"]) if cmd.get("layers_total", "").isdigit() else s.layers_total
+    gpus = int(cmd["gpus"]) if cmd.get("gpus", "").isdigit() else s.gpus
     return replace(
         s,
         context=context,
@@ -171,6 +202,8 @@ def _settings(
         type_v=s.type_v or kv_type,
         flash_attn=flash,
         gpu_layers=gpu_layers,
+        layers_total=total,
+        gpus=gpus,
         gpu_name=s.gpu_name or gpu_name,
         gpu_total=gpu_total,
     )

@@ -27,7 +27,8 @@ RE_SERVER_ARGS = re.compile(r"server_args=ServerArgs\((?P<args>.*)\)")
 RE_BEGIN = re.compile(r"Load weight begin\. avail mem=(?P<num>\d+(?:\.\d+)?) ?GB")
 RE_END = re.compile(r"Load weight end\..*?avail mem=(?P<avail>\d+(?:\.\d+)?) ?GB(?:, mem usage=" + _GB + ")?")
 RE_KV = re.compile(
-    r"KV Cache is allocated\. #tokens: (?P<n>\d+), (?:K size: (?P<k>\d+(?:\.\d+)?) GB, V size: (?P<v>\d+(?:\.\d+)?) GB"
+    r"KV Cache is allocated\. #tokens: (?P<n>\d+), "
+    r"(?:K size: (?P<k>\d+(?:\.\d+)?) GB, V size: (?P<v>\d+(?:\.\d+)?) GB"
     r"|KV size: (?P<kv>\d+(?:\.\d+)?) GB)"
 )
 RE_SCHED = re.compile(r"max_total_num_tokens=(?P<n>\d+)(?P<rest>.*)$")
@@ -67,7 +68,9 @@ def parse(text: str) -> ParsedLog:
                 fig = figure(m["num"], "GB", no)
             elif dev in begin:  # before "mem usage" was printed: the drop in available memory
                 b, e = begin[dev], m["avail"]
-                decimals = max(len(b.split(".")[-1]) if "." in b else 0, len(e.split(".")[-1]) if "." in e else 0)
+                decimals = max(
+                    len(b.split(".")[-1]) if "." in b else 0, len(e.split(".")[-1]) if "." in e else 0
+                )
                 fig = figure(f"{float(b) - float(e):.{decimals}f}", "GB", no)
             else:
                 continue
@@ -79,7 +82,9 @@ def parse(text: str) -> ParsedLog:
                 fig = figure(m["kv"], "GB", no)
             else:
                 k, v = figure(m["k"], "GB", no), figure(m["v"], "GB", no)
-                fig = type(k)(k.bytes + v.bytes, k.resolution + v.resolution, f"{m['k']} GB + {m['v']} GB", no)
+                fig = type(k)(
+                    k.bytes + v.bytes, k.resolution + v.resolution, f"{m['k']} GB + {m['v']} GB", no
+                )
             kv.setdefault(dev, Buffer(dev, False, fig))
         elif m := RE_SCHED.search(line):
             tokens = tokens or int(m["n"])

@@ -24,7 +24,8 @@ class Figure:
 def figure(number: str, unit: str, line: int, *, binary_gb: bool = True) -> Figure:
     """`number` in `unit` as bytes. Every runtime here prints binary units, whatever it calls them:
     llama.cpp "MiB" (1024.0*1024.0), vLLM "GiB" (`format_gib`, 2**30), Ollama "GiB"/"MiB"
-    (format.HumanBytes2, 1024-based) and SGLang "GB" (srt/mem_cache/memory_pool.py: `GB = 1024 * 1024 * 1024`)."""
+    (format.HumanBytes2, 1024-based) and SGLang "GB" (srt/mem_cache/memory_pool.py:
+    `GB = 1024 * 1024 * 1024`)."""
     if unit in ("KB", "MB", "GB") and not binary_gb:  # pragma: no cover - no runtime here prints SI units
         raise ValueError(unit)
     scale = _UNITS[unit]
@@ -76,6 +77,7 @@ class Settings:
     n_ubatch: int | None = None
     cells: int | None = None  # llama.cpp KV cells per stream, from the KV size line
     streams: int | None = None
+    gpus: int | None = None  # GPUs the log says it planned for (Ollama's offload line)
     v_cache_empty: bool | None = None  # llama.cpp printed "V (f16): 0.00 MiB" (an MLA latent-only cache)
 
 

@@ -3,8 +3,9 @@
 Line formats (vllm-project/vllm; each printed once per worker, prefixed by `(VllmWorker rank=N pid=...)`,
 `(Worker_TPn pid=...)` or `(RayWorkerWrapper pid=...)` when there are several):
 
-- `Initializing a V1 LLM engine (v0.8.5) with config: model='deepseek-ai/DeepSeek-R1', ... dtype=torch.bfloat16,
-  max_seq_len=8192, ... tensor_parallel_size=8, pipeline_parallel_size=1, ... quantization=fp8, ...
+- `Initializing a V1 LLM engine (v0.8.5) with config: model='deepseek-ai/DeepSeek-R1', ...
+  dtype=torch.bfloat16, max_seq_len=8192, ... tensor_parallel_size=8, pipeline_parallel_size=1,
+  ... quantization=fp8, ...
   kv_cache_dtype=auto, ...` (vllm/v1/engine/core.py; `Initializing an LLM engine (v0.6.x)` in V0).
 - `non-default args: {'model': ..., 'max_model_len': 8192, 'gpu_memory_utilization': 0.9, ...}`
   (vllm/entrypoints/utils.py, v0.10 and later).
@@ -32,9 +33,12 @@ RE_LOADING = re.compile(r"Model loading took (?P<num>\d+(?:\.\d+)?) ?(?P<unit>Gi
 RE_AVAILABLE = re.compile(r"Available KV cache memory: (?P<num>\d+(?:\.\d+)?) ?(?P<unit>GiB)")
 RE_KV_REST = re.compile(r"reserved for KV Cache is (?P<num>\d+(?:\.\d+)?) ?(?P<unit>GiB)")
 RE_TOKENS = re.compile(r"GPU KV cache size: (?P<n>[\d,]+) tokens")
-RE_CONCURRENCY = re.compile(r"Maximum concurrency for (?P<len>[\d,]+) tokens per request: (?P<x>\d+(?:\.\d+)?)x")
+RE_CONCURRENCY = re.compile(
+    r"Maximum concurrency for (?P<len>[\d,]+) tokens per request: (?P<x>\d+(?:\.\d+)?)x"
+)
 RE_TOTAL = re.compile(
-    r"total_gpu_memory \((?P<num>\d+(?:\.\d+)?) ?(?P<unit>GiB)\) x gpu_memory_utilization \((?P<util>[\d.]+)\)"
+    r"total_gpu_memory \((?P<num>\d+(?:\.\d+)?) ?(?P<unit>GiB)\) x "
+    r"gpu_memory_utilization \((?P<util>[\d.]+)\)"
 )
 RE_RANK = re.compile(r"\((?:\w+ )?(?:rank=(?P<rank>\d+)|\w*?_TP(?P<tp>\d+))")
 
@@ -76,12 +80,28 @@ def parse(text: str) -> ParsedLog:
             version = m["v"].lstrip("v")
             c = m["cfg"]
             model = _cfg(c, "model")
-            for key in ("dtype", "max_seq_len", "tensor_parallel_size", "pipeline_parallel_size", "quantization", "kv_cache_dtype"):
+            for key in (
+                "dtype",
+                "max_seq_len",
+                "tensor_parallel_size",
+                "pipeline_parallel_size",
+                "quantization",
+                "kv_cache_dtype",
+            ):
                 cfg.setdefault(key, _cfg(c, key))
         elif m := RE_NON_DEFAULT.search(line):
             a = m["args"]
             model = model or _arg(a, "model") or _arg(a, "model_tag")
-            for key in ("gpu_memory_utilization", "block_size", "max_model_len", "max_num_seqs", "tensor_parallel_size", "pipeline_parallel_size", "quantization", "kv_cache_dtype"):
+            for key in (
+                "gpu_memory_utilization",
+                "block_size",
+                "max_model_len",
+                "max_num_seqs",
+                "tensor_parallel_size",
+                "pipeline_parallel_size",
+                "quantization",
+                "kv_cache_dtype",
+            ):
                 if (v := _arg(a, key)) is not None:
                     cfg.setdefault("arg_" + key, v)
         elif m := RE_LOADING.search(line):

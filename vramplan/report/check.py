@@ -87,7 +87,9 @@ def print_check(r: CheckResult, console: Console) -> None:
     for col in ("part", "where", "measured", "estimate", "error"):
         table.add_column(col, justify="left" if col in ("part", "where") else "right", no_wrap=col != "where")
     for p in r.parts:
-        table.add_row(p.part, p.scope, _value(p.unit, p.measured), _value(p.unit, p.estimate), _error_text(p.error))
+        table.add_row(
+            p.part, p.scope, _value(p.unit, p.measured), _value(p.unit, p.estimate), _error_text(p.error)
+        )
     console.print(table)
     for n in r.notes:
         console.print(f"note: {n}")
