@@ -132,7 +132,7 @@ def build_request(
     if gpu is not None:
         note("GPU", f"{gpu.spec.name} x {gpu.count}", "--gpu")
     elif spec is not None:
-        note("GPU", spec.name, f"the log ({s.gpu_name})")
+        note("GPU", spec.name, f"the log: {s.gpu_name}")
     elif s.gpu_name:
         notes.append(
             f"the log's GPU {s.gpu_name!r} is not in vramplan's GPU table; give --gpu for capacities"
@@ -150,7 +150,7 @@ def build_request(
             cpu_only = True
             note("devices", "host only (no GPU buffers in the log)", "the log")
         else:
-            note("GPUs", count, "--gpu" if gpu else "the log's buffers")
+            note("GPUs", count, "--gpu" if gpu else "the log")
         if s.gpu_layers is not None and s.layers_total is not None and s.gpu_layers < s.layers_total:
             gpu_layers = s.gpu_layers
             note("GPU layers", f"{s.gpu_layers}/{s.layers_total}", "the log")
@@ -307,6 +307,11 @@ def _torch_parts(log: ParsedLog, e: Estimate, arch: Architecture, notes: list[st
         reserved = g.activation_bytes + g.overhead_bytes
         usable = int(frac * g.capacity_bytes) if frac is not None else g.capacity_bytes - reserved
         pool_est = usable - g.weights_bytes
+        notes.append(
+            "SGLang's pool is mem_fraction_static x total less what is in use after loading "
+            "(model_runner.py profile_max_num_token): the CUDA context and anything else already on the GPU "
+            "come out of it too, which the estimate does not model"
+        )
     if pool_fig is not None:
         out.append(
             PartCheck(

@@ -82,7 +82,10 @@ def print_check(r: CheckResult, console: Console) -> None:
         f"estimate: context {e.context} tokens x {e.concurrency}  ·  KV cache {e.kv_cache_dtype}, "
         f"{e.kv_layout} layout, {e.kv_cells} cells"
     )
-    console.print("settings: " + "  ·  ".join(f"{k} {v} ({s})" for k, v, s in r.settings))
+    by_source: dict[str, list[str]] = {}
+    for k, v, s in r.settings:
+        by_source.setdefault(s, []).append(f"{k} {v}")
+    console.print("settings: " + "; ".join(f"{', '.join(items)} ({s})" for s, items in by_source.items()))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("part", "where", "measured", "estimate", "error"):
         table.add_column(col, justify="left" if col in ("part", "where") else "right", no_wrap=col != "where")
