@@ -77,7 +77,9 @@ def test_sglang_lines_weights_from_the_drop_in_free_memory() -> None:
         4096, 1, 0.88, "auto", None, 2049,
     )  # fmt: skip
     # before SGLang printed "mem usage", the weights are avail mem before - after: 22.76 - 8.37 GB
-    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [("TP0", b(14.39, GiB), "14.39 GB")]
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("TP0", b(14.39, GiB), "14.39 GB")
+    ]
     assert [(k.device, k.figure.bytes) for k in p.kv] == [("TP0", b(2.82, GiB) * 2)]
     assert p.kv_tokens == 105_531
 
@@ -137,7 +139,13 @@ def test_ollama_with_its_llama_cpp_runner_lines() -> None:
         ("SYCL_Host", True, b(15.01, MiB)),
     ]
     s = p.settings
-    assert (s.context, s.parallel, s.flash_attn, s.type_k, s.quantization) == (4096, 1, False, "f16", "Q4_K - Medium")
+    assert (s.context, s.parallel, s.flash_attn, s.type_k, s.quantization) == (
+        4096,
+        1,
+        False,
+        "f16",
+        "Q4_K - Medium",
+    )
 
 
 def test_ollama_device_lines() -> None:
@@ -186,7 +194,9 @@ def test_vllm_pool_and_concurrency_against_the_estimate(catalog: Catalog) -> Non
 
 
 def test_sglang_against_the_estimate(catalog: Catalog) -> None:
-    r = check_log(catalog, read_log(log_path("sglang_distill_qwen_7b_3090.log")), "x", gpu=parse_gpu("rtx-3090"))
+    r = check_log(
+        catalog, read_log(log_path("sglang_distill_qwen_7b_3090.log")), "x", gpu=parse_gpu("rtx-3090")
+    )
     parts = {p.part: p for p in r.parts}
     assert parts["KV per token"].estimate == 28 * 2 * 512 * 2  # 28 layers x K,V x 4 heads x 128 x bf16
     assert parts["KV per token"].error == 0.0
@@ -195,9 +205,15 @@ def test_sglang_against_the_estimate(catalog: Catalog) -> None:
 
 def test_llama_server_kv_matches_exactly(catalog: Catalog) -> None:
     r = check_log(catalog, read_log(log_path("llama_server_distill_qwen_32b.log")), "x")
-    assert (r.estimate.model, r.estimate.quant, r.estimate.kv_cells) == ("deepseek-r1-distill-qwen-32b", "q4_K_M", 16384)
+    assert (r.estimate.model, r.estimate.quant, r.estimate.kv_cells) == (
+        "deepseek-r1-distill-qwen-32b",
+        "q4_K_M",
+        16384,
+    )
     kv = [p for p in r.parts if p.part == "KV cache"]
-    assert [(p.scope, p.measured, p.estimate, p.error) for p in kv] == [("GPUs (CUDA0)", 4096 * MiB, 4096 * MiB, 0.0)]
+    assert [(p.scope, p.measured, p.estimate, p.error) for p in kv] == [
+        ("GPUs (CUDA0)", 4096 * MiB, 4096 * MiB, 0.0)
+    ]
 
 
 def test_ollama_planner_against_the_estimate(catalog: Catalog) -> None:
@@ -216,7 +232,10 @@ CASES = {
     "vllm": (["vllm_r1_0528_fp8_tp8.log", "--gpu", "h200:8"], "check_vllm_r1_0528_h200x8"),
     "sglang": (["sglang_distill_qwen_7b_3090.log", "--gpu", "rtx-3090"], "check_sglang_7b_3090"),
     "llama-server": (["llama_server_distill_qwen_32b.log"], "check_llama_server_32b"),
-    "ollama-planner": (["ollama_offload_671b.log", "--model", "deepseek-r1:671b"], "check_ollama_offload_671b"),
+    "ollama-planner": (
+        ["ollama_offload_671b.log", "--model", "deepseek-r1:671b"],
+        "check_ollama_offload_671b",
+    ),
     "ollama-runner": (["ollama_runner_distill_qwen_7b.log"], "check_ollama_runner_7b"),
     "ollama-devices": (["ollama_device_lines.log", "-m", "deepseek-r1:7b"], "check_ollama_devices_7b"),
 }
@@ -244,7 +263,16 @@ def test_check_json(case: str, run: Callable[..., Result], catalog: Catalog) -> 
     assert doc["log"] == log_path(args[0])
     assert doc["runtime"] == detect((LOGS / args[0]).read_text()).value  # type: ignore[union-attr]
     for part in doc["parts"]:
-        assert set(part) == {"part", "scope", "unit", "measured", "estimate", "error", "measured_text", "line"}
+        assert set(part) == {
+            "part",
+            "scope",
+            "unit",
+            "measured",
+            "estimate",
+            "error",
+            "measured_text",
+            "line",
+        }
         if part["unit"] == "bytes":
             assert isinstance(part["measured"], int) and isinstance(part["estimate"], int)
         if part["measured"]:
@@ -288,9 +316,18 @@ def test_check_json_twin_of_llama_server(run: Callable[..., Result]) -> None:
             ["ollama_device_lines.log"],
             "Error: the ollama log does not name its model; give --model (a catalog id, alias or HF repo)",
         ),
-        (["vllm_r1_0528_fp8_tp8.log", "--model", "deepseek-r1-zer"], "Error: unknown model 'deepseek-r1-zer'; "),
-        (["vllm_r1_0528_fp8_tp8.log", "--quant", "q4_K_M"], "Error: vllm cannot load deepseek-r1-0528 q4_K_M"),
-        (["vllm_r1_0528_fp8_tp8.log", "--gpu", "h100:x"], "Error: GPU count in 'h100:x' must be a whole number"),
+        (
+            ["vllm_r1_0528_fp8_tp8.log", "--model", "deepseek-r1-zer"],
+            "Error: unknown model 'deepseek-r1-zer'; ",
+        ),
+        (
+            ["vllm_r1_0528_fp8_tp8.log", "--quant", "q4_K_M"],
+            "Error: vllm cannot load deepseek-r1-0528 q4_K_M",
+        ),
+        (
+            ["vllm_r1_0528_fp8_tp8.log", "--gpu", "h100:x"],
+            "Error: GPU count in 'h100:x' must be a whole number",
+        ),
     ],
 )
 def test_bad_inputs_answer_in_one_line(args: list[str], message: str, run: Callable[..., Result]) -> None:
