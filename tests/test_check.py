@@ -349,3 +349,52 @@ def test_a_directory_or_unreadable_file(run: Callable[..., Result], tmp_path: Pa
         f"Error: {text}: no memory lines of llama.cpp, llama-server, Ollama, vLLM or SGLang found in the log "
         "(see docs/check.md for the lines vramplan reads)\n"
     )
+
+
+def test_vllm_v0_lines() -> None:
+    # vllm/worker/model_runner.py and vllm/worker/worker.py of V0 (as quoted in vllm-project/vllm issue 15340)
+    text = (
+        "INFO 03-22 18:40:01 [llm_engine.py:241] Initializing a V0 LLM engine (v0.8.1) with config: "
+        "model='/models/DeepSeek-R1-Distill-Qwen-14B', dtype=torch.bfloat16, max_seq_len=16384, "
+        "tensor_parallel_size=2, pipeline_parallel_size=1, quantization=None, kv_cache_dtype=auto\n"
+        "(VllmWorkerProcess pid=282) INFO 03-22 18:52:52 [model_runner.py:1146] Model loading took 13.9281 GB "
+        "and 24.575245 seconds\n"
+        "INFO 03-22 18:53:21 [worker.py:267] the current vLLM instance can use total_gpu_memory (23.58GiB) x "
+        "gpu_memory_utilization (0.94) = 22.29GiB\n"
+        "INFO 03-22 18:53:21 [worker.py:267] model weights take 13.93GiB; non_torch_memory takes 0.20GiB; "
+        "PyTorch activation peak memory takes 1.23GiB; the rest of the memory reserved for KV Cache is 6.93GiB.\n"
+    )
+    p = parse_log(text)
+    assert (p.runtime, p.version, p.model) == (Runtime.VLLM, "0.8.1", "/models/DeepSeek-R1-Distill-Qwen-14B")
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [("rank 0", b(13.9281, GiB))]
+    assert p.kv_available is not None and p.kv_available.bytes == b(6.93, GiB)
+    s = p.settings
+    assert (s.context, s.tp, s.gpu_memory_utilization, s.quantization) == (16384, 2, 0.94, None)
+    assert s.gpu_total is not None and s.gpu_total.bytes == b(23.58, GiB)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/models/DeepSeek-R1-Distill-Qwen-14B",
+        "/root/.cache/huggingface/hub/models--deepseek-ai--DeepSeek-R1-Distill-Qwen-14B/snapshots/abc123",
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+    ],
+)
+def test_model_paths_resolve_through_the_catalog(name: str, catalog: Catalog) -> None:
+    text = (
+        f"INFO [core.py:93] Initializing a V1 LLM engine (v0.9.2) with config: model='{name}', "
+        "dtype=torch.bfloat16, max_seq_len=8192, tensor_parallel_size=1, pipeline_parallel_size=1, "
+        "quantization=None, kv_cache_dtype=auto\n"
+        "INFO [gpu_model_runner.py:1595] Model loading took 27.5952 GiB and 10.1 seconds\n"
+    )
+    r = check_log(catalog, parse_log(text), "x")
+    assert (r.estimate.model, r.estimate.quant) == ("deepseek-r1-distill-qwen-14b", "bf16")
+
+
+def test_runtime_option_reads_the_log_as_that_runtime(run: Callable[..., Result]) -> None:
+    doc = json.loads(
+        run(*_args(["ollama_runner_distill_qwen_7b.log", "--runtime", "llama.cpp"]), "--json").stdout
+    )
+    assert doc["runtime"] == "llama.cpp"
+    assert [p["part"] for p in doc["parts"]] == ["KV cache", "compute buffer"]

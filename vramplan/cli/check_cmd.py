@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli import cli
-from vramplan.cli.common import RUNTIMES, catalog_from, console, gpu_option, parse_gpu_option, print_json
+from vramplan.cli.common import RUNTIMES, catalog_from, console, parse_gpu_option, print_json
 from vramplan.runtimes import Runtime
 
 
@@ -13,7 +13,12 @@ from vramplan.runtimes import Runtime
 @click.argument("logfile", metavar="LOGFILE")
 @click.option("--model", "-m", help="The model, when the log does not name it (catalog id, alias, HF repo).")
 @click.option("--quant", "-q", help="The quantization, when the log does not state it (fp8, q4_K_M, ...).")
-@gpu_option
+@click.option(
+    "--gpu",
+    "gpu",
+    metavar="NAME[:COUNT]",
+    help="The GPUs the log ran on, when it does not name them, e.g. h200:8 (needed for KV pool figures).",
+)
 @click.option(
     "--runtime",
     "-r",

@@ -169,6 +169,8 @@ def _basename(path: str | None) -> str | None:
     if not path:
         return None
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if name.startswith("sha256-"):  # an Ollama blob: the file name says nothing about the model
+        return None
     return name[:-5] if name.lower().endswith(".gguf") else name
 
 
