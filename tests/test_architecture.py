@@ -17,7 +17,10 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "vramplan"
 CORE = ["arch", "catalog", "errors", "estimate", "precision", "quantmix", "recommend", "request", "runtimes"]
 # the log parsers and the comparison with the estimate (`vramplan check`)
-CORE += ["check", *(f"logs/{m}" for m in ("__init__", "types", "ggml", "ollama", "vllm", "sglang", "identify"))]
+CORE += [
+    "check",
+    *(f"logs/{m}" for m in ("__init__", "types", "ggml", "ollama", "vllm", "sglang", "identify")),
+]
 FORBIDDEN_IN_CORE = {
     "click",
     "rich",
