@@ -398,3 +398,47 @@ def test_runtime_option_reads_the_log_as_that_runtime(run: Callable[..., Result]
     )
     assert doc["runtime"] == "llama.cpp"
     assert [p["part"] for p in doc["parts"]] == ["KV cache", "compute buffer"]
+
+
+def test_late_2024_llama_cpp_names_and_identification_by_shape(catalog: Catalog) -> None:
+    # llm_load_print_meta / llm_load_tensors / llama_kv_cache_init / llama_init_from_model, the names of
+    # llama.cpp (and of Ollama's bundled runner) until early 2025; the shape and sizes are those of the
+    # 7B distill in containers/ramalama issue 616 (n_ff 18944, n_embd_k_gqa 512, "model ftype = Q4_K -
+    # Medium", "model size = 4.36 GiB") and JamePeng/llama-cpp-python PR 1 (28 layers, 2048 cells:
+    # "CUDA0 KV buffer size = 112.00 MiB", "KV self size = 112.00 MiB, K (f16): 56.00 MiB, V (f16): 56.00 MiB")
+    meta = {"arch": "qwen2", "n_vocab": 152064, "n_ctx_train": 131072, "n_embd": 3584, "n_layer": 28,
+            "n_head": 28, "n_head_kv": 4, "n_embd_head_k": 128, "n_ff": 18944}  # fmt: skip
+    text = "".join(f"llm_load_print_meta: {k:<16} = {v}\n" for k, v in meta.items())
+    text += (
+        "llm_load_print_meta: model ftype      = Q4_K - Medium\n"
+        "llm_load_print_meta: model size       = 4.36 GiB (4.91 BPW) \n"
+        "llm_load_tensors: offloaded 29/29 layers to GPU\n"
+        "llm_load_tensors:        CPU buffer size =   292.36 MiB\n"
+        "llm_load_tensors:      CUDA0 buffer size =  4168.09 MiB\n"
+        "llama_init_from_model: n_ctx         = 2048\n"
+        "llama_kv_cache_init: kv_size = 2048, offload = 1, type_k = 'f16', type_v = 'f16', n_layer = 28\n"
+        "llama_kv_cache_init:      CUDA0 KV buffer size =   112.00 MiB\n"
+        "llama_init_from_model: KV self size  =  112.00 MiB, K (f16):   56.00 MiB, V (f16):   56.00 MiB\n"
+    )
+    p = parse_log(text)
+    assert p.runtime is Runtime.LLAMA_CPP and p.model is None
+    assert [(w.device, w.host, w.figure.bytes) for w in p.weights] == [
+        ("CPU", True, b(292.36, MiB)),
+        ("CUDA0", False, b(4168.09, MiB)),
+    ]
+    assert p.file_size is not None and p.file_size.bytes == b(4.36, GiB)
+    assert (p.settings.quantization, p.settings.context, p.settings.cells) == ("Q4_K - Medium", 2048, 2048)
+    r = check_log(catalog, p, "x")
+    assert (r.estimate.model, r.estimate.quant) == ("deepseek-r1-distill-qwen-7b", "q4_K_M")
+    assert r.identified.how == "its shape (n_layer, n_embd, n_head, n_vocab) is deepseek-r1-distill-qwen-7b's"
+    kv = next(x for x in r.parts if x.part == "KV cache")
+    assert (kv.measured, kv.estimate, kv.error) == (112 * MiB, 112 * MiB, 0.0)
+
+
+def test_sglang_load_line_without_the_model_class() -> None:
+    # recent SGLang: "Load weight end. quant=fp8, fmt=e4m3, avail mem=.., mem usage=.." (SemiAnalysisAI/InferenceX
+    # issue 2128)
+    p = parse_log(
+        "[2026-07-09 10:00:00 TP0] Load weight end. quant=fp8, fmt=e4m3, avail mem=12.25 GB, mem usage=125.65 GB.\n"
+    )
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [("TP0", b(125.65, GiB))]

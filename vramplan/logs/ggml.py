@@ -189,8 +189,9 @@ def _settings(
     n_ctx = _int(ctx.get("n_ctx"))
     n_seq = _int(ctx.get("n_seq_max")) or s.get("slots") or (slots_old or None)
     per_seq = _int(ctx.get("n_ctx_seq") or ctx.get("n_ctx_per_seq")) or s.get("slot_ctx")
-    if per_seq is None and n_ctx is not None and isinstance(n_seq, int):
-        per_seq = n_ctx // n_seq
+    if per_seq is None and n_ctx is not None:
+        # logs from before n_seq_max was printed (late 2024) ran one sequence
+        per_seq = n_ctx // n_seq if isinstance(n_seq, int) else n_ctx
     fa_text = ctx.get("flash_attn")
     flash: bool | None = {"1": True, "0": False, "enabled": True, "disabled": False}.get(fa_text or "")
     if fa_resolved is not None:
