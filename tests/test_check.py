@@ -351,8 +351,9 @@ def test_a_directory_or_unreadable_file(run: Callable[..., Result], tmp_path: Pa
     )
 
 
-def test_vllm_v0_lines() -> None:
-    # vllm/worker/model_runner.py and vllm/worker/worker.py of V0 (as quoted in vllm-project/vllm issue 15340)
+def test_vllm_v0_lines(catalog: Catalog) -> None:
+    # the formats of V0's vllm/worker/model_runner.py and vllm/worker/worker.py (as printed in
+    # vllm-project/vllm issue 15340); the figures are illustrative
     text = (
         "INFO 03-22 18:40:01 [llm_engine.py:241] Initializing a V0 LLM engine (v0.8.1) with config: "
         "model='/models/DeepSeek-R1-Distill-Qwen-14B', dtype=torch.bfloat16, max_seq_len=16384, "
@@ -371,6 +372,10 @@ def test_vllm_v0_lines() -> None:
     s = p.settings
     assert (s.context, s.tp, s.gpu_memory_utilization, s.quantization) == (16384, 2, 0.94, None)
     assert s.gpu_total is not None and s.gpu_total.bytes == b(23.58, GiB)
+    # the log's total_gpu_memory stands in for a GPU: the pool can be compared without --gpu
+    r = check_log(catalog, p, "x")
+    assert ("GPU", "23.58 GiB each", "the log") in r.settings
+    assert {x.part for x in r.parts} == {"weights", "KV pool"}
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,21 @@ def _gpu_from_log(log: ParsedLog) -> GPUSpec | None:
     return spec_for_nvml_name(name) if name else None
 
 
+def _spec_from_total(name: str | None, total: int) -> GPUSpec:
+    """A GPU known only by the memory the log states (vLLM V0's total_gpu_memory, Ollama's total=)."""
+    return GPUSpec(
+        name=(name or "gpu").lower().replace(" ", "-"),
+        label=name or "the log's GPU",
+        memory_bytes=total,
+        bandwidth_gbps=0.0,
+        compute_capability=None,
+        fp8=False,
+        fp4=False,
+        interconnect="pcie",
+        max_per_node=64,
+    )
+
+
 def build_request(
     log: ParsedLog, ident: Identified, gpu: GPUChoice | None
 ) -> tuple[Request, list[tuple[str, str, str]], list[str]]:
@@ -133,6 +148,9 @@ def build_request(
         note("GPU", f"{gpu.spec.name} x {gpu.count}", "--gpu")
     elif spec is not None:
         note("GPU", spec.name, f"the log: {s.gpu_name}")
+    elif s.gpu_total is not None:
+        spec = _spec_from_total(s.gpu_name, s.gpu_total.bytes)
+        note("GPU", f"{s.gpu_total.text} each", "the log")
     elif s.gpu_name:
         notes.append(
             f"the log's GPU {s.gpu_name!r} is not in vramplan's GPU table; give --gpu for capacities"
@@ -162,14 +180,11 @@ def build_request(
         tp, pp = s.tp or 1, s.pp or 1
         note("tensor parallel", tp, "the log" if s.tp else "default")
         note("pipeline parallel", pp, "the log" if s.pp else "default")
-        if count is None:
-            count = tp * pp
+        count = max(count or 1, tp * pp)  # `--gpu h200` names the card; the log says how many
         if s.gpu_memory_utilization is not None:
             note("gpu_memory_utilization", s.gpu_memory_utilization, "the log")
         if s.mem_fraction_static is not None:
             note("mem_fraction_static", s.mem_fraction_static, "the log")
-    if spec is None and s.gpu_total is not None and not rt.is_ggml:
-        notes.append(f"the log states {s.gpu_total.text} per GPU; give --gpu to compare the KV pool")
     req = Request(
         variant=ident.variant,
         quant=quant,
