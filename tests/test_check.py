@@ -447,3 +447,13 @@ def test_sglang_load_line_without_the_model_class() -> None:
         "[2026-07-09 10:00:00 TP0] Load weight end. quant=fp8, fmt=e4m3, avail mem=12.25 GB, mem usage=125.65 GB.\n"
     )
     assert [(w.device, w.figure.bytes) for w in p.weights] == [("TP0", b(125.65, GiB))]
+
+
+def test_llama_server_slots_line() -> None:
+    # tools/server/server-context.cpp: "initializing, n_slots = %d, n_ctx_slot = %d, kv_unified = '%s'"
+    text = (
+        "load_tensors:   CPU_Mapped model buffer size =  4460.45 MiB\n"
+        "srv    load_model: initializing, n_slots = 4, n_ctx_slot = 4096, kv_unified = 'false'\n"
+    )
+    s = parse_log(text).settings
+    assert (s.parallel, s.context) == (4, 4096)

@@ -43,6 +43,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict
         log = tmp / f"tiny-{arch}.log"
         log.write_text(r["log"], encoding="utf-8")
         out[arch] = (log, r)
+    # a q8_0 K and V cache (needs flash attention), one sequence
+    r = measure(tmp / "tiny-qwen2.gguf", n_ctx=N_CTX, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    assert r["ok"], r.get("error")
+    (tmp / "tiny-qwen2-q8_0.log").write_text(r["log"], encoding="utf-8")
+    out["qwen2-q8_0"] = (tmp / "tiny-qwen2-q8_0.log", r)
     return out
 
 
@@ -114,3 +119,19 @@ def test_check_cli_on_a_real_log(
     )  # fmt: skip
     table = run("check", str(path))
     assert table.exit_code == 0 and "KV cache" in table.stdout and "0 (within rounding)" in table.stdout
+
+
+def test_a_quantized_kv_cache(runs: dict[str, tuple[Path, dict[str, Any]]], catalog: Catalog) -> None:
+    path, r = runs["qwen2-q8_0"]
+    p = read_log(path)
+    assert (p.settings.type_k, p.settings.type_v, p.settings.flash_attn, p.settings.parallel) == (
+        "q8_0",
+        "q8_0",
+        True,
+        1,
+    )
+    result = check_log(catalog, p, str(path))
+    assert (result.estimate.kv_cache_dtype, result.estimate.kv_cells) == ("q8_0", N_CTX)
+    # q8_0 rows: 34 bytes per 32 elements (ggml-common.h block_q8_0); 64 K and 64 V elements per layer
+    assert result.estimate.kv_cache_bytes == r["kv_bytes"] == N_CTX * 2 * 2 * (64 // 32 * 34)
+    assert next(x for x in result.parts if x.part == "KV cache").error == 0.0
