@@ -457,3 +457,24 @@ def test_llama_server_slots_line() -> None:
     )
     s = parse_log(text).settings
     assert (s.parallel, s.context) == (4, 4096)
+
+
+def test_ollama_runner_flags() -> None:
+    # llm/server.go appends --flash-attn and --kv-cache-type when OLLAMA_FLASH_ATTENTION / OLLAMA_KV_CACHE_TYPE ask
+    text = (
+        'time=2025-03-01T10:00:00.000Z level=INFO source=server.go:376 msg="starting llama server" '
+        'cmd="/usr/bin/ollama runner --model /m/blobs/sha256-abc --ctx-size 32768 --batch-size 512 '
+        '--n-gpu-layers 29 --threads 8 --flash-attn --kv-cache-type q8_0 --parallel 4 --port 41000"\n'
+        "llama_kv_cache_init:      CUDA0 KV buffer size =   476.00 MiB\n"
+    )
+    p = parse_log(text)
+    s = p.settings
+    assert p.runtime is Runtime.OLLAMA
+    assert (s.n_ctx, s.parallel, s.context, s.flash_attn, s.type_k, s.gpu_layers) == (
+        32768,
+        4,
+        8192,
+        True,
+        "q8_0",
+        29,
+    )
