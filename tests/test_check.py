@@ -478,3 +478,16 @@ def test_ollama_runner_flags() -> None:
         "q8_0",
         29,
     )
+
+
+def test_vllm_utilization_default_by_version(catalog: Catalog) -> None:
+    line = (
+        "INFO [core.py:93] Initializing a V1 LLM engine (v{v}) with config: model='deepseek-ai/DeepSeek-R1-Distill-Qwen-7B', "
+        "dtype=torch.bfloat16, max_seq_len=4096, tensor_parallel_size=1, pipeline_parallel_size=1, quantization=None\n"
+        "INFO [gpu_model_runner.py:1595] Model loading took 14.2488 GiB and 10.1 seconds\n"
+    )
+    old = check_log(catalog, parse_log(line.format(v="0.9.2")), "x", gpu=parse_gpu("l40s"))
+    assert ("gpu_memory_utilization", "0.9", "vLLM 0.9.2's default") in old.settings
+    assert old.request.gpu_memory_utilization == 0.9
+    new = check_log(catalog, parse_log(line.format(v="0.33.0")), "x", gpu=parse_gpu("l40s"))
+    assert new.request.gpu_memory_utilization is None  # the estimator's own default, 0.92 since 0.33

@@ -156,6 +156,7 @@ def build_request(
             f"the log's GPU {s.gpu_name!r} is not in vramplan's GPU table; give --gpu for capacities"
         )
     tp = pp = None
+    util: float | None = None
     cpu_only = False
     gpu_layers = None
     layout = None
@@ -181,8 +182,12 @@ def build_request(
         note("tensor parallel", tp, "the log" if s.tp else "default")
         note("pipeline parallel", pp, "the log" if s.pp else "default")
         count = max(count or 1, tp * pp)  # `--gpu h200` names the card; the log says how many
-        if s.gpu_memory_utilization is not None:
-            note("gpu_memory_utilization", s.gpu_memory_utilization, "the log")
+        util = s.gpu_memory_utilization
+        if util is not None:
+            note("gpu_memory_utilization", util, "the log")
+        elif rt is Runtime.VLLM and _version_before(log.version, 0, 33):
+            util = 0.9  # vllm/config/cache.py: the default was 0.9 until 0.33 made it 0.92
+            note("gpu_memory_utilization", util, f"vLLM {log.version}'s default")
         if s.mem_fraction_static is not None:
             note("mem_fraction_static", s.mem_fraction_static, "the log")
     req = Request(
@@ -200,7 +205,7 @@ def build_request(
         flash_attn=s.flash_attn if s.flash_attn is not None else True,
         gpu_layers=gpu_layers,
         kv_layout=layout,
-        gpu_memory_utilization=s.gpu_memory_utilization if rt is Runtime.VLLM else None,
+        gpu_memory_utilization=util if rt is Runtime.VLLM else None,
     )
     return req, used, notes
 
