@@ -20,7 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-BLOCK = re.compile(r"(?P<live><!-- live -->\n)?```console\n\$ (?P<cmd>vramplan [^\n]*)\n(?P<out>.*?)```", re.S)
+BLOCK = re.compile(
+    r"(?P<live><!-- live -->\n)?```console\n\$ (?P<cmd>vramplan [^\n]*)\n(?P<out>.*?)```", re.S
+)
 
 
 def run_example(cmd: str, scratch: Path) -> str:
