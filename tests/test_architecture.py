@@ -26,6 +26,11 @@ CORE = [
     "request",
     "runtimes",
     "speed",
+    "sources/gguf_reader",
+    "sources/gguf_model",
+    # the log parsers and the comparison with the estimate (`vramplan check`)
+    "check",
+    *(f"logs/{m}" for m in ("__init__", "types", "ggml", "ollama", "vllm", "sglang", "identify")),
 ]
 FORBIDDEN_IN_CORE = {
     "click",
