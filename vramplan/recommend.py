@@ -22,6 +22,7 @@ from vramplan.estimate import Estimate, Request, estimate
 from vramplan.hardware import GPU_SPECS, GPUChoice, GPUSpec, Machine
 from vramplan.precision import WeightFormat
 from vramplan.quantmix import GGUF_FTYPES
+from vramplan.request import Choices, resolve_model
 from vramplan.runtimes import Runtime, default_context, usable_fraction
 from vramplan.speed import HOST_BANDWIDTH_GBPS, host_share, tokens_per_second
 
@@ -460,7 +461,7 @@ def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Comb
     if opts.models:
         seen: set[tuple[str, str | None]] = set()
         for name in opts.models:
-            r = catalog.resolve(name)
+            r = resolve_model(catalog, Choices(model=name))  # the catalog, else a Hugging Face repo
             key = (r.variant.id, r.quant.name if r.quant else None)
             if key not in seen:
                 seen.add(key)

@@ -64,7 +64,13 @@ class OneLineErrors(click.Command):
 @click.option(
     "--quant", "-q", "quants", multiple=True, help="Only these quantizations (fp8, awq-int4, q4_K_M, ...)."
 )
-@click.option("--model", "-m", "models", multiple=True, help="Only these models (ids, aliases, Ollama tags).")
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    help="Only these models (ids, aliases, Ollama tags, Hugging Face repo ids).",
+)
 @click.option(
     "--headroom",
     type=float,
