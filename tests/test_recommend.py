@@ -569,3 +569,16 @@ def test_nothing_recommended_exceeds_its_budget(
             assert c.estimate.context >= MIN_CONTEXT
     for m in r.misfits:
         assert not m.fits and m.estimate.fits is False
+
+
+@pytest.mark.parametrize("gpu", ["h200:8", "h100-80gb:8", "l40s:4"])
+def test_stopping_early_changes_nothing_shown(catalog: Catalog, gpu: str) -> None:
+    """Variants ranked below a full --top are not planned; what is shown is what a full plan shows."""
+    short = rec(catalog, gpu_target(gpu))
+    full = rec(catalog, gpu_target(gpu), top=1000)
+    assert not short.complete and full.complete and short.planned < full.planned == 110
+    key = [(c.variant.id, c.quant.name, c.runtime, c.gpus_used, c.estimate.context) for c in short.candidates]
+    assert key == [
+        (c.variant.id, c.quant.name, c.runtime, c.gpus_used, c.estimate.context) for c in full.candidates[:10]
+    ]
+    assert [m.reason for m in short.misfits] == [m.reason for m in full.misfits][: len(short.misfits)]

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from vramplan.arch import param_count
 from vramplan.catalog import Catalog, Quant, Variant
 from vramplan.errors import PlanError, UnknownModelError
 from vramplan.estimate import Estimate, Request, estimate
@@ -261,9 +262,10 @@ class Recommendation:
     options: Options
     candidates: tuple[Candidate, ...]  # what fits, best first: one per variant and quantization class
     misfits: tuple[Candidate, ...]  # better options that do not fit, each with what would make it fit
-    fitting: int  # plans that fit in all (every runtime and layout)
+    fitting: int  # plans that fit among those planned (every runtime and layout)
     rows: int  # rows before --top (one per variant and quantization class, --per-model per variant)
     planned: int  # variant x quantization x runtime combinations planned
+    complete: bool = True  # False: variants ranked below the rows shown were not planned
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -578,10 +580,30 @@ def _default_context(combo: _Combo, target: Target) -> int:
     return default_context(combo.runtime, combo.variant.architecture, total)
 
 
+# The fewest bytes a parameter of each checkpoint format can take (its quantized storage alone; scales,
+# and tensors kept in higher precision, only add): a lower bound of a checkpoint's size.
+_MIN_BYTES_PER_PARAM = {
+    WeightFormat.BF16: 2.0,
+    WeightFormat.FP16: 2.0,
+    WeightFormat.FP8: 1.0,
+    WeightFormat.AWQ_INT4: 0.5,
+    WeightFormat.GPTQ_INT4: 0.5,
+    WeightFormat.NVFP4: 0.5,
+}
+
+
 def _too_big(combo: _Combo, target: Target, opts: Options) -> bool:
-    """The published size alone exceeds all the memory the plan may use: a misfit without planning."""
-    size = combo.quant.size
-    if size is None or combo.quant.tensor_table is not None:
+    """The weights alone certainly exceed all the memory the plan may use (by the published size, or
+    by the parameters at the format's fewest bytes): a misfit without planning."""
+    q = combo.quant
+    if q.tensor_table is not None:
+        return False
+    least = 0
+    if q.size is not None:
+        least = q.size.bytes - q.size.rounding
+    if q.format in _MIN_BYTES_PER_PARAM:
+        least = max(least, int(param_count(combo.variant.architecture) * _MIN_BYTES_PER_PARAM[q.format]))
+    if not least:
         return False
     if target.gpu is None:
         room = (target.host_memory_bytes or 0) * (1 - opts.headroom)
@@ -590,7 +612,7 @@ def _too_big(combo: _Combo, target: Target, opts: Options) -> bool:
         room = target.gpu.memory_bytes * share * target.gpus_per_node * target.nodes
         if combo.runtime.is_ggml and opts.offload and target.host_memory_bytes:
             room += target.host_memory_bytes * (1 - opts.headroom)
-    return size.bytes - size.rounding > room
+    return least > room
 
 
 def _whole(combo: _Combo, target: Target, opts: Options) -> tuple[Request, Estimate]:
@@ -898,11 +920,23 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
     combos, notes = _combos(catalog, target, opts)
     fits: list[Candidate] = []
     misses: list[_Combo] = []
+    # Quality ranks first, so variants are planned best first, and once --top rows are filled the
+    # variants of lower quality cannot change what is shown: they are not planned (`complete` False).
+    levels: dict[float, list[_Combo]] = {}
     for combo in combos:
-        ok, missed = _plan(combo, target, opts)
-        fits += ok
-        if missed:
-            misses.append(combo)
+        levels.setdefault(combo.quality if combo.quality is not None else -1.0, []).append(combo)
+    planned = 0
+    complete = True
+    for n, quality in enumerate(sorted(levels, reverse=True)):
+        for combo in levels[quality]:
+            ok, missed = _plan(combo, target, opts)
+            planned += 1
+            fits += ok
+            if missed:
+                misses.append(combo)
+        if n < len(levels) - 1 and len(_rows(sorted(fits, key=rank_key), opts.per_model)) >= opts.top:
+            complete = False
+            break
     fits.sort(key=rank_key)
     rows = _rows(fits, opts.per_model)
     shown = rows[: opts.top]
@@ -917,7 +951,8 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
         misfits=explained,
         fitting=len(fits),
         rows=len(rows),
-        planned=len(combos),
+        planned=planned,
+        complete=complete,
         notes=tuple(notes),
     )
 

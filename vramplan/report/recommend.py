@@ -115,6 +115,7 @@ def recommend_json(r: Recommendation) -> dict[str, Any]:
         "fitting": r.fitting,
         "rows": r.rows,
         "planned": r.planned,
+        "complete": r.complete,
         "notes": list(r.notes),
     }
 
@@ -144,9 +145,10 @@ def _context_words(r: Recommendation) -> str:
     ctx = (
         f"context {o.context}"
         if o.context is not None
-        else f"context: each runtime's default, lowered to fit (not below {MIN_CONTEXT})"
+        else f"context: the runtime's default, lowered to fit (>= {MIN_CONTEXT})"
     )
-    return f"{ctx}  ·  {o.concurrency} request(s) at once  ·  headroom {o.headroom:.0%}"
+    requests = "1 request at a time" if o.concurrency == 1 else f"{o.concurrency} requests at once"
+    return f"{ctx}  ·  {requests}  ·  headroom {o.headroom:.0%}"
 
 
 def _where(c: Candidate) -> str:
@@ -227,7 +229,12 @@ def print_recommendation(r: Recommendation, console: Console) -> None:
             for n in c.notes:
                 console.print(f"    note: {n}")
         more = r.rows - len(r.candidates)
-        if more > 0:
+        if not r.complete:
+            console.print(
+                "more fit lower in the ranking (a larger --top lists them; --per-model 0 lifts the limit "
+                "per model)"
+            )
+        elif more > 0:
             console.print(
                 f"{more} more fit (--top {r.rows} lists them; --per-model 0 lifts the limit per model)"
             )
