@@ -301,8 +301,10 @@ def gpu_spec(name: str) -> GPUSpec:
     by_nvml = _match_by_nvml_name(name)
     if by_nvml is not None:
         return by_nvml
-    matches = difflib.get_close_matches(key, list(_BY_NAME), n=10, cutoff=0.5)
-    close = list(dict.fromkeys(_BY_NAME[m].name for m in matches))[:3]  # one name per card
+    matches = [_BY_NAME[m].name for m in difflib.get_close_matches(key, list(_BY_NAME), n=10, cutoff=0.5)]
+    family = [n for n, g in _BY_NAME.items() if n.split("-")[0] == key.split("-")[0]]
+    same_family = [_BY_NAME[n].name for n in family]
+    close = list(dict.fromkeys(matches[:1] + same_family + matches[1:]))[:3]  # one name per card
     hint = (
         f"; did you mean {', '.join(close)}?"
         if close
@@ -328,7 +330,7 @@ def parse_gpu(text: str) -> GPUChoice:
     try:
         count = int(count_text)
     except ValueError:
-        raise HardwareError(f"GPU count in {text!r} must be a whole number, e.g. {spec.name}:8") from None
+        raise HardwareError(f"GPU count in {text!r} must be a whole number") from None
     if count <= 0:
         raise HardwareError(f"GPU count in {text!r} must be at least 1")
     if count > spec.max_per_node:
@@ -353,7 +355,7 @@ def _tokens(name: str) -> tuple[str, ...]:
 
 
 def split_mig_name(name: str) -> tuple[str, str | None]:
-    """"NVIDIA A100-SXM4-40GB MIG 1g.5gb" -> ("NVIDIA A100-SXM4-40GB", "1g.5gb")."""
+    """ "NVIDIA A100-SXM4-40GB MIG 1g.5gb" -> ("NVIDIA A100-SXM4-40GB", "1g.5gb")."""
     m = re.match(r"^(.*?)\s+MIG\s+(\S+)\s*$", name.strip())
     return (m.group(1), m.group(2)) if m else (name.strip(), None)
 

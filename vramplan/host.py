@@ -109,11 +109,15 @@ def apple_memory(sysctl: Callable[[str], int | None]) -> tuple[int | None, int |
     how = (
         f"iogpu.wired_limit_mb = {limit_mb}"
         if limit_mb
-        else ("macOS default: 2/3 of RAM up to 36 GiB" if total <= METAL_SMALL_MAC_BYTES else "macOS default: 3/4 of RAM above 36 GiB")
+        else (
+            "macOS default: 2/3 of RAM up to 36 GiB"
+            if total <= METAL_SMALL_MAC_BYTES
+            else "macOS default: 3/4 of RAM above 36 GiB"
+        )
     )
     note = (
-        f"Apple silicon: Metal lets the GPU use {share / GiB:.2f} GiB of {total / GiB:.2f} GiB unified memory "
-        f"({how}); llama.cpp and Ollama place layers there"
+        f"Apple silicon: Metal lets the GPU use {share / GiB:.2f} GiB of {total / GiB:.2f} GiB "
+        f"unified memory ({how}); llama.cpp and Ollama place layers there"
     )
     return total, share, (note,)
 

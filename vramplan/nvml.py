@@ -228,13 +228,17 @@ def _read_mig(nvml: Any, error: type[BaseException], h: Any, d: _Device, notes: 
     try:
         slots = int(nvml.nvmlDeviceGetMaxMigDeviceCount(h))
     except error as exc:
-        notes.append(f"NVML device {d.nvml_index}: MIG is on but its devices cannot be listed ({_why(nvml, exc)})")
+        notes.append(
+            f"NVML device {d.nvml_index}: MIG is on but its devices cannot be listed ({_why(nvml, exc)})"
+        )
         return
     for j in range(slots):
         try:
             mh = nvml.nvmlDeviceGetMigDeviceHandleByIndex(h, j)
         except error as exc:
-            if not _is(nvml, exc, "NVML_ERROR_NOT_FOUND") and not _is(nvml, exc, "NVML_ERROR_INVALID_ARGUMENT"):
+            if not _is(nvml, exc, "NVML_ERROR_NOT_FOUND") and not _is(
+                nvml, exc, "NVML_ERROR_INVALID_ARGUMENT"
+            ):
                 notes.append(f"NVML device {d.nvml_index}: MIG device {j} cannot be read ({_why(nvml, exc)})")
             continue
         try:
@@ -304,8 +308,8 @@ def _resolve(devices: list[_Device], entry: str) -> tuple[_Device, tuple[MigDevi
                     return d, (m,)
         return None
     if entry.startswith("MIG-"):
-        hits = [(d, m) for d in devices for m in d.mig if m.uuid and m.uuid.startswith(entry)]
-        return (hits[0][0], (hits[0][1],)) if len(hits) == 1 else None
+        migs = [(d, m) for d in devices for m in d.mig if m.uuid and m.uuid.startswith(entry)]
+        return (migs[0][0], (migs[0][1],)) if len(migs) == 1 else None
     return None
 
 
@@ -328,7 +332,9 @@ def _probed(chosen: list[tuple[_Device, tuple[MigDevice, ...] | None]], notes: l
                 )
         mig_devices = tuple(d.mig) if mig is None else mig
         if d.mig_enabled and not mig_devices:
-            notes.append(f"GPU {cuda_index} ({name}) is in MIG mode with no MIG device, so CUDA cannot use it")
+            notes.append(
+                f"GPU {cuda_index} ({name}) is in MIG mode with no MIG device, so CUDA cannot use it"
+            )
         gpus.append(
             ProbedGPU(
                 index=cuda_index,

@@ -112,7 +112,11 @@ def print_machine(machine: Machine, console: Console) -> None:
                 g.spec.name if g.spec else "unknown card",
             )
             for m in g.mig:
-                ids = f" (GI {m.gpu_instance_id}, CI {m.compute_instance_id})" if m.gpu_instance_id is not None else ""
+                ids = (
+                    f" (GI {m.gpu_instance_id}, CI {m.compute_instance_id})"
+                    if m.gpu_instance_id is not None
+                    else ""
+                )
                 table.add_row(
                     "",
                     "",
@@ -134,7 +138,5 @@ def print_machine(machine: Machine, console: Console) -> None:
         host += f"  ·  unified memory, GPU share {gib(machine.gpu_share_bytes)}"
     console.print(host)
     console.print(plan_line(machine))
-    if machine.notes:
-        console.print("notes:")
-        for note in machine.notes:
-            console.print(f"  - {note}")
+    for note in machine.notes:
+        console.print(f"note: {note}")
