@@ -35,18 +35,30 @@ class GPUSpec:
     max_per_node: int  # most cards one server takes
     aliases: tuple[str, ...] = ()
     nvml_names: tuple[str, ...] = ()  # the names NVML / nvidia-smi report for the card
+    source: str = ""  # where memory_bytes and bandwidth_gbps come from
 
 
-# Memory: the MiB that nvidia-smi prints as the total (NVML memory.total / 2^20) with current
-# drivers (R525 and later), as seen in published `nvidia-smi` outputs. Older drivers report a little
-# less (T4 15109 MiB, V100 32510 MiB, A100-80GB 81252 MiB); the probe always plans with what the
-# card itself reports. Bandwidth: the vendor datasheet named beside each entry.
+# Memory: the MiB that nvidia-smi prints as the total (NVML memory.total / 2^20) in published
+# `nvidia-smi` outputs of current drivers (R535 and later). Older drivers report a little less
+# (T4 15109 MiB, V100 32510 MiB, A100-80GB 81252 MiB); the probe always plans with what the card
+# itself reports. Bandwidth: the vendor datasheet. Each entry's `source` names both.
 # One entry per card whose memory or bandwidth differs; SXM and PCIe forms with equal numbers share one.
 GPU_SPECS: tuple[GPUSpec, ...] = (
-    # T4: nvidia-smi "Tesla T4 ... 15360MiB"; 320 GB/s (NVIDIA T4 datasheet)
-    GPUSpec("t4", "Tesla T4 16GB", 15360 * MiB, 320, (7, 5), False, False, "pcie", 8, (), ("Tesla T4",)),
     GPUSpec(
-        # nvidia-smi "Tesla V100-SXM2-32GB ... 32768MiB"; 900 GB/s SXM2 and PCIe (NVIDIA V100 datasheet)
+        "t4",
+        "Tesla T4 16GB",
+        15360 * MiB,
+        320,
+        (7, 5),
+        False,
+        False,
+        "pcie",
+        8,
+        (),
+        ("Tesla T4",),
+        source='nvidia-smi "Tesla T4 ... 15360MiB"; 320 GB/s: NVIDIA T4 datasheet',
+    ),
+    GPUSpec(
         "v100-32gb",
         "Tesla V100 SXM2 32GB",
         32768 * MiB,
@@ -58,9 +70,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("v100",),
         ("Tesla V100-SXM2-32GB", "Tesla V100-PCIE-32GB", "Tesla V100-SXM2-32GB-LS"),
+        source='nvidia-smi "Tesla V100-SXM2-32GB ... 32768MiB"; 900 GB/s SXM2 and PCIe: V100 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA A10G ... 23028MiB" (AWS g5); 600 GB/s (NVIDIA A10 datasheet, same GDDR6 bus)
         "a10g",
         "NVIDIA A10G 24GB",
         23028 * MiB,
@@ -72,15 +84,37 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a10",),
         ("NVIDIA A10G", "NVIDIA A10"),
-    ),
-    # L4: nvidia-smi "NVIDIA L4 ... 23034MiB"; 300 GB/s (NVIDIA L4 datasheet)
-    GPUSpec("l4", "NVIDIA L4 24GB", 23034 * MiB, 300, (8, 9), True, False, "pcie", 8, (), ("NVIDIA L4",)),
-    # L40S: nvidia-smi "NVIDIA L40S ... 46068MiB"; 864 GB/s (NVIDIA L40S datasheet)
-    GPUSpec(
-        "l40s", "NVIDIA L40S 48GB", 46068 * MiB, 864, (8, 9), True, False, "pcie", 8, (), ("NVIDIA L40S",)
+        source='nvidia-smi "NVIDIA A10G ... 23028MiB" (AWS g5); 600 GB/s: A10 datasheet (same GDDR6 bus)',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA A100-SXM4-40GB ... 40960MiB"; 1555 GB/s SXM4 and PCIe (NVIDIA A100 datasheet)
+        "l4",
+        "NVIDIA L4 24GB",
+        23034 * MiB,
+        300,
+        (8, 9),
+        True,
+        False,
+        "pcie",
+        8,
+        (),
+        ("NVIDIA L4",),
+        source='nvidia-smi "NVIDIA L4 ... 23034MiB"; 300 GB/s: NVIDIA L4 datasheet',
+    ),
+    GPUSpec(
+        "l40s",
+        "NVIDIA L40S 48GB",
+        46068 * MiB,
+        864,
+        (8, 9),
+        True,
+        False,
+        "pcie",
+        8,
+        (),
+        ("NVIDIA L40S",),
+        source='nvidia-smi "NVIDIA L40S ... 46068MiB"; 864 GB/s: NVIDIA L40S datasheet',
+    ),
+    GPUSpec(
         "a100-40gb",
         "NVIDIA A100 40GB",
         40960 * MiB,
@@ -92,9 +126,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a100-40",),
         ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB"),
+        source='nvidia-smi "NVIDIA A100-SXM4-40GB ... 40960MiB"; 1555 GB/s SXM4 and PCIe: A100 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA A100-SXM4-80GB ... 81920MiB"; 2039 GB/s SXM4 (NVIDIA A100 datasheet)
         "a100-80gb",
         "NVIDIA A100 SXM4 80GB",
         81920 * MiB,
@@ -106,9 +140,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a100", "a100-80", "a100-sxm"),
         ("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM-80GB"),
+        source='nvidia-smi "NVIDIA A100-SXM4-80GB ... 81920MiB"; 2039 GB/s (SXM4): NVIDIA A100 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA A100 80GB PCIe ... 81920MiB"; 1935 GB/s PCIe (NVIDIA A100 datasheet)
         "a100-80gb-pcie",
         "NVIDIA A100 80GB PCIe",
         81920 * MiB,
@@ -120,9 +154,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a100-pcie",),
         ("NVIDIA A100 80GB PCIe",),
+        source='nvidia-smi "NVIDIA A100 80GB PCIe ... 81920MiB"; 1935 GB/s (PCIe): NVIDIA A100 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA H100 80GB HBM3 ... 81559MiB"; 3350 GB/s SXM5 (NVIDIA H100 datasheet)
         "h100-80gb",
         "NVIDIA H100 SXM 80GB",
         81559 * MiB,
@@ -134,9 +168,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("h100", "h100-sxm"),
         ("NVIDIA H100 80GB HBM3",),
+        source='nvidia-smi "NVIDIA H100 80GB HBM3 ... 81559MiB"; 3350 GB/s (SXM5): NVIDIA H100 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA H100 PCIe ... 81559MiB"; 2000 GB/s (NVIDIA H100 datasheet)
         "h100-pcie",
         "NVIDIA H100 PCIe 80GB",
         81559 * MiB,
@@ -148,9 +182,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("NVIDIA H100 PCIe",),
+        source='nvidia-smi "NVIDIA H100 PCIe ... 81559MiB"; 2000 GB/s: NVIDIA H100 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA H100 NVL ... 95830MiB"; 3900 GB/s (NVIDIA H100 datasheet)
         "h100-nvl",
         "NVIDIA H100 NVL 94GB",
         95830 * MiB,
@@ -162,13 +196,23 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("NVIDIA H100 NVL",),
-    ),
-    # H20: nvidia-smi "NVIDIA H20 ... 97871MiB"; 4000 GB/s (NVIDIA H20 product brief)
-    GPUSpec(
-        "h20", "NVIDIA H20 96GB", 97871 * MiB, 4000, (9, 0), True, False, "nvlink", 8, (), ("NVIDIA H20",)
+        source='nvidia-smi "NVIDIA H100 NVL ... 95830MiB"; 3900 GB/s: NVIDIA H100 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA H200 ... 143771MiB"; 4800 GB/s (NVIDIA H200 datasheet)
+        "h20",
+        "NVIDIA H20 96GB",
+        97871 * MiB,
+        4000,
+        (9, 0),
+        True,
+        False,
+        "nvlink",
+        8,
+        (),
+        ("NVIDIA H20",),
+        source='nvidia-smi "NVIDIA H20 ... 97871MiB"; 4000 GB/s: NVIDIA H20 product brief',
+    ),
+    GPUSpec(
         "h200",
         "NVIDIA H200 141GB",
         143771 * MiB,
@@ -180,9 +224,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("h200-141gb", "h200-sxm"),
         ("NVIDIA H200",),
+        source='nvidia-smi "NVIDIA H200 ... 143771MiB"; 4800 GB/s: NVIDIA H200 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA B200 ... 183359MiB"; 8000 GB/s (NVIDIA HGX B200 datasheet)
         "b200",
         "NVIDIA B200 180GB",
         183359 * MiB,
@@ -194,9 +238,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("NVIDIA B200",),
+        source='nvidia-smi "NVIDIA B200 ... 183359MiB"; 8000 GB/s: NVIDIA HGX B200 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA GeForce RTX 3090 ... 24576MiB"; 936 GB/s (NVIDIA RTX 3090 specifications)
         "rtx-3090",
         "GeForce RTX 3090 24GB",
         24576 * MiB,
@@ -208,9 +252,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("3090",),
         ("NVIDIA GeForce RTX 3090",),
+        source='nvidia-smi "NVIDIA GeForce RTX 3090 ... 24576MiB"; 936 GB/s: GeForce RTX 3090 specs',
     ),
     GPUSpec(
-        # NVML total 25757220864 bytes (24564 MiB); 1008 GB/s (NVIDIA RTX 4090 specifications)
         "rtx-4090",
         "GeForce RTX 4090 24GB",
         24564 * MiB,
@@ -222,9 +266,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("4090",),
         ("NVIDIA GeForce RTX 4090",),
+        source="NVML total 25757220864 bytes (24564 MiB); 1008 GB/s: GeForce RTX 4090 specs",
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA GeForce RTX 5090 ... 32607MiB"; 1792 GB/s (NVIDIA RTX 5090 specifications)
         "rtx-5090",
         "GeForce RTX 5090 32GB",
         32607 * MiB,
@@ -236,9 +280,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("5090",),
         ("NVIDIA GeForce RTX 5090",),
+        source='nvidia-smi "NVIDIA GeForce RTX 5090 ... 32607MiB"; 1792 GB/s: GeForce RTX 5090 specs',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA RTX A6000 ... 49140MiB"; 768 GB/s (NVIDIA RTX A6000 datasheet)
         "rtx-a6000",
         "NVIDIA RTX A6000 48GB",
         49140 * MiB,
@@ -250,9 +294,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a6000",),
         ("NVIDIA RTX A6000",),
+        source='nvidia-smi "NVIDIA RTX A6000 ... 49140MiB"; 768 GB/s: NVIDIA RTX A6000 datasheet',
     ),
     GPUSpec(
-        # nvidia-smi "NVIDIA RTX 6000 Ada Generation ... 49140MiB"; 960 GB/s (NVIDIA RTX 6000 Ada datasheet)
         "rtx-6000-ada",
         "NVIDIA RTX 6000 Ada 48GB",
         49140 * MiB,
@@ -264,9 +308,9 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("6000-ada",),
         ("NVIDIA RTX 6000 Ada Generation",),
+        source='nvidia-smi "NVIDIA RTX 6000 Ada Generation ... 49140MiB"; 960 GB/s: RTX 6000 Ada datasheet',
     ),
     GPUSpec(
-        # rocm-smi "VRAM Total Memory (B): 206141652992" (196592 MiB); 5300 GB/s (AMD MI300X datasheet)
         "mi300x",
         "AMD Instinct MI300X 192GB",
         196592 * MiB,
@@ -278,6 +322,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("AMD Instinct MI300X",),
+        source='rocm-smi "VRAM Total Memory (B): 206141652992" (196592 MiB); 5300 GB/s: MI300X datasheet',
     ),
 )
 

@@ -11,9 +11,12 @@ from vramplan.cli.common import console, print_json
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
 def hardware(as_json: bool) -> None:
-    """What this machine has: NVIDIA GPUs (NVML, CUDA_VISIBLE_DEVICES respected, MIG devices),
-    free and total memory, host RAM and cores, Apple unified memory, and what plans made without
-    --gpu will use."""
+    """What this machine has (GPUs, their memory, host RAM) and what plans use.
+
+    NVIDIA GPUs come from NVML (CUDA_VISIBLE_DEVICES respected, MIG devices listed); on Apple
+    silicon, the unified memory and the share of it Metal lets the GPU use. Without --gpu,
+    `estimate` and `deploy` plan for what this shows.
+    """
     from vramplan import hardware as hw
     from vramplan.report import hardware as report
 
