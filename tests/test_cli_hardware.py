@@ -197,3 +197,8 @@ def test_hardware_takes_no_model(run: Run) -> None:
     result = run("hardware", "deepseek-r1")
     assert result.exit_code == 2
     assert "Got unexpected extra argument (deepseek-r1)" in result.stderr
+
+
+def test_gpu_takes_a_name_as_nvml_reports_it(run: Run) -> None:
+    doc = json.loads(run("estimate", "deepseek-r1", "--gpu", "NVIDIA H200:8", "--json").stdout)
+    assert (doc["topology"]["gpu"], doc["topology"]["gpus_per_node"]) == ("h200", 8)

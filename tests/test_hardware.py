@@ -436,7 +436,7 @@ def test_apple_wired_limit_overrides_the_default() -> None:
         "Apple silicon: Metal lets the GPU use 112.00 GiB of 128.00 GiB unified memory "
         "(iogpu.wired_limit_mb = 114688); llama.cpp and Ollama place layers there",
     )
-    # macOS 13 spells it debug.iogpu.wired_limit, in bytes
+    # the older sysctl, debug.iogpu.wired_limit, is in bytes
     _, old, _ = host.apple_memory(sysctl({"hw.memsize": 64 * GiB, "debug.iogpu.wired_limit": 56 * GiB}))
     assert old == 56 * GiB
 

@@ -14,10 +14,10 @@ MiB = 1 << 20
 # macOS's default Metal working set (MTLDevice.recommendedMaxWorkingSetSize) is about two thirds of
 # the RAM on Macs with up to 36 GB and three quarters above; Apple does not document the rule, the
 # numbers are what Metal reports: 10922.67 MB on 16 GB, 21845.34 MB on 32 GB (2/3), 73728 MB on
-# 96 GB (3/4) (ggml_metal_init logs in llama.cpp issues #687, #1826/#2011, #3213). The sysctl
-# iogpu.wired_limit_mb (macOS 14+; debug.iogpu.wired_limit in bytes on macOS 13) overrides it when
-# not 0. Newer macOS releases may allow more (107.52 GiB of 128 GiB measured on macOS 26, antirez/ds4
-# PR #893); the rule here is the conservative one.
+# 96 GB (3/4) (ggml_metal_init logs: llama-cpp-python #687, llama.cpp #2011 and #3213). The sysctl
+# iogpu.wired_limit_mb (MiB; the older debug.iogpu.wired_limit, in bytes, where it is missing)
+# overrides it when not 0: 114688 gives 112.00 GiB (antirez/ds4 PR #893). Newer macOS releases may
+# allow more (107.52 GiB of 128 GiB measured on macOS 26, same PR); the rule here is the conservative one.
 METAL_SMALL_MAC_BYTES = 36 * GiB
 
 
@@ -103,7 +103,7 @@ def apple_memory(sysctl: Callable[[str], int | None]) -> tuple[int | None, int |
         return None, None, ("Apple silicon: sysctl hw.memsize could not be read",)
     limit_mb = sysctl("iogpu.wired_limit_mb")
     if limit_mb is None:
-        old = sysctl("debug.iogpu.wired_limit")  # macOS 13, in bytes
+        old = sysctl("debug.iogpu.wired_limit")  # the older name, in bytes
         limit_mb = old // MiB if old else None
     share = metal_gpu_share(total, limit_mb)
     how = (
