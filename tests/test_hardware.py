@@ -457,3 +457,36 @@ def test_apple_machine_has_no_nvidia_gpu_but_a_gpu_share() -> None:
     assert (m.unified_memory_bytes, m.gpu_share_bytes) == (36 * GiB, 24 * GiB)
     assert m.notes[0] == "no NVIDIA driver found (macOS has no NVIDIA driver)"
     assert m.notes[1].startswith("Apple silicon: Metal lets the GPU use 24.00 GiB of 36.00 GiB")
+
+
+def test_an_old_driver_without_mig_calls_is_no_error() -> None:
+    fake = FakeNVML("rtx_4090")
+    fake.rec["devices"][0]["errors"] = {"nvmlDeviceGetMigMode": "NVML_ERROR_FUNCTION_NOT_FOUND"}
+    m = probe_machine(fake, environ={}, host=HOST)
+    assert len(m.gpus) == 1 and not m.gpus[0].mig_enabled
+    assert m.notes == ()
+
+
+def test_optional_calls_that_fail_leave_their_field_empty() -> None:
+    fake = FakeNVML("rtx_4090")
+    fake.rec["devices"][0]["errors"] = {
+        "nvmlDeviceGetUUID": "NVML_ERROR_UNKNOWN",
+        "nvmlDeviceGetCudaComputeCapability": "NVML_ERROR_UNKNOWN",
+    }
+    m = probe_machine(fake, environ={}, host=HOST)
+    (g,) = m.gpus
+    assert (g.uuid, g.compute_capability, g.spec) == (None, None, gpu_spec("rtx-4090"))
+    assert m.notes == (
+        "NVML device 0: nvmlDeviceGetUUID failed (Unknown Error, NVML_ERROR_UNKNOWN)",
+        "NVML device 0: nvmlDeviceGetCudaComputeCapability failed (Unknown Error, NVML_ERROR_UNKNOWN)",
+    )
+
+
+def test_a_misbehaving_nvml_module_is_a_note_not_a_crash() -> None:
+    class Broken(FakeNVML):
+        def nvmlDeviceGetCount(self) -> int:
+            raise RuntimeError("ctypes went wrong")
+
+    m = probe_machine(Broken("h100_sxm_x8"), environ={}, host=HOST)
+    assert m.gpus == ()
+    assert m.notes == ("reading the GPUs failed (RuntimeError: ctypes went wrong)",)

@@ -618,7 +618,10 @@ def probe_machine(
             if why:
                 notes.append(why)
     if module is not None:
-        reading = nv.read_nvml(module, env)
+        try:
+            reading = nv.read_nvml(module, env)
+        except Exception as exc:  # a pynvml that misbehaves: report it, never crash a plan
+            reading = nv.NvmlReading(notes=(f"reading the GPUs failed ({type(exc).__name__}: {exc})",))
     notes += reading.notes
     h = read_host() if host is None else host
     notes += h.notes

@@ -219,7 +219,8 @@ def _read_mig(nvml: Any, error: type[BaseException], h: Any, d: _Device, notes: 
     try:
         current, _pending = nvml.nvmlDeviceGetMigMode(h)
     except error as exc:
-        if not _is(nvml, exc, "NVML_ERROR_NOT_SUPPORTED"):
+        quiet = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")  # no MIG on this GPU / driver
+        if not any(_is(nvml, exc, code) for code in quiet):
             notes.append(f"NVML device {d.nvml_index}: nvmlDeviceGetMigMode failed ({_why(nvml, exc)})")
         return
     if current != getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1):
