@@ -149,9 +149,7 @@ class TinySpec:
             if self.n_expert_groups > 1 and (
                 self.n_expert % self.n_expert_groups or not 0 < self.n_group_used < self.n_expert_groups
             ):
-                raise ValueError(
-                    "n_expert_groups must divide n_expert, with 0 < n_group_used < n_expert_groups"
-                )
+                raise ValueError("n_expert_groups must divide n_expert, with 0 < n_group_used < n_expert_groups")
 
     def with_(self, **changes: Any) -> TinySpec:
         return replace(self, **changes)
