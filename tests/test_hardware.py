@@ -159,6 +159,26 @@ def test_nvml_that_cannot_start_gives_a_host_plan(recording: str, note: str) -> 
         m.gpu_spec()
 
 
+@pytest.mark.parametrize(
+    ("code", "note"),
+    [
+        (
+            "NVML_ERROR_LIB_RM_VERSION_MISMATCH",
+            "the NVIDIA driver and its NVML library differ in version; reboot or reload it (NVML: RM has "
+            "detected an NVML/RM version mismatch., NVML_ERROR_LIB_RM_VERSION_MISMATCH)",
+        ),
+        (
+            "NVML_ERROR_NO_PERMISSION",
+            "no permission to read the GPUs (NVML: Insufficient Permissions, NVML_ERROR_NO_PERMISSION)",
+        ),
+        ("NVML_ERROR_UNKNOWN", "NVML could not start (NVML: Unknown Error, NVML_ERROR_UNKNOWN)"),
+    ],
+)
+def test_other_init_failures_are_named(code: str, note: str) -> None:
+    m = probe_machine(FakeNVML({"init_error": code, "devices": []}), environ={}, host=HOST)
+    assert (m.gpus, m.notes) == ((), (note,))
+
+
 def test_no_driver_never_imports_pynvml() -> None:
     code = (
         "import sys\n"

@@ -400,7 +400,8 @@ def _tokens(name: str) -> tuple[str, ...]:
 
 
 def split_mig_name(name: str) -> tuple[str, str | None]:
-    """ "NVIDIA A100-SXM4-40GB MIG 1g.5gb" -> ("NVIDIA A100-SXM4-40GB", "1g.5gb")."""
+    """A MIG device's name as its card's name and its profile: "NVIDIA A100-SXM4-40GB MIG 1g.5gb" ->
+    ("NVIDIA A100-SXM4-40GB", "1g.5gb"); other names come back whole, with None."""
     m = re.match(r"^(.*?)\s+MIG\s+(\S+)\s*$", name.strip())
     return (m.group(1), m.group(2)) if m else (name.strip(), None)
 
@@ -454,10 +455,6 @@ def match_nvml_name(name: str, memory_total_bytes: int | None = None) -> tuple[G
 
 def spec_for_nvml_name(name: str, memory_total_bytes: int | None = None) -> GPUSpec | None:
     return match_nvml_name(name, memory_total_bytes)[0]
-
-
-def known_nvml_names() -> list[str]:
-    return [n for g in GPU_SPECS for n in g.nvml_names]
 
 
 # --------------------------------------------------------------------------- the local machine
