@@ -27,6 +27,11 @@ CORE = [
     "recommend",
     "request",
     "runtimes",
+    "sources/gguf_reader",
+    "sources/gguf_model",
+    # the log parsers and the comparison with the estimate (`vramplan check`)
+    "check",
+    *(f"logs/{m}" for m in ("__init__", "types", "ggml", "ollama", "vllm", "sglang", "identify")),
 ]
 # Edges that talk to one outside library each, lazily; otherwise held to the core's rules.
 EDGES = {"nvml": {"pynvml"}}

@@ -54,3 +54,11 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "pip install . && vramplan estimate deepseek-r1:7b" in head
     test_cmd = next(ln.strip() for ln in ci.splitlines() if "pytest" in ln)
     assert test_cmd in head, test_cmd
+
+
+def test_readme_examples_show_real_output() -> None:
+    """Every `$ vramplan ...` example in the README is that command's current output."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "readme_examples.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

@@ -3,6 +3,10 @@
 The one place that picks defaults: an Ollama tag fixes the quantization and the runtime; a GGUF
 quantization runs on llama.cpp unless Ollama is named; everything else on vLLM, with the variant's
 default quantization or the first one the chosen runtime loads.
+
+Names resolve in the catalog first; a Hugging Face repo id the catalog does not know is read from the
+Hub (`vramplan.sources.hf`), and `--gguf FILE` from the file's header (`vramplan.sources.gguf_model`).
+Both sources are imported only when used.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramplan.catalog import Catalog, Quant, Resolved, Variant
-from vramplan.errors import PlanError
+from vramplan.errors import PlanError, SourceError, UnknownModelError
 from vramplan.estimate import Request
 from vramplan.hardware import GPUChoice, Machine
 from vramplan.precision import KVDtype
@@ -39,7 +43,7 @@ def pick_quant(variant: Variant, runtime: Runtime | None) -> Quant:
 class Choices:
     """The user's choices, as parsed by the CLI (None: not given)."""
 
-    model: str
+    model: str | None  # None: the model is the --gguf file
     quant: str | None = None
     runtime: Runtime | None = None
     context: int | None = None
@@ -52,12 +56,44 @@ class Choices:
     kv_layout: KVLayout | None = None
     flash_attn: bool = True
     gpu_layers: int | None = None
+    gguf: str | None = None  # a GGUF file to plan for instead of a named model
+
+
+def resolve_model(catalog: Catalog, choices: Choices) -> Resolved:
+    """The variant (and quantization, when fixed) that MODEL or --gguf names: the catalog first, then
+    a GGUF file's header or a Hugging Face repo's config and safetensors headers."""
+    if choices.gguf is not None:
+        if choices.model is not None:
+            raise PlanError(f"give MODEL or --gguf FILE, not both ({choices.model!r} and {choices.gguf!r})")
+        if choices.quant is not None:
+            raise PlanError("a GGUF file fixes its own quantization; drop --quant")
+        from vramplan.sources.gguf_model import load_gguf
+
+        variant, quant = load_gguf(choices.gguf)
+        return Resolved(variant, quant, "gguf")
+    if choices.model is None:
+        raise PlanError("name a MODEL (catalog id, Ollama tag or Hugging Face repo id) or give --gguf FILE")
+    try:
+        return catalog.resolve(choices.model)
+    except UnknownModelError as unknown:
+        from vramplan.sources.hf import looks_like_repo_id
+
+        if not looks_like_repo_id(choices.model):
+            raise
+        from vramplan.sources.hf import load_hf
+
+        try:
+            variant, quant = load_hf(choices.model)
+        except SourceError as exc:
+            hint = str(unknown).partition("; ")[2]
+            raise SourceError(f"{exc}; it is not in vramplan's catalog either ({hint})") from None
+        return Resolved(variant, quant, "hf")
 
 
 def build_request(catalog: Catalog, choices: Choices, machine: Machine | None) -> Request:
     """Resolve names and defaults into a Request. `machine` is the probed machine, used when no
     `--gpu` was given (None: plan without hardware)."""
-    resolved = catalog.resolve(choices.model)
+    resolved = resolve_model(catalog, choices)
     variant = resolved.variant
     if choices.quant is not None:
         quant = variant.quant(choices.quant)

@@ -183,9 +183,8 @@ def parse_log(text: str) -> dict[str, Any]:
             "k_mib": float(kv["k_mib"]),
             "v_mib": float(kv["v_mib"]),
         }
-    g = None
-    for g in RE_GRAPH.finditer(text):
-        pass
+    graphs = list(RE_GRAPH.finditer(text))
+    g = graphs[-1] if graphs else None  # the last graph the log reports
     if g:
         out["graph"] = {"nodes": g["nodes"].strip(), "splits": g["splits"].strip()}
     chk = RE_COMPUTE_CHECK.search(text)
@@ -233,7 +232,7 @@ def _child_measure(args: dict[str, Any]) -> dict[str, Any]:
 
     import llama_cpp as L
 
-    log_file = open(args["log_path"], "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+    log_file = open(args["log_path"], "w", buffering=1, encoding="utf-8")
     pieces: list[tuple[int, str]] = []
     state = {"level": 2}
 

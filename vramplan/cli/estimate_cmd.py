@@ -20,7 +20,12 @@ from vramplan.runtimes import KVLayout, Runtime
 
 
 @cli.command()
-@click.argument("model")
+@click.argument("model", required=False)
+@click.option(
+    "--gguf",
+    metavar="FILE",
+    help="Plan for a GGUF file, read from its header (first shard of a split model); replaces MODEL.",
+)
 @click.option(
     "--quant", "-q", help="Quantization (bf16, fp8, awq-int4, q4_K_M, ...); default: the model's own."
 )
@@ -84,7 +89,8 @@ from vramplan.runtimes import KVLayout, Runtime
 @click.pass_context
 def estimate(
     ctx: click.Context,
-    model: str,
+    model: str | None,
+    gguf: str | None,
     quant: str | None,
     runtime: str | None,
     context: int | None,
@@ -101,7 +107,9 @@ def estimate(
 ) -> None:
     """Memory of MODEL per GPU: weights, KV cache, activations and overhead, and what fits.
 
-    MODEL is a catalog id, an alias, an Ollama tag (deepseek-r1:7b) or a Hugging Face repo id.
+    MODEL is a catalog id, an alias, an Ollama tag (deepseek-r1:7b) or a Hugging Face repo id; a repo
+    the catalog does not know is read from its config.json and safetensors headers (HF_TOKEN for gated
+    repos, HF_HUB_OFFLINE=1 to use only what is cached). With --gguf FILE, the model is that file.
     """
     from vramplan.estimate import estimate as run_estimate
     from vramplan.hardware import probe
@@ -122,6 +130,7 @@ def estimate(
         kv_layout=KVLayout(kv_layout) if kv_layout else None,
         flash_attn=flash_attn,
         gpu_layers=gpu_layers,
+        gguf=gguf,
     )
     machine = None if choices.gpu else probe()
     result = run_estimate(build_request(catalog_from(ctx), choices, machine))

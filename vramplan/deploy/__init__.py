@@ -51,13 +51,13 @@ def prepare(
 ) -> Bundle:
     """Plan `choices` for `target` (the target fixes the runtime), estimate it and render the bundle."""
     from vramplan.estimate import estimate
-    from vramplan.request import build_request
+    from vramplan.request import build_request, resolve_model
 
-    resolved = catalog.resolve(choices.model)
+    resolved = resolve_model(catalog, choices)
     runtime = runtime_for(target, choices.runtime)
     req = build_request(catalog, replace(choices, runtime=runtime), machine)
     est = estimate(req)
-    tag = choices.model.strip() if resolved.via == "ollama" else None
+    tag = (choices.model or "").strip() if resolved.via == "ollama" else None
     plan = make_plan(req, est, target, served_name=served_name, ollama_tag=tag)
     return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan)))
 

@@ -75,6 +75,9 @@ class GPUGroup:
         return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
 
 
+_R1_FAMILIES = ("r1", "r1-zero", "r1-0528", "distill")
+
+
 @dataclass(frozen=True)
 class DeployPlan:
     target: Target
@@ -107,6 +110,7 @@ class DeployPlan:
     max_num_seqs: int  # the sequences the estimate sizes the sampler for
     quantization: str | None
     trust_remote_code: bool
+    reasoning_parser: str | None  # vLLM's parser for R1's <think> output; None for models that are not R1
     runtime_settings: tuple[tuple[str, str], ...]  # the estimate's own context flags, verbatim
     num_gpu: int | None  # Ollama PARAMETER num_gpu (partial offload only)
     ollama_load_timeout: str | None
@@ -174,7 +178,8 @@ class DeployPlan:
             flags.append(("--quantization", self.quantization))
         if self.trust_remote_code:
             flags.append(("--trust-remote-code", None))
-        flags.append(("--reasoning-parser", "deepseek_r1"))
+        if self.reasoning_parser:
+            flags.append(("--reasoning-parser", self.reasoning_parser))
         return flags
 
     @property
@@ -386,6 +391,9 @@ def make_plan(
         max_num_seqs=est.batch_sequences,
         quantization=vllm_quantization(req) if rt is Runtime.VLLM else None,
         trust_remote_code=rt is Runtime.VLLM and arch.model_type == "deepseek_v3",
+        # R1 and its distills think in <think> ... </think>: vLLM's `deepseek_r1` parser (vllm/reasoning/)
+        # splits that into `reasoning_content`; a model read from another HF repo is not assumed to
+        reasoning_parser="deepseek_r1" if req.variant.family in _R1_FAMILIES else None,
         runtime_settings=est.settings,
         num_gpu=num_gpu,
         ollama_load_timeout=load_timeout,

@@ -47,7 +47,9 @@ def variant_json(v: Variant) -> dict[str, Any]:
 
 def print_catalog(cat: Catalog, console: Console) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("model", overflow="fold")
+    # the id keeps its line while it can (ids are what users copy); only a very narrow terminal folds it
+    widest = max((len(v.id) for v in cat.variants), default=10)
+    table.add_column("model", overflow="fold", min_width=min(widest, 32))
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("context", justify="right", no_wrap=True)
     table.add_column("quantizations", overflow="fold")

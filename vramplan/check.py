@@ -1,0 +1,402 @@
+"""`vramplan check`: a runtime's startup log beside the estimate for the settings it states.
+
+`check_log(catalog, parsed, ...)` identifies the model (vramplan.logs.identify), turns the settings the
+log states into an estimator `Request`, runs `estimate`, and pairs each measured part with the
+estimate's part. Error = (estimate - measured) / measured; a difference within the log's own rounding
+(half a unit of the last digit printed) counts as 0.
+
+Which parts each runtime's log gives, and what they are compared with (docs/check.md):
+- llama.cpp / Ollama: model, KV and compute buffers, summed over the GPUs and over the host buffers,
+  against the estimate's weights, KV cache and compute buffer on the GPUs and on the host.
+- vLLM: "Model loading took" (weights per GPU); "Available KV cache memory" (the KV pool per GPU)
+  against usable - weights - activations - overhead; "GPU KV cache size" (tokens) and the pool give
+  the KV bytes per token per GPU; "Maximum concurrency".
+- SGLang: "Load weight end ... mem usage" (weights per GPU); "KV Cache is allocated" (the pool per
+  GPU and its tokens: KV bytes per token per GPU; the pool against mem_fraction_static x total - weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from vramplan.arch import Architecture
+from vramplan.catalog import Catalog
+from vramplan.errors import PlanError
+from vramplan.estimate import Estimate, Request, estimate
+from vramplan.hardware import GPUChoice, GPUSpec, spec_for_nvml_name
+from vramplan.logs.identify import Identified, identify
+from vramplan.logs.types import Buffer, Figure, ParsedLog
+from vramplan.precision import KVDtype
+from vramplan.runtimes import KVLayout, Runtime, vllm_cudagraph_bytes
+
+
+@dataclass(frozen=True)
+class PartCheck:
+    """One measured figure beside the estimate's value of the same thing."""
+
+    part: str  # "weights", "KV cache", "compute buffer", "KV pool", "KV per token", ...
+    scope: str  # "GPUs", "host", "GPU 0", "each GPU", "engine"
+    unit: str  # "bytes", "bytes/token", "tokens", "requests"
+    measured: float
+    estimate: float
+    error: float  # (estimate - measured) / measured; 0 within the log's rounding
+    measured_text: str  # as the log prints it
+    line: int | None  # where in the log
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    path: str
+    log: ParsedLog
+    identified: Identified
+    request: Request
+    estimate: Estimate
+    settings: tuple[tuple[str, str, str], ...]  # (setting, value, where it came from)
+    parts: tuple[PartCheck, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ------------------------------------------------------------------------------------------ request
+
+_GGML_KV = {"f16": KVDtype.FP16, "bf16": KVDtype.BF16, "q8_0": KVDtype.Q8_0, "q4_0": KVDtype.Q4_0}
+_TORCH_KV = {
+    "auto": KVDtype.AUTO,
+    "fp8": KVDtype.FP8,
+    "fp8_e4m3": KVDtype.FP8,
+    "fp8_e5m2": KVDtype.FP8,
+    "bf16": KVDtype.BF16,
+    "bfloat16": KVDtype.BF16,
+    "fp16": KVDtype.FP16,
+    "float16": KVDtype.FP16,
+    "half": KVDtype.FP16,
+}
+
+
+def _kv_dtype(log: ParsedLog, notes: list[str]) -> KVDtype:
+    s = log.settings
+    if log.runtime.is_ggml:
+        t = (s.type_k or "f16").lower()
+        if t not in _GGML_KV:
+            raise PlanError(
+                f"the log's KV cache type {t!r} is not one vramplan models (f16, bf16, q8_0, q4_0)"
+            )
+        if s.type_v and s.type_v.lower() != t and not s.v_cache_empty:
+            notes.append(f"K cache {t} and V cache {s.type_v}: the estimate uses {t} for both")
+        return _GGML_KV[t]
+    t = (s.kv_cache_dtype or "auto").lower().replace("torch.", "")
+    if t not in _TORCH_KV:
+        raise PlanError(f"the log's kv_cache_dtype {t!r} is not one vramplan models (auto, fp8, bf16, fp16)")
+    return _TORCH_KV[t]
+
+
+def _gpu_devices(log: ParsedLog) -> list[str]:
+    names = [
+        b.device for b in (*log.weights, *log.kv, *log.compute) if not b.host and b.device != "all devices"
+    ]
+    return list(dict.fromkeys(names))
+
+
+def _gpu_from_log(log: ParsedLog) -> GPUSpec | None:
+    name = log.settings.gpu_name
+    return spec_for_nvml_name(name) if name else None
+
+
+def _spec_from_total(name: str | None, total: int) -> GPUSpec:
+    """A GPU known only by the memory the log states (vLLM V0's total_gpu_memory, Ollama's total=)."""
+    return GPUSpec(
+        name=(name or "gpu").lower().replace(" ", "-"),
+        label=name or "the log's GPU",
+        memory_bytes=total,
+        bandwidth_gbps=0.0,
+        compute_capability=None,
+        fp8=False,
+        fp4=False,
+        interconnect="pcie",
+        max_per_node=64,
+    )
+
+
+def build_request(
+    log: ParsedLog, ident: Identified, gpu: GPUChoice | None
+) -> tuple[Request, list[tuple[str, str, str]], list[str]]:
+    """The estimator request for what the log states; the settings used and where each came from."""
+    s, arch = log.settings, ident.variant.architecture
+    used: list[tuple[str, str, str]] = []
+    notes: list[str] = []
+    rt = log.runtime
+
+    def note(name: str, value: object, source: str) -> None:
+        used.append((name, str(value), source))
+
+    context = s.context
+    if context is not None:
+        note("context", context, "the log")
+        if context > arch.max_position_embeddings:
+            notes.append(
+                f"the log's context {context} exceeds the model's {arch.max_position_embeddings}; capped"
+            )
+            context = arch.max_position_embeddings
+    concurrency = 1
+    if rt.is_ggml and s.parallel:
+        concurrency = s.parallel
+        note("parallel sequences", concurrency, "the log")
+    kv = _kv_dtype(log, notes)
+    note("KV cache type", kv.value, "the log" if (s.type_k or s.kv_cache_dtype) else "the runtime's default")
+    spec = gpu.spec if gpu else _gpu_from_log(log)
+    count = gpu.count if gpu else None
+    if gpu is not None:
+        note("GPU", f"{gpu.spec.name} x {gpu.count}", "--gpu")
+    elif spec is not None:
+        note("GPU", spec.name, f"the log: {s.gpu_name}")
+    elif s.gpu_total is not None:
+        spec = _spec_from_total(s.gpu_name, s.gpu_total.bytes)
+        note("GPU", f"{s.gpu_total.text} each", "the log")
+    elif s.gpu_name:
+        notes.append(
+            f"the log's GPU {s.gpu_name!r} is not in vramplan's GPU table; give --gpu for capacities"
+        )
+    tp = pp = None
+    util: float | None = None
+    cpu_only = False
+    gpu_layers = None
+    layout = None
+    quant = ident.quant
+    if rt.is_ggml:
+        devices = _gpu_devices(log)
+        if count is None:
+            count = len(devices) or (s.gpus or 0)
+        if count == 0:
+            cpu_only = True
+            note("devices", "host only (no GPU buffers in the log)", "the log")
+        else:
+            note("GPUs", count, "--gpu" if gpu else "the log")
+        if s.gpu_layers is not None and s.layers_total is not None and s.gpu_layers < s.layers_total:
+            gpu_layers = s.gpu_layers
+            note("GPU layers", f"{s.gpu_layers}/{s.layers_total}", "the log")
+        if arch.is_mla and quant.gguf_mla and s.v_cache_empty is False:
+            layout = KVLayout.MLA_KV  # an MLA GGUF on llama.cpp before PR 19067 cached V as well
+        if s.flash_attn is not None:
+            note("flash attention", "on" if s.flash_attn else "off", "the log")
+    else:
+        tp, pp = s.tp or 1, s.pp or 1
+        note("tensor parallel", tp, "the log" if s.tp else "default")
+        note("pipeline parallel", pp, "the log" if s.pp else "default")
+        count = max(count or 1, tp * pp)  # `--gpu h200` names the card; the log says how many
+        util = s.gpu_memory_utilization
+        if util is not None:
+            note("gpu_memory_utilization", util, "the log")
+        elif rt is Runtime.VLLM and _version_before(log.version, 0, 33):
+            util = 0.9  # vllm/config/cache.py: the default was 0.9 until 0.33 made it 0.92
+            note("gpu_memory_utilization", util, f"vLLM {log.version}'s default")
+        if s.mem_fraction_static is not None:
+            note("mem_fraction_static", s.mem_fraction_static, "the log")
+    req = Request(
+        variant=ident.variant,
+        quant=quant,
+        runtime=rt,
+        context=context,
+        concurrency=concurrency,
+        kv_cache_dtype=kv,
+        gpu=spec,
+        gpus_per_node=max(count or 1, 1),
+        tp=tp,
+        pp=pp,
+        cpu_only=cpu_only,
+        flash_attn=s.flash_attn if s.flash_attn is not None else True,
+        gpu_layers=gpu_layers,
+        kv_layout=layout,
+        gpu_memory_utilization=util if rt is Runtime.VLLM else None,
+    )
+    return req, used, notes
+
+
+# ------------------------------------------------------------------------------------------ compare
+
+
+def _error(measured: float, est: float, resolution: float) -> float:
+    if abs(est - measured) <= resolution / 2:
+        return 0.0
+    return (est - measured) / measured if measured else float("inf")
+
+
+def _sum(bufs: list[Buffer]) -> tuple[int, int, str, int | None]:
+    total = sum(b.figure.bytes for b in bufs)
+    res = sum(b.figure.resolution for b in bufs)
+    text = " + ".join(b.figure.text for b in bufs)
+    return total, res, text, bufs[0].figure.line if bufs else None
+
+
+def _ggml_parts(log: ParsedLog, e: Estimate) -> list[PartCheck]:
+    out: list[PartCheck] = []
+    gpus = e.per_gpu
+    fields = (
+        ("weights", "weights_bytes", log.weights),
+        ("KV cache", "kv_cache_bytes", log.kv),
+        ("compute buffer", "activation_bytes", log.compute),
+    )
+    for part, attr, bufs in fields:
+        groups = {
+            "GPUs": [b for b in bufs if not b.host and b.device != "all devices"],
+            "host": [b for b in bufs if b.host],
+            "all devices": [b for b in bufs if b.device == "all devices"],
+        }
+        for scope, group in groups.items():
+            if not group:
+                continue
+            if scope == "GPUs":
+                est = sum(getattr(d, attr) for d in gpus)
+            elif scope == "host":
+                if part == "compute buffer" and gpus:
+                    continue  # the pinned host compute buffer beside GPUs is not modelled
+                est = getattr(e.host, attr)
+            else:
+                est = sum(getattr(d, attr) for d in gpus) + getattr(e.host, attr)
+            total, res, text, line = _sum(group)
+            label = (
+                f"{scope} ({', '.join(dict.fromkeys(b.device for b in group))})"
+                if scope != "all devices"
+                else scope
+            )
+            out.append(PartCheck(part, label, "bytes", total, est, _error(total, est, res), text, line))
+    return out
+
+
+def _per_rank(part: str, bufs: tuple[Buffer, ...], e: Estimate, attr: str) -> list[PartCheck]:
+    """One row per GPU the log reports, consecutive GPUs with the same figures sharing a row ("GPU 0-7")."""
+    rows: list[tuple[int, int, PartCheck]] = []
+    for i, b in enumerate(bufs):
+        tail = b.device.split()[-1].removeprefix("TP")
+        idx = int(tail) if tail.isdigit() else i
+        if idx >= len(e.per_gpu):
+            continue
+        est = getattr(e.per_gpu[idx], attr)
+        f = b.figure
+        row = PartCheck(
+            part, f"GPU {idx}", "bytes", f.bytes, est, _error(f.bytes, est, f.resolution), f.text, f.line
+        )
+        if rows and rows[-1][1] == idx - 1 and (rows[-1][2].measured, rows[-1][2].estimate) == (f.bytes, est):
+            first, _, prev = rows[-1]
+            rows[-1] = (first, idx, replace(prev, scope=f"GPU {first}-{idx}"))
+        else:
+            rows.append((idx, idx, row))
+    return [r for _, _, r in rows]
+
+
+def _kv_per_token_gpu(e: Estimate) -> float:
+    g = e.per_gpu[0] if e.per_gpu else e.host
+    return g.kv_cache_bytes / e.kv_cells if e.kv_cells else 0.0
+
+
+def _version_before(version: str | None, major: int, minor: int) -> bool:
+    if not version:
+        return False
+    parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
+    return len(parts) == 2 and (parts[0], parts[1]) < (major, minor)
+
+
+def _torch_parts(log: ParsedLog, e: Estimate, arch: Architecture, notes: list[str]) -> list[PartCheck]:
+    out = _per_rank("weights", log.weights, e, "weights_bytes")
+    per_token_est = _kv_per_token_gpu(e)
+    g = e.per_gpu[0] if e.per_gpu else None
+    pool_fig: Figure | None = (
+        log.kv_available if log.runtime is Runtime.VLLM else (log.kv[0].figure if log.kv else None)
+    )
+    tokens = log.kv_tokens
+    if pool_fig is not None and tokens:
+        measured = pool_fig.bytes / tokens
+        out.append(
+            PartCheck(
+                "KV per token", "GPU 0", "bytes/token", measured, per_token_est,
+                _error(measured, per_token_est, pool_fig.resolution / tokens),
+                f"{pool_fig.text} / {tokens:,} tokens", pool_fig.line,
+            )
+        )  # fmt: skip
+    if g is None or g.usable_bytes is None or g.capacity_bytes is None:
+        if pool_fig is not None:
+            notes.append("no GPU capacity known: give --gpu NAME[:COUNT] to compare the KV pool")
+        return out
+    if log.runtime is Runtime.VLLM:
+        pool_est = g.usable_bytes - (g.total_bytes - g.kv_cache_bytes)
+        if _version_before(log.version, 0, 21):
+            pool_est += vllm_cudagraph_bytes(arch, e.topology.tensor_parallel)
+            notes.append(
+                f"vLLM {log.version} did not subtract CUDA graphs before sizing the KV pool (v0.21 does)"
+            )
+    else:
+        frac = log.settings.mem_fraction_static
+        reserved = g.activation_bytes + g.overhead_bytes
+        usable = int(frac * g.capacity_bytes) if frac is not None else g.capacity_bytes - reserved
+        pool_est = usable - g.weights_bytes
+        notes.append(
+            "SGLang's pool is mem_fraction_static x total less what is in use after loading "
+            "(model_runner.py profile_max_num_token): the CUDA context and anything else already on the GPU "
+            "come out of it too, which the estimate does not model"
+        )
+    if pool_fig is not None:
+        out.append(
+            PartCheck(
+                "KV pool",
+                "GPU 0",
+                "bytes",
+                pool_fig.bytes,
+                pool_est,
+                _error(pool_fig.bytes, pool_est, pool_fig.resolution),
+                pool_fig.text,
+                pool_fig.line,
+            )
+        )
+    if tokens and per_token_est:
+        tok_est = pool_est // per_token_est
+        out.append(
+            PartCheck(
+                "KV tokens",
+                "engine",
+                "tokens",
+                tokens,
+                tok_est,
+                _error(tokens, tok_est, 1),
+                f"{tokens:,} tokens",
+                None,
+            )
+        )
+    if log.max_concurrency is not None and log.concurrency_len and per_token_est:
+        # one full request: the cells the estimate gives a sequence of the log's length (block-padded)
+        per_req = per_token_est * (e.kv_cells / e.concurrency) * log.concurrency_len / e.context
+        conc_est = pool_est / per_req
+        out.append(
+            PartCheck(
+                "max concurrency", "engine", "requests", log.max_concurrency, round(conc_est, 2),
+                _error(log.max_concurrency, round(conc_est, 2), 0.01),
+                f"{log.max_concurrency:.2f}x for {log.concurrency_len:,} tokens", None,
+            )
+        )  # fmt: skip
+    return out
+
+
+def check_log(
+    catalog: Catalog,
+    log: ParsedLog,
+    path: str,
+    *,
+    model: str | None = None,
+    quant: str | None = None,
+    gpu: GPUChoice | None = None,
+) -> CheckResult:
+    ident = identify(catalog, log, model, quant)
+    req, used, notes = build_request(log, ident, gpu)
+    est = estimate(req)
+    notes = list(log.notes) + notes
+    if log.runtime.is_ggml:
+        parts = _ggml_parts(log, est)
+        if log.settings.cells is not None:
+            streams = log.settings.streams or 1
+            cells = log.settings.cells * streams
+            if cells != est.kv_cells:
+                notes.append(f"llama.cpp allocated {cells} KV cells; the estimate {est.kv_cells}")
+    else:
+        parts = _torch_parts(log, est, ident.variant.architecture, notes)
+    if not parts:
+        raise PlanError("the log's memory lines have nothing the estimate can be compared with")
+    if log.planner:
+        notes.append("compare with care: Ollama's prediction is itself an estimate")
+    return CheckResult(path, log, ident, req, est, tuple(used), tuple(parts), tuple(dict.fromkeys(notes)))

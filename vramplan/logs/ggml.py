@@ -1,0 +1,214 @@
+"""llama.cpp and llama-server startup logs (also the llama.cpp lines inside Ollama's server log).
+
+Line formats, by the llama.cpp function that prints them (ggml-org/llama.cpp; as vendored by
+llama-cpp-python 0.3.36 unless said otherwise):
+
+- `load_tensors: CUDA0 model buffer size = X MiB` (src/llama-model.cpp `load_tensors`); before
+  early 2025 `llm_load_tensors: CUDA0 buffer size = X MiB` (and `CPU_Mapped model buffer size`).
+- `llama_kv_cache: CUDA0 KV buffer size = X MiB` and `llama_kv_cache: size = X MiB (N cells, L layers,
+  S/T seqs), K (f16): X MiB, V (f16): Y MiB` (src/llama-kv-cache.cpp); earlier `llama_kv_cache_unified:`
+  and `llama_kv_cache_init: CUDA0 KV buffer size`, with `... KV self size = X MiB, K (f16): ..., V (f16): ...`
+  printed by `llama_new_context_with_model` / `llama_init_from_model` / `llama_context`.
+- `sched_reserve: CUDA0 compute buffer size = X MiB` (src/llama-context.cpp); earlier printed by
+  `llama_context:`, `llama_init_from_model:` or `llama_new_context_with_model:`.
+- `llama_context: n_ctx = N`, `n_ctx_seq` (`n_ctx_per_seq` before mid-2025), `n_seq_max`, `n_ubatch`,
+  `flash_attn = auto|enabled|disabled` (`1`/`0` before); `... Flash Attention enabled` when auto resolves.
+- `print_info: KEY = VALUE` (src/llama-model.cpp `print_info`, src/llama-vocab.cpp `n_vocab`,
+  src/llama-model-loader.cpp `file type` / `file size = X GiB (B BPW)`); `llm_load_print_meta:` before
+  early 2025 (`model ftype` and `model size` there).
+- `load_tensors: offloaded N/M layers to GPU`; `using device CUDA0 (NAME) ... - F MiB free`
+  (src/llama.cpp); `Device 0: NAME, compute capability X.Y` (ggml/src/ggml-cuda/ggml-cuda.cu).
+- llama-server: `srv load_model: initializing, n_slots = P, n_ctx_slot = C` (tools/server/server-context.cpp);
+  older servers printed `new slot ... n_ctx_slot=C` once per slot.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, figure
+from vramplan.runtimes import Runtime
+
+_NUM = r"(?P<num>\d+(?:\.\d+)?) (?P<unit>MiB|GiB)"
+RE_MODEL_BUF = re.compile(r"\b(?:llm_)?load_tensors:\s+(?P<dev>\S+)\s+(?:model\s+)?buffer size\s*=\s*" + _NUM)
+RE_KV_BUF = re.compile(r"\bllama_kv_cache\w*:\s+(?P<dev>\S+)\s+KV buffer size\s*=\s*" + _NUM)
+RE_KV_SIZE = re.compile(
+    r"\bllama_kv_cache\w*: size =\s*" + _NUM + r" \(\s*(?P<cells>\d+) cells,\s*(?P<layers>\d+) layers,"
+    r"\s*(?P<seqs>\d+)/(?P<streams>\d+) seqs\), "
+    r"K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
+)
+RE_KV_SELF = re.compile(
+    r"\b\w+: KV self size\s*=\s*"
+    + _NUM
+    + r", K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
+)
+RE_KV_INIT = re.compile(
+    r"\bllama_kv_cache\w*: kv_size = (?P<cells>\d+),.*?type_k = '(?P<tk>\w+)', type_v = '(?P<tv>\w+)'"
+)
+RE_COMPUTE = re.compile(r"\b\w+:\s+(?P<dev>\S+)\s+compute buffer size\s*=\s*" + _NUM)
+RE_CTX = re.compile(
+    r"\b(?:llama_context|llama_new_context_with_model|llama_init_from_model): "
+    r"(?P<key>n_ctx|n_ctx_seq|n_ctx_per_seq|n_seq_max|n_batch|n_ubatch|flash_attn)\s*= (?P<val>\S+)"
+)
+RE_FA_RESOLVED = re.compile(
+    r"Flash Attention (?:was auto, set to )?(?P<v>enabled|disabled)|Flash Attention not supported"
+)
+RE_INFO = re.compile(r"\b(?:print_info|llm_load_print_meta): (?P<key>[\w.]+(?: \w+)?)\s*= (?P<val>.*?)\s*$")
+RE_OFFLOADED = re.compile(r"\b(?:llm_)?load_tensors: offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
+RE_USING_DEVICE = re.compile(r"using device (?P<dev>\S+) \((?P<name>[^)]+)\)")
+RE_CUDA_DEVICE = re.compile(r"\bDevice \d+: (?P<name>[^,]+), compute capability")
+RE_SERVER_SLOTS = re.compile(r"initializing, n_slots = (?P<n>\d+), n_ctx_slot = (?P<c>\d+)")
+RE_OLD_SLOT = re.compile(r"new slot\b.*?n_ctx_slot\s*=\s*(?P<c>\d+)")
+RE_GENERAL_NAME = re.compile(r"llama_model_loader: - kv\s+\d+:\s+general\.name\s+str\s+= (?P<name>.+?)\s*$")
+RE_LOADED_FROM = re.compile(r"llama_model_loader: loaded meta data .* from (?P<path>\S+)")
+RE_BUILD = re.compile(r"^(?:.*\s)?build: (?P<v>\d+) \((?P<sha>[0-9a-f]+)\)")
+RE_FILE_SIZE = re.compile(r"^" + _NUM)
+
+MARKERS = ("load_tensors:", "llama_kv_cache", "print_info:", "llm_load_print_meta:", "llama_model_loader:")
+
+
+def is_host_buffer(name: str) -> bool:
+    """Host memory: the CPU buffer types (CPU, CPU_Mapped, CPU_REPACK, ...) and pinned `*_Host` buffers."""
+    return name.upper().startswith("CPU") or name.endswith("_Host")
+
+
+def _fig(m: re.Match[str], line: int) -> Figure:
+    return figure(m["num"], m["unit"], line)
+
+
+def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
+    weights: list[Buffer] = []
+    kv: list[Buffer] = []
+    compute: list[Buffer] = []
+    kv_self: Figure | None = None
+    info: dict[str, str] = {}
+    ctx: dict[str, str] = {}
+    s: dict[str, object] = {}
+    fa_resolved: bool | None = None
+    model: str | None = None
+    loaded_from: str | None = None
+    version: str | None = None
+    gpu_name: str | None = None
+    slots_old = 0
+    for no, line in enumerate(text.splitlines(), 1):
+        if m := RE_MODEL_BUF.search(line):
+            weights.append(Buffer(m["dev"], is_host_buffer(m["dev"]), _fig(m, no)))
+        elif m := RE_KV_BUF.search(line):
+            kv.append(Buffer(m["dev"], is_host_buffer(m["dev"]), _fig(m, no)))
+        elif m := RE_KV_SIZE.search(line):
+            s.update(cells=int(m["cells"]), streams=int(m["streams"]), type_k=m["tk"], type_v=m["tv"])
+            s["v_empty"] = float(m["v"]) == 0
+            kv_self = _fig(m, no)
+        elif m := RE_KV_SELF.search(line):
+            s.update(type_k=m["tk"], type_v=m["tv"], v_empty=float(m["v"]) == 0)
+            kv_self = _fig(m, no)
+        elif m := RE_KV_INIT.search(line):
+            s.update(cells=int(m["cells"]), type_k=m["tk"], type_v=m["tv"])
+        elif m := RE_COMPUTE.search(line):
+            compute.append(Buffer(m["dev"], is_host_buffer(m["dev"]), _fig(m, no)))
+        elif m := RE_CTX.search(line):
+            ctx.setdefault(m["key"], m["val"])
+        elif m := RE_INFO.search(line):
+            info.setdefault(m["key"].strip(), m["val"])
+            if m["key"] in ("file size", "model size") and (fm := RE_FILE_SIZE.match(m["val"])):
+                s["file_size"] = _fig(fm, no)
+        elif m := RE_OFFLOADED.search(line):
+            s.update(gpu_layers=int(m["n"]), layers_total=int(m["m"]))
+        elif m := RE_USING_DEVICE.search(line):
+            gpu_name = gpu_name or m["name"]
+        elif m := RE_CUDA_DEVICE.search(line):
+            gpu_name = gpu_name or m["name"].strip()
+        elif m := RE_SERVER_SLOTS.search(line):
+            s.update(slots=int(m["n"]), slot_ctx=int(m["c"]))
+        elif m := RE_OLD_SLOT.search(line):
+            slots_old += 1
+            s["slot_ctx"] = int(m["c"])
+        elif m := RE_GENERAL_NAME.search(line):
+            model = model or m["name"]
+        elif m := RE_LOADED_FROM.search(line):
+            loaded_from = loaded_from or m["path"]
+        elif m := RE_BUILD.match(line):
+            version = version or m["v"]
+        if m := RE_FA_RESOLVED.search(line):
+            fa_resolved = m["v"] == "enabled" if m["v"] else False
+    if not kv and kv_self is not None:
+        kv.append(Buffer("all devices", False, kv_self))  # versions without per-buffer lines
+    model = info.get("general.name", model) or _basename(loaded_from)
+    settings = _settings(ctx, info, s, fa_resolved, gpu_name, slots_old)
+    notes = []
+    if (
+        any(b.figure.bytes == 0 for b in weights)
+        and kv_self
+        and kv_self.bytes
+        and kv
+        and not kv[0].figure.bytes
+    ):
+        notes.append("the buffer lines read 0.00 MiB: llama.cpp ran in its sizing-only (no_alloc) mode")
+    return ParsedLog(
+        runtime=runtime,
+        version=version,
+        model=model,
+        settings=settings,
+        weights=tuple(weights),
+        kv=tuple(_kv_or_total(kv, kv_self)),
+        compute=tuple(compute),
+        file_size=s.get("file_size"),  # type: ignore[arg-type]
+        hparams=tuple(info.items()),
+        notes=tuple(notes),
+    )
+
+
+def _kv_or_total(kv: list[Buffer], total: Figure | None) -> list[Buffer]:
+    """In sizing-only runs (no_alloc) the KV buffer lines read 0.00 MiB while the size line is real."""
+    if total is not None and total.bytes and kv and all(b.figure.bytes == 0 for b in kv):
+        return [Buffer("all devices", False, total)]
+    return kv
+
+
+def _basename(path: str | None) -> str | None:
+    if not path:
+        return None
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if name.startswith("sha256-"):  # an Ollama blob: the file name says nothing about the model
+        return None
+    return name[:-5] if name.lower().endswith(".gguf") else name
+
+
+def _int(v: str | None) -> int | None:
+    return int(v) if v is not None and v.isdigit() else None
+
+
+def _settings(
+    ctx: dict[str, str],
+    info: dict[str, str],
+    s: dict[str, object],
+    fa_resolved: bool | None,
+    gpu_name: str | None,
+    slots_old: int,
+) -> Settings:
+    n_ctx = _int(ctx.get("n_ctx"))
+    n_seq = _int(ctx.get("n_seq_max")) or s.get("slots") or (slots_old or None)
+    per_seq = _int(ctx.get("n_ctx_seq") or ctx.get("n_ctx_per_seq")) or s.get("slot_ctx")
+    if per_seq is None and n_ctx is not None:
+        # logs from before n_seq_max was printed (late 2024) ran one sequence
+        per_seq = n_ctx // n_seq if isinstance(n_seq, int) else n_ctx
+    fa_text = ctx.get("flash_attn")
+    flash: bool | None = {"1": True, "0": False, "enabled": True, "disabled": False}.get(fa_text or "")
+    if fa_resolved is not None:
+        flash = fa_resolved
+    return Settings(
+        context=per_seq if isinstance(per_seq, int) else None,
+        n_ctx=n_ctx,
+        parallel=n_seq if isinstance(n_seq, int) else None,
+        type_k=s.get("type_k"),  # type: ignore[arg-type]
+        type_v=s.get("type_v"),  # type: ignore[arg-type]
+        quantization=info.get("file type") or info.get("model ftype"),
+        gpu_name=gpu_name,
+        flash_attn=flash,
+        gpu_layers=s.get("gpu_layers"),  # type: ignore[arg-type]
+        layers_total=s.get("layers_total"),  # type: ignore[arg-type]
+        n_ubatch=_int(ctx.get("n_ubatch")),
+        cells=s.get("cells"),  # type: ignore[arg-type]
+        streams=s.get("streams"),  # type: ignore[arg-type]
+        v_cache_empty=s.get("v_empty"),  # type: ignore[arg-type]
+    )

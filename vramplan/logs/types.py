@@ -1,0 +1,113 @@
+"""What a startup log states about memory, as plain data: sizes in bytes with the precision printed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from vramplan.runtimes import Runtime
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+_UNITS = {"B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": 1 << 40, "KB": KiB, "MB": MiB, "GB": GiB}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A size as a log prints it: `bytes` rounded from the text, `resolution` one unit of its last digit."""
+
+    bytes: int
+    resolution: int  # bytes of one unit in the last printed digit (e.g. 0.01 MiB); 1 for exact counts
+    text: str  # as printed, e.g. "448.00 MiB"
+    line: int  # 1-based line number in the log
+
+
+def figure(number: str, unit: str, line: int, *, binary_gb: bool = True) -> Figure:
+    """`number` in `unit` as bytes. Every runtime here prints binary units, whatever it calls them:
+    llama.cpp "MiB" (1024.0*1024.0), vLLM "GiB" (`format_gib`, 2**30), Ollama "GiB"/"MiB"
+    (format.HumanBytes2, 1024-based) and SGLang "GB" (srt/mem_cache/memory_pool.py:
+    `GB = 1024 * 1024 * 1024`)."""
+    if unit in ("KB", "MB", "GB") and not binary_gb:  # pragma: no cover - no runtime here prints SI units
+        raise ValueError(unit)
+    scale = _UNITS[unit]
+    decimals = len(number.split(".")[1]) if "." in number else 0
+    value = float(number)
+    return Figure(round(value * scale), max(1, round(scale / 10**decimals)), f"{number} {unit}", line)
+
+
+SIZE_RE = r"(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>B|KiB|MiB|GiB|TiB|KB|MB|GB)"
+
+
+def parse_size(text: str, line: int) -> Figure | None:
+    m = re.fullmatch(r"\s*" + SIZE_RE + r"\s*", text)
+    return figure(m["num"], m["unit"], line) if m else None
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One allocation the log reports: which device holds it and how big it is."""
+
+    device: str  # as the log names it: CUDA0, CPU_Mapped, CUDA_Host, "rank 0", "TP0"
+    host: bool  # host memory (CPU buffers, pinned CUDA_Host buffers)
+    figure: Figure
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings a log states (None: not stated)."""
+
+    context: int | None = None  # tokens per sequence: max_seq_len, context_len, n_ctx_seq, num_ctx
+    n_ctx: int | None = None  # llama.cpp: cells across all sequences (-c)
+    parallel: int | None = None  # sequences: n_seq_max / --parallel / OLLAMA_NUM_PARALLEL
+    max_running_requests: int | None = None  # SGLang / vLLM max_num_seqs
+    type_k: str | None = None  # llama.cpp cache types as printed (f16, q8_0)
+    type_v: str | None = None
+    kv_cache_dtype: str | None = None  # vLLM / SGLang kv_cache_dtype (auto, fp8, fp8_e4m3, bf16)
+    tp: int | None = None
+    pp: int | None = None
+    gpu_memory_utilization: float | None = None
+    mem_fraction_static: float | None = None
+    block_size: int | None = None
+    dtype: str | None = None  # model dtype (torch.bfloat16)
+    quantization: str | None = None  # vLLM/SGLang quantization=; llama.cpp "file type"
+    gpu_name: str | None = None  # the GPU's name as the log prints it
+    gpu_total: Figure | None = None  # one GPU's total memory, when the log states it
+    flash_attn: bool | None = None
+    gpu_layers: int | None = None  # llama.cpp layers offloaded to GPUs
+    layers_total: int | None = None  # llama.cpp offloadable layers (n_layer + output)
+    n_ubatch: int | None = None
+    cells: int | None = None  # llama.cpp KV cells per stream, from the KV size line
+    streams: int | None = None
+    gpus: int | None = None  # GPUs the log says it planned for (Ollama's offload line)
+    v_cache_empty: bool | None = None  # llama.cpp printed "V (f16): 0.00 MiB" (an MLA latent-only cache)
+
+
+@dataclass(frozen=True)
+class ParsedLog:
+    """The memory lines of one runtime's startup log. Lists of buffers hold one entry per device and
+    allocation as the log prints them (per rank for vLLM / SGLang, which log on every worker)."""
+
+    runtime: Runtime
+    version: str | None = None
+    model: str | None = None  # the model as the log names it: an HF id, a path, or general.name
+    settings: Settings = field(default_factory=Settings)
+    weights: tuple[Buffer, ...] = ()
+    kv: tuple[Buffer, ...] = ()
+    compute: tuple[Buffer, ...] = ()
+    kv_tokens: int | None = None  # vLLM "GPU KV cache size: N tokens"; SGLang "#tokens: N"
+    kv_available: Figure | None = None  # vLLM "Available KV cache memory" (per GPU)
+    max_concurrency: float | None = None  # vLLM "Maximum concurrency for L tokens per request: Xx"
+    concurrency_len: int | None = None  # the L of that line
+    file_size: Figure | None = None  # llama.cpp "file size" of the GGUF
+    hparams: tuple[tuple[str, str], ...] = ()  # llama.cpp print_info key / value pairs
+    planner: bool = False  # the figures are Ollama's own prediction ("offload" line), not allocations
+    notes: tuple[str, ...] = ()
+
+    @property
+    def has_memory_lines(self) -> bool:
+        return bool(self.weights or self.kv or self.compute or self.kv_available)
+
+    def hparam(self, key: str) -> str | None:
+        for k, v in self.hparams:
+            if k == key:
+                return v
+        return None
