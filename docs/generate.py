@@ -1,6 +1,6 @@
-"""Regenerate the docs that are derived from the code: docs/cli.md (from --help) and docs/models.md
-(from the catalog). `python docs/generate.py` writes them; `--check` fails when they are stale
-(tests/test_docs.py runs that)."""
+"""Regenerate the docs that are derived from the code: docs/cli.md (from --help), docs/models.md
+(from the catalog) and docs/gpus.md (from the GPU spec table). `python docs/generate.py` writes
+them; `--check` fails when they are stale (tests/test_docs.py runs that)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,32 @@ def models_reference() -> str:
     return "\n".join(lines)
 
 
-TARGETS = {"cli.md": cli_reference, "models.md": models_reference}
+def gpus_reference() -> str:
+    from vramplan.hardware import GPU_SPECS, MiB
+
+    lines = [
+        "# GPUs in the spec table\n",
+        "Generated from `vramplan/hardware.py` by `python docs/generate.py`; do not edit by hand. "
+        "Memory is the total NVML / nvidia-smi reports (MiB); bandwidth is the vendor's peak (GB/s). "
+        "How the probe maps the names NVML reports to these entries: [hardware.md](hardware.md).\n",
+        "| `--gpu` | card | memory (MiB) | bandwidth (GB/s) | compute capability | FP8 | FP4 | interconnect "
+        "| aliases | NVML names | source |",
+        "|---|---|---:|---:|---|---|---|---|---|---|---|",
+    ]
+    for g in GPU_SPECS:
+        cc = "-" if g.compute_capability is None else f"{g.compute_capability[0]}.{g.compute_capability[1]}"
+        aliases = ", ".join(f"`{a}`" for a in g.aliases) or "-"
+        names = ", ".join(f"`{n}`" for n in g.nvml_names)
+        lines.append(
+            f"| `{g.name}` | {g.label} | {g.memory_bytes // MiB} | {g.bandwidth_gbps:g} | {cc} "
+            f"| {'yes' if g.fp8 else 'no'} | {'yes' if g.fp4 else 'no'} | {g.interconnect} | {aliases} "
+            f"| {names} | {g.source} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+TARGETS = {"cli.md": cli_reference, "models.md": models_reference, "gpus.md": gpus_reference}
 
 
 def main(argv: list[str]) -> int:

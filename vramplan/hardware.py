@@ -1,17 +1,25 @@
-"""GPUs: the spec table, parsing `--gpu NAME[:COUNT]`, and (later) the NVML probe.
+"""GPUs: the spec table, names (`--gpu NAME[:COUNT]`, NVML names), and the machine the probe found.
 
 Memory is the total the driver reports (nvidia-smi / NVML `memory.total`), not the marketing figure:
-an "80 GB" H100 reports 81559 MiB. Bandwidth is the vendor's peak (GB/s, 10^9 bytes).
+an "80 GB" H100 reports 81559 MiB. Bandwidth is the vendor's peak (GB/s, 10^9 bytes). `probe()` reads
+this machine (NVML in vramplan/nvml.py, host RAM and Apple unified memory in vramplan/host.py).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from vramplan.errors import HardwareError
 
+if TYPE_CHECKING:
+    from vramplan.host import HostInfo
+
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -26,12 +34,30 @@ class GPUSpec:
     interconnect: str  # nvlink, pcie, infinity-fabric
     max_per_node: int  # most cards one server takes
     aliases: tuple[str, ...] = ()
-    nvml_names: tuple[str, ...] = ()
+    nvml_names: tuple[str, ...] = ()  # the names NVML / nvidia-smi report for the card
+    source: str = ""  # where memory_bytes and bandwidth_gbps come from
 
 
-# Memory totals: nvidia-smi output of the cards (MiB). Bandwidth: NVIDIA / AMD datasheets.
+# Memory: the MiB that nvidia-smi prints as the total (NVML memory.total / 2^20) in published
+# `nvidia-smi` outputs of current drivers (R535 and later). Older drivers report a little less
+# (T4 15109 MiB, V100 32510 MiB, A100-80GB 81252 MiB); the probe always plans with what the card
+# itself reports. Bandwidth: the vendor datasheet. Each entry's `source` names both.
+# One entry per card whose memory or bandwidth differs; SXM and PCIe forms with equal numbers share one.
 GPU_SPECS: tuple[GPUSpec, ...] = (
-    GPUSpec("t4", "Tesla T4 16GB", 15360 * MiB, 320, (7, 5), False, False, "pcie", 8, (), ("Tesla T4",)),
+    GPUSpec(
+        "t4",
+        "Tesla T4 16GB",
+        15360 * MiB,
+        320,
+        (7, 5),
+        False,
+        False,
+        "pcie",
+        8,
+        (),
+        ("Tesla T4",),
+        source='nvidia-smi "Tesla T4 ... 15360MiB"; 320 GB/s: NVIDIA T4 datasheet',
+    ),
     GPUSpec(
         "v100-32gb",
         "Tesla V100 SXM2 32GB",
@@ -43,7 +69,8 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         "nvlink",
         8,
         ("v100",),
-        ("Tesla V100-SXM2-32GB", "Tesla V100-PCIE-32GB"),
+        ("Tesla V100-SXM2-32GB", "Tesla V100-PCIE-32GB", "Tesla V100-SXM2-32GB-LS"),
+        source='nvidia-smi "Tesla V100-SXM2-32GB ... 32768MiB"; 900 GB/s SXM2 and PCIe: V100 datasheet',
     ),
     GPUSpec(
         "a10g",
@@ -57,10 +84,35 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a10",),
         ("NVIDIA A10G", "NVIDIA A10"),
+        source='nvidia-smi "NVIDIA A10G ... 23028MiB" (AWS g5); 600 GB/s: A10 datasheet (same GDDR6 bus)',
     ),
-    GPUSpec("l4", "NVIDIA L4 24GB", 23034 * MiB, 300, (8, 9), True, False, "pcie", 8, (), ("NVIDIA L4",)),
     GPUSpec(
-        "l40s", "NVIDIA L40S 48GB", 46068 * MiB, 864, (8, 9), True, False, "pcie", 8, (), ("NVIDIA L40S",)
+        "l4",
+        "NVIDIA L4 24GB",
+        23034 * MiB,
+        300,
+        (8, 9),
+        True,
+        False,
+        "pcie",
+        8,
+        (),
+        ("NVIDIA L4",),
+        source='nvidia-smi "NVIDIA L4 ... 23034MiB"; 300 GB/s: NVIDIA L4 datasheet',
+    ),
+    GPUSpec(
+        "l40s",
+        "NVIDIA L40S 48GB",
+        46068 * MiB,
+        864,
+        (8, 9),
+        True,
+        False,
+        "pcie",
+        8,
+        (),
+        ("NVIDIA L40S",),
+        source='nvidia-smi "NVIDIA L40S ... 46068MiB"; 864 GB/s: NVIDIA L40S datasheet',
     ),
     GPUSpec(
         "a100-40gb",
@@ -74,10 +126,11 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a100-40",),
         ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB"),
+        source='nvidia-smi "NVIDIA A100-SXM4-40GB ... 40960MiB"; 1555 GB/s SXM4 and PCIe: A100 datasheet',
     ),
     GPUSpec(
         "a100-80gb",
-        "NVIDIA A100 80GB",
+        "NVIDIA A100 SXM4 80GB",
         81920 * MiB,
         2039,
         (8, 0),
@@ -85,8 +138,23 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         False,
         "nvlink",
         8,
-        ("a100", "a100-80"),
-        ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe"),
+        ("a100", "a100-80", "a100-sxm"),
+        ("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM-80GB"),
+        source='nvidia-smi "NVIDIA A100-SXM4-80GB ... 81920MiB"; 2039 GB/s (SXM4): NVIDIA A100 datasheet',
+    ),
+    GPUSpec(
+        "a100-80gb-pcie",
+        "NVIDIA A100 80GB PCIe",
+        81920 * MiB,
+        1935,
+        (8, 0),
+        False,
+        False,
+        "pcie",
+        8,
+        ("a100-pcie",),
+        ("NVIDIA A100 80GB PCIe",),
+        source='nvidia-smi "NVIDIA A100 80GB PCIe ... 81920MiB"; 1935 GB/s (PCIe): NVIDIA A100 datasheet',
     ),
     GPUSpec(
         "h100-80gb",
@@ -100,6 +168,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("h100", "h100-sxm"),
         ("NVIDIA H100 80GB HBM3",),
+        source='nvidia-smi "NVIDIA H100 80GB HBM3 ... 81559MiB"; 3350 GB/s (SXM5): NVIDIA H100 datasheet',
     ),
     GPUSpec(
         "h100-pcie",
@@ -113,6 +182,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("NVIDIA H100 PCIe",),
+        source='nvidia-smi "NVIDIA H100 PCIe ... 81559MiB"; 2000 GB/s: NVIDIA H100 datasheet',
     ),
     GPUSpec(
         "h100-nvl",
@@ -126,9 +196,21 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("NVIDIA H100 NVL",),
+        source='nvidia-smi "NVIDIA H100 NVL ... 95830MiB"; 3900 GB/s: NVIDIA H100 datasheet',
     ),
     GPUSpec(
-        "h20", "NVIDIA H20 96GB", 97871 * MiB, 4000, (9, 0), True, False, "nvlink", 8, (), ("NVIDIA H20",)
+        "h20",
+        "NVIDIA H20 96GB",
+        97871 * MiB,
+        4000,
+        (9, 0),
+        True,
+        False,
+        "nvlink",
+        8,
+        (),
+        ("NVIDIA H20",),
+        source='nvidia-smi "NVIDIA H20 ... 97871MiB"; 4000 GB/s: NVIDIA H20 product brief',
     ),
     GPUSpec(
         "h200",
@@ -142,6 +224,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("h200-141gb", "h200-sxm"),
         ("NVIDIA H200",),
+        source='nvidia-smi "NVIDIA H200 ... 143771MiB"; 4800 GB/s: NVIDIA H200 datasheet',
     ),
     GPUSpec(
         "b200",
@@ -155,6 +238,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("NVIDIA B200",),
+        source='nvidia-smi "NVIDIA B200 ... 183359MiB"; 8000 GB/s: NVIDIA HGX B200 datasheet',
     ),
     GPUSpec(
         "rtx-3090",
@@ -168,6 +252,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("3090",),
         ("NVIDIA GeForce RTX 3090",),
+        source='nvidia-smi "NVIDIA GeForce RTX 3090 ... 24576MiB"; 936 GB/s: GeForce RTX 3090 specs',
     ),
     GPUSpec(
         "rtx-4090",
@@ -181,6 +266,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("4090",),
         ("NVIDIA GeForce RTX 4090",),
+        source="NVML total 25757220864 bytes (24564 MiB); 1008 GB/s: GeForce RTX 4090 specs",
     ),
     GPUSpec(
         "rtx-5090",
@@ -194,6 +280,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("5090",),
         ("NVIDIA GeForce RTX 5090",),
+        source='nvidia-smi "NVIDIA GeForce RTX 5090 ... 32607MiB"; 1792 GB/s: GeForce RTX 5090 specs',
     ),
     GPUSpec(
         "rtx-a6000",
@@ -207,6 +294,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("a6000",),
         ("NVIDIA RTX A6000",),
+        source='nvidia-smi "NVIDIA RTX A6000 ... 49140MiB"; 768 GB/s: NVIDIA RTX A6000 datasheet',
     ),
     GPUSpec(
         "rtx-6000-ada",
@@ -220,6 +308,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         ("6000-ada",),
         ("NVIDIA RTX 6000 Ada Generation",),
+        source='nvidia-smi "NVIDIA RTX 6000 Ada Generation ... 49140MiB"; 960 GB/s: RTX 6000 Ada datasheet',
     ),
     GPUSpec(
         "mi300x",
@@ -233,6 +322,7 @@ GPU_SPECS: tuple[GPUSpec, ...] = (
         8,
         (),
         ("AMD Instinct MI300X",),
+        source='rocm-smi "VRAM Total Memory (B): 206141652992" (196592 MiB); 5300 GB/s: MI300X datasheet',
     ),
 )
 
@@ -249,12 +339,17 @@ _BY_NAME = _index()
 
 
 def gpu_spec(name: str) -> GPUSpec:
-    """The spec called `name` (a vramplan id or alias, any case)."""
+    """The spec called `name`: a vramplan id or alias (any case), or a name as NVML reports it."""
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     if key in _BY_NAME:
         return _BY_NAME[key]
-    matches = difflib.get_close_matches(key, list(_BY_NAME), n=10, cutoff=0.5)
-    close = list(dict.fromkeys(_BY_NAME[m].name for m in matches))[:3]  # one name per card
+    by_nvml = _match_by_nvml_name(name)
+    if by_nvml is not None:
+        return by_nvml
+    matches = [_BY_NAME[m].name for m in difflib.get_close_matches(key, list(_BY_NAME), n=10, cutoff=0.5)]
+    family = [n for n, g in _BY_NAME.items() if n.split("-")[0] == key.split("-")[0]]
+    same_family = [_BY_NAME[n].name for n in family]
+    close = list(dict.fromkeys(matches[:1] + same_family + matches[1:]))[:3]  # one name per card
     hint = (
         f"; did you mean {', '.join(close)}?"
         if close
@@ -271,9 +366,11 @@ class GPUChoice:
 
 def parse_gpu(text: str) -> GPUChoice:
     """Parse `NAME[:COUNT]` (`h100-80gb:8`, `rtx-4090`)."""
-    name, _, count_text = text.partition(":")
+    name, colon, count_text = text.partition(":")
+    if not name.strip():
+        raise HardwareError(f"--gpu {text!r} names no GPU; write NAME[:COUNT], e.g. h100-80gb:8")
     spec = gpu_spec(name)
-    if not count_text:
+    if not colon:
         return GPUChoice(spec, 1)
     try:
         count = int(count_text)
@@ -289,16 +386,111 @@ def parse_gpu(text: str) -> GPUChoice:
     return GPUChoice(spec, count)
 
 
+# --------------------------------------------------------------------------- NVML names -> specs
+
+_BRAND_WORDS = {"nvidia", "tesla", "geforce", "amd", "instinct"}
+# A name that matched only in part must report memory within this share of the table's, or it is
+# another card that shares words with a table entry (an "RTX 4090 Laptop GPU" has 16 GB, not 24).
+PARTIAL_MATCH_MEMORY_TOLERANCE = 0.05
+
+
+def _tokens(name: str) -> tuple[str, ...]:
+    words = re.split(r"[\s\-_/]+", name.strip().lower())
+    return tuple(w for w in words if w and w not in _BRAND_WORDS)
+
+
+def split_mig_name(name: str) -> tuple[str, str | None]:
+    """A MIG device's name as its card's name and its profile: "NVIDIA A100-SXM4-40GB MIG 1g.5gb" ->
+    ("NVIDIA A100-SXM4-40GB", "1g.5gb"); other names come back whole, with None."""
+    m = re.match(r"^(.*?)\s+MIG\s+(\S+)\s*$", name.strip())
+    return (m.group(1), m.group(2)) if m else (name.strip(), None)
+
+
+def _match_by_nvml_name(name: str) -> GPUSpec | None:
+    """Exact NVML name, then the same words without brand words, case and separators."""
+    text = name.strip()
+    for g in GPU_SPECS:
+        if text in g.nvml_names:
+            return g
+    words = _tokens(text)
+    for g in GPU_SPECS:
+        if any(_tokens(n) == words for n in g.nvml_names):
+            return g
+    return None
+
+
+def _contains(words: tuple[str, ...], part: tuple[str, ...]) -> bool:
+    n = len(part)
+    return n > 0 and any(words[i : i + n] == part for i in range(len(words) - n + 1))
+
+
+def match_nvml_name(name: str, memory_total_bytes: int | None = None) -> tuple[GPUSpec | None, str | None]:
+    """The table entry for a name NVML reports, and a note when the match is not exact.
+
+    Exact name first, then the normalised name (no brand words, case or separators: old drivers
+    say "A100-SXM4-40GB"), then the longest table name contained in it ("NVIDIA H200 NVL" holds
+    "NVIDIA H200") if the card's memory agrees. A MIG device name maps to its parent card."""
+    parent, profile = split_mig_name(name)
+    exact = _match_by_nvml_name(parent)
+    if exact is not None:
+        return exact, None
+    words = _tokens(parent)
+    best: list[tuple[int, GPUSpec]] = []
+    for g in GPU_SPECS:
+        size = max((len(_tokens(n)) for n in g.nvml_names if _contains(words, _tokens(n))), default=0)
+        if size:
+            best.append((size, g))
+    if not best:
+        return None, None
+    top = max(size for size, _ in best)
+    winners = [g for size, g in best if size == top]
+    if len(winners) != 1:
+        return None, None
+    spec = winners[0]
+    if memory_total_bytes is not None and profile is None:
+        if abs(memory_total_bytes - spec.memory_bytes) > PARTIAL_MATCH_MEMORY_TOLERANCE * spec.memory_bytes:
+            return None, None
+    return spec, f"{parent!r} is not in the GPU table; using {spec.name} ({spec.label}), the closest entry"
+
+
+def spec_for_nvml_name(name: str, memory_total_bytes: int | None = None) -> GPUSpec | None:
+    return match_nvml_name(name, memory_total_bytes)[0]
+
+
 # --------------------------------------------------------------------------- the local machine
 
 
 @dataclass(frozen=True)
+class MigDevice:
+    """One MIG device (a GPU instance with its compute instance) of a GPU in MIG mode."""
+
+    index: int  # MIG device index under its parent (nvmlDeviceGetMigDeviceHandleByIndex)
+    name: str  # as NVML reports it, e.g. "NVIDIA A100-SXM4-40GB MIG 1g.5gb"
+    uuid: str | None  # "MIG-..."
+    memory_total_bytes: int
+    memory_free_bytes: int
+    memory_used_bytes: int
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+
+    @property
+    def profile(self) -> str | None:
+        return split_mig_name(self.name)[1]
+
+
+@dataclass(frozen=True)
 class ProbedGPU:
-    index: int
+    index: int  # the index CUDA gives it (its place in CUDA_VISIBLE_DEVICES when that is set)
     name: str  # as NVML reports it, e.g. "NVIDIA H100 80GB HBM3"
     memory_total_bytes: int
     memory_free_bytes: int
     spec: GPUSpec | None  # the spec-table entry the name maps to, if any
+    nvml_index: int | None = None  # NVML's own index (PCI bus order)
+    uuid: str | None = None  # "GPU-..."
+    memory_used_bytes: int | None = None
+    compute_capability: tuple[int, int] | None = None
+    mig_enabled: bool = False
+    mig: tuple[MigDevice, ...] = ()  # the MIG devices visible to this process
 
 
 @dataclass(frozen=True)
@@ -307,61 +499,171 @@ class Machine:
     host_memory_bytes: int | None
     cpu_cores: int | None
     notes: tuple[str, ...] = ()
+    host_available_bytes: int | None = None
+    driver_version: str | None = None  # NVIDIA driver, e.g. "550.54.15"
+    cuda_driver_version: str | None = None  # the CUDA version the driver supports, e.g. "12.4"
+    unified_memory_bytes: int | None = None  # Apple silicon: RAM shared by CPU and GPU
+    gpu_share_bytes: int | None = None  # Apple silicon: what Metal lets the GPU use of it
+
+    def plan_gpus(self) -> tuple[ProbedGPU, ...]:
+        """The devices one CUDA process plans on: every whole GPU; with only MIG GPUs, one MIG device
+        (the MIG user guide: a CUDA process enumerates a single MIG device), as a GPU of its own."""
+        whole = tuple(g for g in self.gpus if not g.mig_enabled)
+        if whole:
+            return whole
+        for g in self.gpus:
+            if g.mig:
+                return (_mig_as_gpu(g, g.mig[0]),)
+        return ()
+
+    def gpu_count(self) -> int:
+        return len(self.plan_gpus())
 
     def gpu_spec(self) -> GPUSpec:
-        """The spec to plan with: the table entry of the first GPU, or one made from its NVML memory."""
-        g = self.gpus[0]
+        """The spec to plan with: the table entry of the smallest planned GPU (the first of equals),
+        with the memory NVML reports; an unknown card gets one made from its NVML answers."""
+        gpus = self.plan_gpus()
+        if not gpus:
+            raise HardwareError("no usable GPU was found on this machine; pass --gpu NAME[:COUNT]")
+        g = min(gpus, key=lambda x: x.memory_total_bytes)
         if g.spec is not None:
-            return g.spec
+            if g.spec.memory_bytes == g.memory_total_bytes:
+                return g.spec
+            return replace(g.spec, memory_bytes=g.memory_total_bytes)
+        cc = g.compute_capability
         return GPUSpec(
-            name=g.name.lower().replace(" ", "-"),
+            name=re.sub(r"[^a-z0-9.]+", "-", g.name.lower()).strip("-"),
             label=g.name,
             memory_bytes=g.memory_total_bytes,
-            bandwidth_gbps=0.0,
-            compute_capability=None,
-            fp8=False,
-            fp4=False,
+            bandwidth_gbps=0.0,  # not known for a card outside the table
+            compute_capability=cc,
+            # FP8 tensor cores from Ada / Hopper (8.9, 9.0) on, FP4 from Blackwell (10.0, 12.0):
+            # NVIDIA's Ada, Hopper and Blackwell architecture whitepapers.
+            fp8=cc is not None and cc >= (8, 9),
+            fp4=cc is not None and cc >= (10, 0),
             interconnect="pcie",
-            max_per_node=len(self.gpus),
+            max_per_node=max(1, len(gpus)),
         )
 
 
-def spec_for_nvml_name(name: str) -> GPUSpec | None:
-    for g in GPU_SPECS:
-        if name in g.nvml_names:
-            return g
-    return None
+def _mig_as_gpu(parent: ProbedGPU, mig: MigDevice) -> ProbedGPU:
+    """A MIG device as the GPU a plan sees: its own memory, and the parent's spec scaled to it."""
+    spec = parent.spec
+    if spec is not None:
+        share = mig.memory_total_bytes / parent.memory_total_bytes if parent.memory_total_bytes else 0.0
+        spec = replace(
+            spec,
+            name=f"{spec.name}-mig-{mig.profile or mig.index}",
+            label=mig.name,
+            memory_bytes=mig.memory_total_bytes,
+            # a MIG instance owns its memory slices and their share of the bandwidth (MIG user guide,
+            # "Partitioning": memory slices include the memory controllers)
+            bandwidth_gbps=round(spec.bandwidth_gbps * share, 1),
+            max_per_node=1,
+            nvml_names=(),
+            aliases=(),
+        )
+    return ProbedGPU(
+        index=parent.index,
+        name=mig.name,
+        memory_total_bytes=mig.memory_total_bytes,
+        memory_free_bytes=mig.memory_free_bytes,
+        spec=spec,
+        nvml_index=parent.nvml_index,
+        uuid=mig.uuid,
+        memory_used_bytes=mig.memory_used_bytes,
+        compute_capability=parent.compute_capability,
+    )
 
 
 def host_memory_bytes() -> int | None:
+    """Total host RAM (vramplan/host.py reads more: available RAM, cgroup limits, Apple)."""
+    from vramplan.host import read_host
+
+    return read_host().memory_bytes
+
+
+def probe_machine(
+    nvml: Any | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    host: HostInfo | None = None,
+    find_driver: Callable[[], str | None] | None = None,
+) -> Machine:
+    """The machine, from its parts (each one a seam for tests):
+
+    - `nvml`: a pynvml-like module; None imports pynvml, unless `find_driver()` (default:
+      `nvml.driver_absence`) says there is no NVIDIA driver, in which case NVML is not asked at all;
+    - `environ`: where CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER come from (default os.environ);
+    - `host`: a `host.HostInfo` (default: read this host).
+    Never raises: whatever fails becomes a note, and what could be read is still reported."""
     import os
 
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+    from vramplan import nvml as nv
+    from vramplan.host import read_host
+
+    env = os.environ if environ is None else environ
+    notes: list[str] = []
+    reading = nv.NvmlReading()
+    module = nvml
+    if module is None:
+        absent = (find_driver or nv.driver_absence)()
+        if absent is not None:
+            notes.append(f"no NVIDIA driver found ({absent})")
+        else:
+            module, why = nv.import_pynvml()
+            if why:
+                notes.append(why)
+    if module is not None:
+        try:
+            reading = nv.read_nvml(module, env)
+        except Exception as exc:  # a pynvml that misbehaves: report it, never crash a plan
+            reading = nv.NvmlReading(notes=(f"reading the GPUs failed ({type(exc).__name__}: {exc})",))
+    notes += reading.notes
+    h = read_host() if host is None else host
+    notes += h.notes
+    machine = Machine(
+        gpus=reading.gpus,
+        host_memory_bytes=h.memory_bytes,
+        cpu_cores=h.cpu_cores,
+        notes=tuple(notes),
+        host_available_bytes=h.available_bytes,
+        driver_version=reading.driver_version,
+        cuda_driver_version=reading.cuda_driver_version,
+        unified_memory_bytes=h.unified_memory_bytes,
+        gpu_share_bytes=h.gpu_share_bytes,
+    )
+    return replace(machine, notes=machine.notes + plan_notes(machine))
+
+
+def plan_notes(machine: Machine) -> tuple[str, ...]:
+    """What the probed GPUs mean for a plan, when that is not simply "N GPUs of one kind"."""
+    plan = machine.plan_gpus()
+    notes: list[str] = []
+    mig = [g for g in machine.gpus if g.mig_enabled]
+    if machine.gpus and not plan:
+        notes.append("no GPU here can run CUDA work")
+    elif mig and len(mig) == len(machine.gpus):
+        m = plan[0]
+        notes.append(
+            f"GPU {m.index} is in MIG mode: one CUDA process uses one MIG device, so plans are for "
+            f"{m.name} ({m.memory_total_bytes / GiB:.2f} GiB)"
+        )
+    elif mig:
+        left = ", ".join(str(g.index) for g in mig)
+        notes.append(f"GPU {left} in MIG mode left out of plans, which use the {len(plan)} whole GPU(s)")
+    names = sorted({g.name for g in plan})
+    if len(names) > 1:
+        small = min(plan, key=lambda g: g.memory_total_bytes)
+        notes.append(
+            f"the GPUs differ ({', '.join(names)}); plans treat all {len(plan)} as the smallest, "
+            f"{small.name} ({small.memory_total_bytes / GiB:.2f} GiB)"
+        )
+    return tuple(notes)
 
 
 def probe() -> Machine:
-    """What this machine has: NVIDIA GPUs through NVML (pynvml, imported here only), host RAM, cores.
-    Never raises: no driver or an NVML error gives a machine without GPUs and a note saying why."""
-    import os
-
-    notes: list[str] = []
-    gpus: list[ProbedGPU] = []
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            for i in range(pynvml.nvmlDeviceGetCount()):
-                h = pynvml.nvmlDeviceGetHandleByIndex(i)
-                name = pynvml.nvmlDeviceGetName(h)
-                name = name.decode() if isinstance(name, bytes) else name
-                mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-                gpus.append(ProbedGPU(i, name, int(mem.total), int(mem.free), spec_for_nvml_name(name)))
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception as exc:  # no driver, no library, or an NVML failure
-        notes.append(f"no NVIDIA GPU found ({type(exc).__name__}: {exc})")
-    return Machine(tuple(gpus), host_memory_bytes(), os.cpu_count(), tuple(notes))
+    """What this machine has: NVIDIA GPUs through NVML (pynvml, imported only when a driver may be
+    there), host RAM and cores, Apple unified memory. Never raises: no driver or an NVML error gives
+    a machine without GPUs and a note saying why."""
+    return probe_machine()

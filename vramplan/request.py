@@ -115,8 +115,8 @@ def build_request(catalog: Catalog, choices: Choices, machine: Machine | None) -
     host = machine.host_memory_bytes if machine else None
     cpu_only = False
     if choices.gpu is None and machine is not None:
-        if machine.gpus:
-            gpu, count = machine.gpu_spec(), len(machine.gpus)
+        if machine.gpu_count():
+            gpu, count = machine.gpu_spec(), machine.gpu_count()
         elif runtime.is_ggml:
             cpu_only = True
     if choices.nodes > 1 and choices.gpu is None:

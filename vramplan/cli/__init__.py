@@ -71,4 +71,11 @@ def main() -> None:
 
 
 # The commands register themselves on `cli` when imported (one module per command).
-from vramplan.cli import catalog_cmd, check_cmd, deploy_cmd, estimate_cmd, recommend_cmd  # noqa: E402, F401
+from vramplan.cli import (  # noqa: E402, F401
+    catalog_cmd,
+    check_cmd,
+    deploy_cmd,
+    estimate_cmd,
+    hardware_cmd,
+    recommend_cmd,
+)
