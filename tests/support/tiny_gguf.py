@@ -149,7 +149,9 @@ class TinySpec:
             if self.n_expert_groups > 1 and (
                 self.n_expert % self.n_expert_groups or not 0 < self.n_group_used < self.n_expert_groups
             ):
-                raise ValueError("n_expert_groups must divide n_expert, with 0 < n_group_used < n_expert_groups")
+                raise ValueError(
+                    "n_expert_groups must divide n_expert, with 0 < n_group_used < n_expert_groups"
+                )
 
     def with_(self, **changes: Any) -> TinySpec:
         return replace(self, **changes)
@@ -367,7 +369,7 @@ def _byte_chars() -> list[str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    table = dict(zip(bs, cs))
+    table = dict(zip(bs, cs, strict=True))
     return [chr(table[b]) for b in range(256)]
 
 
