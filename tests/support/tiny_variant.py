@@ -149,3 +149,42 @@ def request_for(
         cpu_only=True,
         flash_attn=flash_attn,
     )
+
+
+_ARCH_OF = {v: k for k, v in _MODEL_TYPE.items()} | {"deepseek_v2": "deepseek2"}
+
+
+def spec_for_architecture(arch: Architecture, mla: bool = True) -> TinySpec:
+    """The TinySpec of a real Architecture (a catalog model's shape), for sizing-only runs of
+    `write_tiny_gguf(..., shape_only=True)`; the inverse of `architecture_for`."""
+    a = arch
+    common = {
+        "arch": _ARCH_OF[a.model_type],
+        "hidden": a.hidden_size,
+        "layers": a.num_hidden_layers,
+        "heads": a.num_attention_heads,
+        "ffn": a.intermediate_size,
+        "vocab": a.vocab_size,
+        "n_ctx_train": a.max_position_embeddings,
+        "tied_embeddings": a.tie_word_embeddings,
+    }
+    if a.is_mla:
+        assert a.kv_lora_rank and a.qk_nope_head_dim and a.qk_rope_head_dim and a.v_head_dim
+        assert a.n_routed_experts and a.num_experts_per_tok and a.moe_intermediate_size
+        return TinySpec(
+            **common,
+            kv_heads=a.num_attention_heads,
+            head_dim=a.qk_nope_head_dim + a.qk_rope_head_dim,
+            mla=mla,
+            q_lora_rank=a.q_lora_rank or 0,
+            kv_lora_rank=a.kv_lora_rank,
+            qk_rope_head_dim=a.qk_rope_head_dim,
+            qk_nope_head_dim=a.qk_nope_head_dim,
+            v_head_dim=a.v_head_dim,
+            n_dense_lead=a.first_k_dense_replace,
+            n_expert=a.n_routed_experts,
+            n_expert_used=a.num_experts_per_tok,
+            n_expert_shared=a.n_shared_experts or 0,
+            expert_ffn=a.moe_intermediate_size,
+        )
+    return TinySpec(**common, kv_heads=a.num_key_value_heads, head_dim=a.attn_head_dim)
