@@ -368,9 +368,9 @@ def compute_buffer_ggml(
     - attention: the mask [N, T] (F16 with flash attention, llama-graph.cpp `build_attn_inp_kq_mask`,
       else F32); without flash attention also the scores KQ [N, T, H] (softmax runs in place) and the
       layer's q, k, v, kqv and residual: 3E + H(Dk + Dv) + Hkv(Dk + Dv) (deepseek2 without MLA with
-      flash attention: 3E + 3H(Dk + Dv), the expanded K and V and kv_b's output beside q). MLA (absorbed, deepseek2.cpp)
-      keeps instead 4E + H(2 kv_lora_rank + 2(qk_nope + qk_rope)) whether flash attention is on or not:
-      the absorbed query [kv_lora_rank + rope, H] and the attention output before `wv_b`;
+      flash attention: 3E + 3H(Dk + Dv), the expanded K and V and kv_b's output beside q). MLA
+      (absorbed, deepseek2.cpp) keeps instead 4E + H(2 kv_lora_rank + 2(qk_nope + qk_rope)) with or
+      without flash attention: the absorbed query [kv_lora_rank + rope, H] and the output before `wv_b`;
     - feed-forward: the mask (it lives until the last layer) and gate, up and their product
       3 n_ff plus 4E (input, norm, residual);
     - output: the logits [n_vocab, n_outputs] and 2E per token (final norm, last hidden state).
