@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -115,9 +117,11 @@ class Lab:
             d = cache / f"{name}-{digest}"
             d.mkdir(parents=True, exist_ok=True)
             src = d / "F16.gguf"
-            written = write_tiny_gguf(src, spec, "F16") if not src.exists() else None
-            if written is None:
+            if src.exists():
                 written = write_tiny_gguf(self.root / f"{name}-shape.gguf", spec, "F16", shape_only=True)
+            else:
+                written = write_tiny_gguf(_part(src), spec, "F16")
+                os.replace(written.path, src)
             imatrix = {
                 t.name: t.ne[0] * (t.ne[2] if len(t.ne) > 2 else 1) for t in written.tensors if len(t.ne) > 1
             }
@@ -128,9 +132,9 @@ class Lab:
                 if ft == "F16" or path.exists():
                     continue
                 if ft == "BF16":
-                    write_tiny_gguf(path, spec, "BF16")
+                    os.replace(write_tiny_gguf(_part(path), spec, "BF16").path, path)
                     continue
-                tmp = path.with_suffix(".part")
+                tmp = _part(path)
                 mine.append((tmp, path, LLAMA_FTYPES[ft], imatrix if ft in _NEEDS_IMATRIX else None))
             jobs.append((name, mine))
 
@@ -141,7 +145,7 @@ class Lab:
             errors = []
             for (tmp, final, _, _), r in zip(job, res, strict=True):
                 if r["ok"]:
-                    tmp.rename(final)
+                    os.replace(tmp, final)  # atomic: parallel sessions (pytest -n) write the same bytes
                 else:
                     errors.append(f"{final}: {r.get('error') or r.get('log', '')[-500:]}")
             return errors
@@ -175,6 +179,11 @@ class Lab:
             f"llama.cpp failed: {r.get('error')}\n{r.get('stderr', '')[-2000:]}\n{r.get('log', '')[-3000:]}"
         )
         return r
+
+
+def _part(path: Path) -> Path:
+    """A private name to write `path` under before renaming it into place."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.part")
 
 
 def _key(name: str, no_alloc: bool, ctx: dict[str, Any]) -> tuple[Any, ...]:
