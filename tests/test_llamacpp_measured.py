@@ -320,3 +320,19 @@ def test_logs_carry_the_figures(lab: Lab) -> None:
     assert abs(parsed["kv_line"]["mib"] * MiB - m["kv_bytes"]) <= 0.005 * MiB
     assert abs(sum(parsed["compute_buffers_mib"].values()) * MiB - m["compute_bytes"]) <= 0.005 * MiB
     assert parsed["kv_line"]["cells"] == 4096
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_quantized_model_in_a_real_context(lab: Lab, name: str) -> None:
+    """A Q4_K_M file loaded for real (mmap, no repacking): the weights sit in one host buffer that is
+    the file's tensor bytes plus GGUF's 32-byte alignment between tensors, and KV and compute buffers
+    do not depend on the weight type."""
+    ctx = Ctx(4096, 2, "q8_0", True)
+    m = llamacpp_probe.measure_many(lab.files[name, "Q4_K_M"], [ctx.params()])[0]
+    assert m["ok"], m.get("error")
+    est = estimate(request_for(MODELS[name], "Q4_K_M", ctx.n_ctx, ctx.n_seq, ctx.kv, ctx.flash_attn))
+    n_tensors = len(tiny_gguf.tensor_plan(MODELS[name]))
+    assert est.host.weights_bytes == m["model_size_bytes"]
+    assert est.host.weights_bytes <= m["model_buffer_bytes"] <= est.host.weights_bytes + 32 * n_tensors
+    assert est.kv_cache_bytes == m["kv_bytes"]
+    assert compute_ok(est.host.activation_bytes, m["compute_bytes"])
