@@ -258,16 +258,18 @@ def render(cases: list[Case], table: list[Row]) -> str:
         "",
         "## Summary by part",
         "",
-        "| part | cases | median error | worst error |",
-        "|---|---|---|---|",
+        "| part | cases | equal to the byte | median error | worst error |",
+        "|---|---|---|---|---|",
     ]
-    by_part: dict[str, list[float]] = {}
+    by_part: dict[str, list[Row]] = {}
     for r in table:
         key = r.part.split(" (")[0]
-        by_part.setdefault(key, []).append(r.error)
-    for part, errs in sorted(by_part.items()):
+        by_part.setdefault(key, []).append(r)
+    for part, rs in sorted(by_part.items()):
+        errs = [r.error for r in rs]
         worst = max(errs, key=abs)
-        lines.append(f"| {part} | {len(errs)} | {statistics.median(errs):+.2%} | {worst:+.2%} |")
+        exact = sum(r.estimated == r.measured for r in rs)
+        lines.append(f"| {part} | {len(rs)} | {exact} | {statistics.median(errs):+.2%} | {worst:+.2%} |")
     lines += [
         "",
         "## Every case",

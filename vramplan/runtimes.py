@@ -370,7 +370,8 @@ def compute_buffer_ggml(
       layer's q, k, v, kqv and residual: 3E + H(Dk + Dv) + Hkv(Dk + Dv) (deepseek2 without MLA with
       flash attention: 3E + 3H(Dk + Dv), the expanded K and V and kv_b's output beside q). MLA
       (absorbed, deepseek2.cpp) keeps instead 4E + H(2 kv_lora_rank + 2(qk_nope + qk_rope)) with or
-      without flash attention: the absorbed query [kv_lora_rank + rope, H] and the output before `wv_b`;
+      without flash attention: the absorbed query [kv_lora_rank + rope, H] and the output before `wv_b`
+      (scores no larger than the freed [kv_lora_rank, H] query block reuse it and add nothing);
     - feed-forward: the mask (it lives until the last layer) and gate, up and their product
       3 n_ff plus 4E (input, norm, residual);
     - output: the logits [n_vocab, n_outputs] and 2E per token (final norm, last hidden state).
@@ -386,7 +387,11 @@ def compute_buffer_ggml(
         assert arch.kv_lora_rank is not None and arch.qk_nope_head_dim is not None
         assert arch.qk_rope_head_dim is not None
         per_token = 4 * e + h * (2 * arch.kv_lora_rank + 2 * (arch.qk_nope_head_dim + arch.qk_rope_head_dim))
-        attn = mask + (0 if flash_attn else n * t * h * f32) + per_token * t * f32
+        scores = 0 if flash_attn else n * t * h * f32
+        # scores no larger than the freed absorbed query [kv_lora_rank, H] take its place (short contexts)
+        if scores <= h * arch.kv_lora_rank * t * f32:
+            scores = 0
+        attn = mask + scores + per_token * t * f32
     else:
         if shape.layout is KVLayout.MHA:  # deepseek2 without MLA: every head's K (nope + rope) and V
             assert arch.qk_nope_head_dim is not None and arch.qk_rope_head_dim is not None
