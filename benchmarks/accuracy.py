@@ -191,9 +191,9 @@ def llamacpp_rows() -> list[Row]:
     import tempfile
 
     from tests.support import llamacpp_probe
+    from tests.support.llamacpp_lab import CONTEXTS, EXTRA_FTYPES, FTYPES, MODELS, Lab
     from tests.support.tiny_gguf import write_tiny_gguf
     from tests.support.tiny_variant import request_for, spec_for_architecture
-    from tests.test_llamacpp_measured import CONTEXTS, EXTRA_FTYPES, FTYPES, MODELS, Lab
 
     out: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="vramplan-accuracy-") as tmp:
