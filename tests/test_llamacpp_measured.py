@@ -10,7 +10,8 @@ tests/support/llamacpp_probe.py). Then, for the same settings:
 - KV cache: vramplan's bytes equal the context bytes of `llama_get_memory_breakdown()` exactly, over
   n_ctx values on and off the 256 grid, 1 / 2 / 4 parallel slots, f16 and q8_0 caches (flash attention),
   real allocations and llama.cpp's sizing-only mode (no_alloc) for 131072 and 1M cells;
-- compute buffer: vramplan's modelled bytes within COMPUTE_TOLERANCE of the breakdown's compute bytes.
+- compute buffer: vramplan's modelled bytes within COMPUTE_TOLERANCE of the breakdown's compute bytes;
+- the catalog's real shapes (header-only GGUFs in sizing-only mode): KV exact, compute within 10 %.
 
 llama-cpp-python is a test dependency (the `test` extra, built from source by the README's command); if
 it cannot be imported these tests fail, they do not skip.
@@ -19,6 +20,7 @@ it cannot be imported these tests fail, they do not skip.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,8 @@ import pytest
 from tests.support import llamacpp_probe, tiny_gguf
 from tests.support.llamacpp_lab import CONTEXTS, EXTRA_FTYPES, FTYPES, MODELS, Ctx, Lab
 from tests.support.tiny_gguf import write_tiny_gguf
-from tests.support.tiny_variant import request_for
+from tests.support.tiny_variant import request_for, spec_for_architecture
+from vramplan.catalog import load_catalog
 from vramplan.estimate import HOST, estimate
 from vramplan.runtimes import Runtime
 
@@ -162,3 +165,46 @@ def test_quantized_model_in_a_real_context(lab: Lab, name: str) -> None:
     assert est.host.weights_bytes <= m["model_buffer_bytes"] <= est.host.weights_bytes + 32 * n_tensors
     assert est.kv_cache_bytes == m["kv_bytes"]
     assert compute_ok(est.host.activation_bytes, m["compute_bytes"])
+
+
+# --------------------------------------------------------------------------- catalog shapes, sized only
+
+# Real shapes of the catalog, sized by llama.cpp without allocating (header-only GGUFs): the smallest
+# and a mid distill, and the 671B with and without MLA, at llama-server's -c / -np / cache type / -fa.
+SHAPES = {
+    "qwen2-1.5b": ("deepseek-r1-distill-qwen-1.5b", True),
+    "llama-8b": ("deepseek-r1-distill-llama-8b", True),
+    "671b-mla": ("deepseek-r1", True),
+    "671b-pre-mla": ("deepseek-r1", False),
+}
+SHAPE_CONTEXTS = [Ctx(8192, 1, "f16", False, True), Ctx(65536, 4, "q8_0", True, True)]
+
+
+@pytest.fixture(scope="session")
+def shapes(lab: Lab) -> dict[str, list[dict[str, object]]]:
+    catalog = load_catalog()
+
+    def size(label: str) -> list[dict[str, object]]:
+        model, mla = SHAPES[label]
+        spec = spec_for_architecture(catalog.get(model).architecture, mla=mla)
+        path = write_tiny_gguf(lab.root / f"shape-{label}.gguf", spec, "Q8_0", shape_only=True).path
+        return llamacpp_probe.measure_many(path, [c.params() for c in SHAPE_CONTEXTS], no_alloc=True)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(SHAPES, pool.map(size, SHAPES), strict=True))
+
+
+@pytest.mark.parametrize("ctx", SHAPE_CONTEXTS, ids=str)
+@pytest.mark.parametrize("label", list(SHAPES))
+def test_catalog_shapes_sized_by_llama_cpp(
+    shapes: dict[str, list[dict[str, object]]], label: str, ctx: Ctx
+) -> None:
+    m = shapes[label][SHAPE_CONTEXTS.index(ctx)]
+    assert m["ok"], m.get("error")
+    model, mla = SHAPES[label]
+    spec = spec_for_architecture(load_catalog().get(model).architecture, mla=mla)
+    est = estimate(request_for(spec, "Q8_0", ctx.n_ctx, ctx.n_seq, ctx.kv, ctx.flash_attn))
+    assert est.kv_cache_bytes == m["kv_bytes"]
+    measured = m["compute_bytes"]
+    assert isinstance(measured, int)
+    assert abs(est.host.activation_bytes - measured) <= COMPUTE_TOLERANCE * measured
