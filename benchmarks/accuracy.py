@@ -1,8 +1,15 @@
 """Estimate against measured: every case the project has, with the error of each part.
 
-Cases: published startup logs of vLLM and SGLang serving R1 and the distills (each cited below).
+Cases:
+- published startup logs of vLLM and SGLang serving R1 and the distills (each cited below);
+- llama.cpp (llama-cpp-python 0.3.36, CPU), measured here: every configuration of
+  tests/test_llamacpp_measured.py (tiny random-weight GGUFs quantized by llama.cpp's own quantizer:
+  weights from `llama_model_size()`, KV and compute bytes from `llama_get_memory_breakdown()`), and every
+  catalog architecture at its real shape in llama.cpp's sizing-only mode (no_alloc: the KV and compute
+  buffers llama.cpp would allocate, without allocating them).
 
-`python benchmarks/accuracy.py` prints the table and rewrites docs/accuracy.md.
+`python benchmarks/accuracy.py` measures, prints the table and rewrites docs/accuracy.md (about a minute on
+two cores; it needs the `test` extra, which builds llama-cpp-python).
 """
 
 from __future__ import annotations
@@ -154,7 +161,91 @@ def rows(cases: list[Case]) -> list[Row]:
 
 
 def fmt(b: float) -> str:
-    return f"{b:,.0f} B" if b < 1 << 20 else f"{b / GiB:.2f} GiB"
+    if b < 1 << 20:
+        return f"{b:,.0f} B"
+    if b < GiB:
+        return f"{b / (1 << 20):.2f} MiB"
+    return f"{b / GiB:.2f} GiB"
+
+
+# --------------------------------------------------------------------------- llama.cpp, measured here
+
+LLAMACPP_SOURCE = (
+    "measured by benchmarks/accuracy.py with llama-cpp-python 0.3.36 (portable CPU build): "
+    "`llama_model_size()` and `llama_get_memory_breakdown()`; tiny models as in "
+    "tests/test_llamacpp_measured.py, "
+    "catalog shapes in llama.cpp's sizing-only mode (no_alloc)"
+)
+
+# the catalog shapes: (total cells, slots, KV type, flash attention): llama-server -c / -np / -ctk -ctv / -fa
+_REAL_CONTEXTS = (
+    (4096, 1, "f16", False),
+    (32768, 1, "f16", True),
+    (131072, 4, "q8_0", True),
+    (131072, 1, "f16", False),
+)
+
+
+def llamacpp_rows() -> list[Row]:
+    """Every llama.cpp case: the CI configurations, then the catalog's shapes."""
+    import tempfile
+
+    from tests.support import llamacpp_probe
+    from tests.support.llamacpp_lab import CONTEXTS, EXTRA_FTYPES, FTYPES, MODELS, Lab
+    from tests.support.tiny_gguf import write_tiny_gguf
+    from tests.support.tiny_variant import request_for, spec_for_architecture
+
+    out: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="vramplan-accuracy-") as tmp:
+        lab = Lab(Path(tmp))
+        lab.build(ROOT / ".pytest_cache" / "d" / "llamacpp-tiny-models")
+        lab.measure([(name, c.no_alloc, c.params()) for name in MODELS for c in CONTEXTS])
+        for name, spec in MODELS.items():
+            for ft in FTYPES + EXTRA_FTYPES.get(name, ()):
+                base = "bf16" if ft == "BF16" else "f16"
+                e = estimate(request_for(spec, ft, 4096, base_dtype=base))
+                measured = lab.sizes[name, ft]["model_size_bytes"]
+                out.append(
+                    Row(f"tiny {name} {ft} (CI)", "llama.cpp weights, tiny models", measured, e.weights_bytes)
+                )
+        for name, spec in MODELS.items():
+            for c in CONTEXTS:
+                m = lab.get(name, c.no_alloc, c.params())
+                e = estimate(request_for(spec, "F16", c.n_ctx, c.n_seq, c.kv, c.flash_attn))
+                case = f"tiny {name}, {_ctx_name(c.n_ctx, c.n_seq, c.kv, c.flash_attn, c.no_alloc)} (CI)"
+                out.append(Row(case, "llama.cpp KV cache, tiny models", m["kv_bytes"], e.kv_cache_bytes))
+                compute = e.host.activation_bytes
+                out.append(Row(case, "llama.cpp compute buffer, tiny models", m["compute_bytes"], compute))
+        catalog = load_catalog()
+        shapes = []
+        seen = set()
+        for v in catalog.variants:
+            if v.architecture_id not in seen:
+                seen.add(v.architecture_id)
+                shapes.append((v.architecture_id, v, True))
+        r1 = catalog.get("deepseek-r1")
+        shapes.append((r1.architecture_id + " pre-MLA GGUF", r1, False))
+        for label, v, mla in shapes:
+            spec = spec_for_architecture(v.architecture, mla=mla)
+            path = Path(tmp) / "shape.gguf"
+            write_tiny_gguf(path, spec, "Q8_0", shape_only=True)
+            ctxs = [
+                llamacpp_probe.context_params(n, s, kv, kv, fa, n_outputs_max=s)
+                for n, s, kv, fa in _REAL_CONTEXTS
+            ]
+            results = llamacpp_probe.measure_many(path, ctxs, no_alloc=True)
+            for (n, s, kv, fa), m in zip(_REAL_CONTEXTS, results, strict=True):
+                assert m["ok"], m.get("error")
+                e = estimate(request_for(spec, "Q8_0", n, s, kv, fa))
+                case = f"{label}, {_ctx_name(n, s, kv, fa, True)}"
+                out.append(Row(case, "llama.cpp KV cache, catalog shapes", m["kv_bytes"], e.kv_cache_bytes))
+                compute = e.host.activation_bytes
+                out.append(Row(case, "llama.cpp compute buffer, catalog shapes", m["compute_bytes"], compute))
+    return out
+
+
+def _ctx_name(n_ctx: int, n_seq: int, kv: str, fa: bool, sized: bool) -> str:
+    return f"-c {n_ctx} -np {n_seq} {kv} KV{' -fa' if fa else ''}{', sized' if sized else ''}"
 
 
 def render(cases: list[Case], table: list[Row]) -> str:
@@ -162,28 +253,34 @@ def render(cases: list[Case], table: list[Row]) -> str:
         "# Accuracy: estimate against measured",
         "",
         "Generated by `python benchmarks/accuracy.py`; do not edit by hand. Error = (estimate - measured) /",
-        "measured. Published logs give MiB / GiB with two decimals, so their last digit is the resolution.",
+        "measured. Published logs give MiB / GiB with two decimals, so their last digit is the resolution;",
+        "the llama.cpp rows are exact bytes from llama.cpp's API.",
+        "",
+        "## Summary by part",
+        "",
+        "| part | cases | equal to the byte | median error | worst error |",
+        "|---|---|---|---|---|",
+    ]
+    by_part: dict[str, list[Row]] = {}
+    for r in table:
+        key = r.part.split(" (")[0]
+        by_part.setdefault(key, []).append(r)
+    for part, rs in sorted(by_part.items()):
+        errs = [r.error for r in rs]
+        worst = max(errs, key=abs)
+        exact = sum(r.estimated == r.measured for r in rs)
+        lines.append(f"| {part} | {len(rs)} | {exact} | {statistics.median(errs):+.2%} | {worst:+.2%} |")
+    lines += [
+        "",
+        "## Every case",
         "",
         "| case | part | measured | estimate | error |",
         "|---|---|---|---|---|",
     ]
     for r in table:
         lines.append(f"| {r.case} | {r.part} | {fmt(r.measured)} | {fmt(r.estimated)} | {r.error:+.2%} |")
-    lines += [
-        "",
-        "## Summary by part",
-        "",
-        "| part | cases | median error | worst error |",
-        "|---|---|---|---|",
-    ]
-    by_part: dict[str, list[float]] = {}
-    for r in table:
-        key = r.part.split(" (")[0]
-        by_part.setdefault(key, []).append(r.error)
-    for part, errs in sorted(by_part.items()):
-        worst = max(errs, key=abs)
-        lines.append(f"| {part} | {len(errs)} | {statistics.median(errs):+.2%} | {worst:+.2%} |")
     lines += ["", "## Sources", ""]
+    lines.append(f"- **llama.cpp rows**: {LLAMACPP_SOURCE}")
     for c in cases:
         extra = f" — {c.note}" if c.note else ""
         lines.append(f"- **{c.name}**: {c.source}{extra}")
@@ -192,7 +289,7 @@ def render(cases: list[Case], table: list[Row]) -> str:
 
 def main(argv: list[str]) -> int:
     cases = published_cases()
-    table = rows(cases)
+    table = rows(cases) + llamacpp_rows()
     text = render(cases, table)
     (ROOT / "docs" / "accuracy.md").write_text(text, encoding="utf-8")
     print(text)

@@ -30,6 +30,7 @@ from vramplan.runtimes import (
     batch_shape,
     compute_buffer_ggml,
     default_context,
+    ggml_outputs,
     kv_cells,
     kv_layer_bytes,
     kv_layout,
@@ -500,8 +501,15 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
         elif not req.runtime.is_ggml:
             act = acts[kind] = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
         else:
+            tokens = min(batch.tokens, cells.total)  # llama.cpp: n_tokens = min(n_ctx, n_ubatch)
             act = acts[kind] = compute_buffer_ggml(
-                arch, st.shape, cells.total, batch, req.flash_attn, has_output=has_output
+                arch,
+                st.shape,
+                cells.per_sequence,
+                tokens,
+                ggml_outputs(req.runtime, tokens, concurrency),
+                req.flash_attn,
+                has_output=has_output,
             )
         if req.runtime.is_ggml and not (layers or has_output):
             act = 0

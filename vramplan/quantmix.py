@@ -73,6 +73,8 @@ _FALLBACK = {
 }
 
 _IQ_LOW = ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M")
+# file types whose output.weight gets Q5_K (llama_tensor_get_type_impl: the IQ1 / IQ2 types and IQ3_XXS)
+_OUTPUT_Q5_K = (*_IQ_LOW, "IQ3_XXS")
 
 
 def _use_more_bits(i: int, n: int) -> bool:
@@ -124,12 +126,16 @@ class _MixState:
     i_attention_wv: int = 0
     i_ffn_down: int = 0
     n_expert: int = 1
+    legacy_mla: bool = False  # a deepseek2 GGUF with the unsplit attn_kv_b (converted before MLA support)
 
     @property
     def n_gqa(self) -> int:
+        """hparams.n_gqa() as the GGUF states it: n_head / head_count_kv."""
         a = self.arch
-        if a.is_mla:  # MLA GGUFs store one latent "head"; the old layout stores all heads
-            return a.num_attention_heads
+        if a.is_mla:
+            # MLA GGUFs store one latent "head" (head_count_kv 1); the old layout has head_count_kv =
+            # n_head (checked against llama.cpp's quantizer in tests/test_llamacpp_measured.py)
+            return 1 if self.legacy_mla else a.num_attention_heads
         return a.num_attention_heads // a.num_key_value_heads
 
 
@@ -140,7 +146,7 @@ def _ftype_rule(st: _MixState, t: Tensor, new: str) -> str:
     if t.name == "output.weight" or (a.tie_word_embeddings and t.name == "token_embd.weight"):
         if t.shape[0] % GGML_TYPES[new].block_size:
             return "Q8_0"
-        if ft in _IQ_LOW:
+        if ft in _OUTPUT_Q5_K:
             return "Q5_K"
         return new if new == "Q8_0" else "Q6_K"
     if t.name == "token_embd.weight":
@@ -175,7 +181,9 @@ def _ftype_rule(st: _MixState, t: Tensor, new: str) -> str:
         elif ft == "Q2_K_S" and st.n_gqa >= 4:
             new = "Q4_K"
         elif ft == "IQ3_XXS":
-            new = "Q4_K" if st.n_gqa >= 4 else "IQ3_S"
+            # IQ3_S without an importance matrix, but IQ3_XXS cannot be made without one
+            # (llama-quant.cpp `tensor_requires_imatrix`), so the imatrix branch is the one taken
+            new = "Q4_K" if st.n_gqa >= 4 else "IQ3_XXS"
         elif ft in ("IQ3_XS", "IQ3_S") and st.n_gqa >= 4:
             new = "Q4_K"
         elif ft == "IQ3_M":
@@ -212,6 +220,8 @@ def _ftype_rule(st: _MixState, t: Tensor, new: str) -> str:
         if ft == "Q4_K_S" and i < n_layer // 8:
             return "Q5_K"
         return new
+    if cat in ("attn_q", "attn_k"):
+        return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, new)
     if cat == "attn_output":
         return {"Q2_K": "Q3_K", "IQ3_XXS": "IQ3_S", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K", "IQ3_M": "Q4_K"}.get(
             ft, new
@@ -270,6 +280,7 @@ def gguf_types(arch: Architecture, scheme: Scheme, tlist: list[Tensor]) -> list[
         ftype=ft,
         n_attention_wv=sum(1 for t in tlist if _category(t.name) == "attn_v"),
         n_expert=arch.n_routed_experts or 1,
+        legacy_mla=any(t.name.endswith("attn_kv_b.weight") for t in tlist),
     )
     out = []
     for t in tlist:

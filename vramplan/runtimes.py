@@ -242,6 +242,10 @@ def vllm_block_size(arch: Architecture, device: Device, kv_dtype: KVDtype) -> in
     return VLLM_BLOCK
 
 
+# llama.cpp's micro-batch, the token count of its worst-case reserve graph (common/common.h `n_ubatch = 512`)
+LLAMA_CPP_UBATCH = 512
+
+
 @dataclass(frozen=True)
 class BatchShape:
     """The batch a runtime sizes its activation / compute buffers for."""
@@ -260,7 +264,7 @@ def batch_shape(runtime: Runtime, device: Device, concurrency: int) -> BatchShap
     - llama.cpp: n_ubatch = 512 (common/common.h).
     """
     if runtime.is_ggml:
-        return BatchShape(512, concurrency)
+        return BatchShape(LLAMA_CPP_UBATCH, concurrency)
     if runtime is Runtime.SGLANG:
         chunk, _ = _sglang_sizes(device.memory_bytes, 1)
         return BatchShape(chunk, concurrency)
@@ -331,34 +335,79 @@ def sglang_reserved_bytes(arch: Architecture, device: Device, tp: int, pp: int) 
     return activations, overhead
 
 
+def ggml_outputs(runtime: Runtime, tokens: int, concurrency: int) -> int:
+    """Rows of logits in llama.cpp's worst-case reserve graph: min(n_tokens, n_outputs_max).
+
+    llama-server passes n_outputs_max = its slot count, one sampled token per slot without speculative
+    decoding (tools/server/server-context.cpp `server_output_limits`); a program that leaves the context
+    parameter at 0 gets n_batch, so every token of the micro-batch has logits (llama-context.cpp
+    `sched_reserve`), which is what Ollama's runner does."""
+    if runtime is Runtime.LLAMA_CPP:
+        return min(tokens, concurrency)
+    return tokens
+
+
 def compute_buffer_ggml(
     arch: Architecture,
     shape: KVShape,
-    cells: int,
-    batch: BatchShape,
+    cells_per_seq: int,
+    tokens: int,
+    outputs: int,
     flash_attn: bool,
     *,
     has_output: bool = True,
 ) -> int:
     """llama.cpp's compute buffer on the device that runs the output layer (the largest one).
 
-    ggml-alloc reuses memory between graph nodes, so the buffer is the peak of live tensors:
-    - the logits, F32 [n_vocab, n_outputs] with n_outputs = n_ubatch in the reserve graph
-      (llama-context.cpp `graph_reserve(n_tokens, n_seqs, n_outputs_pp)`), beside the normed hidden state;
-    - without flash attention, the F32 KQ matrix [n_kv, n_ubatch, n_head] and its softmax;
-    - the FFN intermediates, F32 [n_ff, n_ubatch] for gate, up and their product.
-    Calibrated against real llama.cpp runs in tests/test_llamacpp_measured.py (docs/accuracy.md).
+    llama.cpp sizes it once, from the graph of a worst-case micro-batch (llama-context.cpp
+    `sched_reserve`: n_tokens = min(n_ctx, n_ubatch) tokens over every sequence, each attending to all
+    n_kv = cells-per-sequence cells), and ggml-alloc reuses memory between nodes, so the buffer is the
+    largest set of tensors alive at once. The peak is the largest of three phases, all F32 and per
+    micro-batch token unless said (E hidden, H heads, D head dim, N cells per sequence, T tokens):
+
+    - attention: the mask [N, T] (F16 with flash attention, llama-graph.cpp `build_attn_inp_kq_mask`,
+      else F32); without flash attention also the scores KQ [N, T, H] (softmax runs in place) and the
+      layer's q, k, v, kqv and residual: 3E + H(Dk + Dv) + Hkv(Dk + Dv) (deepseek2 without MLA with
+      flash attention: 3E + 3H(Dk + Dv), the expanded K and V and kv_b's output beside q). MLA
+      (absorbed, deepseek2.cpp) keeps instead 4E + H(2 kv_lora_rank + 2(qk_nope + qk_rope)) with or
+      without flash attention: the absorbed query [kv_lora_rank + rope, H] and the output before `wv_b`
+      (scores no larger than the freed [kv_lora_rank, H] query block reuse it and add nothing);
+    - feed-forward: the mask (it lives until the last layer) and gate, up and their product
+      3 n_ff plus 4E (input, norm, residual);
+    - output: the logits [n_vocab, n_outputs] and 2E per token (final norm, last hidden state).
+
+    The coefficients were read off llama.cpp's own reserve (sizing-only runs of every catalog shape and
+    of tiny models, tests/test_llamacpp_measured.py); ggml-alloc's placement adds a little
+    fragmentation, so this is a model within the tolerance docs/estimation.md states, not an identity.
     """
-    u = batch.tokens
-    f32 = 4
-    logits = (arch.vocab_size + arch.hidden_size) * u * f32 if has_output else 0
-    n_head = arch.num_attention_heads
-    attn = 0 if flash_attn else 2 * cells * u * n_head * f32
+    t, n, f32 = tokens, cells_per_seq, 4
+    e, h = arch.hidden_size, arch.num_attention_heads
+    mask = n * t * (2 if flash_attn else 4)
+    if arch.is_mla and shape.layout is not KVLayout.MHA:
+        assert arch.kv_lora_rank is not None and arch.qk_nope_head_dim is not None
+        assert arch.qk_rope_head_dim is not None
+        per_token = 4 * e + h * (2 * arch.kv_lora_rank + 2 * (arch.qk_nope_head_dim + arch.qk_rope_head_dim))
+        scores = 0 if flash_attn else n * t * h * f32
+        # scores no larger than the freed absorbed query [kv_lora_rank, H] take its place (short contexts)
+        if scores <= h * arch.kv_lora_rank * t * f32:
+            scores = 0
+        attn = mask + scores + per_token * t * f32
+    else:
+        if shape.layout is KVLayout.MHA:  # deepseek2 without MLA: every head's K (nope + rope) and V
+            assert arch.qk_nope_head_dim is not None and arch.qk_rope_head_dim is not None
+            assert arch.v_head_dim is not None
+            dk, dv, hkv = arch.qk_nope_head_dim + arch.qk_rope_head_dim, arch.v_head_dim, h
+        else:
+            dk = dv = arch.attn_head_dim
+            hkv = arch.num_key_value_heads
+        per_token = 3 * e + h * (dk + dv) + hkv * (dk + dv)
+        if flash_attn and shape.layout is KVLayout.MHA:
+            per_token = 3 * e + 3 * h * (dk + dv)  # the expanded K and V and kv_b's output beside q
+        attn = mask + (0 if flash_attn else n * t * h * f32) + per_token * t * f32
     ff = arch.intermediate_size
-    if arch.moe_intermediate_size is not None and arch.num_experts_per_tok is not None:
-        ff = max(ff, arch.moe_intermediate_size * arch.num_experts_per_tok)
-    ffn = 3 * ff * u * f32
-    return max(logits, attn, ffn)
+    ffn = (mask if flash_attn else 0) + (3 * ff + 4 * e) * t * f32
+    logits = (arch.vocab_size * outputs + 2 * e * t) * f32 if has_output else 0
+    return max(attn, ffn, logits)
 
 
 def vllm_non_torch_bytes(tp: int, pp: int) -> int:

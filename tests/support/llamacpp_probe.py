@@ -88,8 +88,9 @@ def measure(
     """Load `gguf_path` in llama.cpp in a child process and report its allocations (see module doc).
 
     n_batch defaults to 2048 (llama_context_default_params and llama-server); flash_attn takes True,
-    False or "auto"; decode_tokens > 0 decodes that many tokens of sequence 0 after creating the context
-    (real allocation only). The child's interpreter is `python`, else $VRAMPLAN_LLAMA_PYTHON, else this one.
+    False or "auto"; n_outputs_max 0 is llama.cpp's default (n_batch), llama-server passes its slot
+    count; decode_tokens > 0 decodes that many tokens of sequence 0 after creating the context (real
+    allocation only). The child's interpreter is `python`, else $VRAMPLAN_LLAMA_PYTHON, else this one.
 
     use_extra_bufts=False (the default here; llama.cpp's own default is True) keeps every weight in the
     plain CPU buffer: with True, the CPU backend may repack some quantized weights (Q4_0, Q4_K, IQ4_NL, ...
@@ -98,8 +99,44 @@ def measure(
     the file. use_mmap=True maps the file (CPU_Mapped buffer: the file range from the first to the last
     tensor, inter-tensor alignment padding included); False copies into an allocated CPU buffer.
     """
-    args = {
-        "path": str(Path(gguf_path).resolve()),
+    ctx = context_params(
+        n_ctx,
+        n_seq_max,
+        type_k,
+        type_v,
+        flash_attn,
+        n_ubatch,
+        n_batch,
+        kv_unified,
+        n_outputs_max,
+        decode_tokens,
+    )
+    return measure_many(
+        gguf_path,
+        [ctx],
+        no_alloc,
+        use_mmap=use_mmap,
+        use_extra_bufts=use_extra_bufts,
+        n_threads=n_threads,
+        timeout=timeout,
+        python=python,
+    )[0]
+
+
+def context_params(
+    n_ctx: int,
+    n_seq_max: int = 1,
+    type_k: str = "f16",
+    type_v: str = "f16",
+    flash_attn: bool | str = False,
+    n_ubatch: int = 512,
+    n_batch: int | None = None,
+    kv_unified: bool = False,
+    n_outputs_max: int = 0,
+    decode_tokens: int = 0,
+) -> dict[str, Any]:
+    """One context's settings, as `measure_many` takes them (defaults as in `measure`)."""
+    return {
         "n_ctx": int(n_ctx),
         "n_seq_max": int(n_seq_max),
         "type_k": type_k,
@@ -108,19 +145,47 @@ def measure(
         "n_ubatch": int(n_ubatch),
         "n_batch": 2048 if n_batch is None else int(n_batch),
         "kv_unified": bool(kv_unified),
+        "n_outputs_max": int(n_outputs_max),
+        "decode_tokens": int(decode_tokens),
+    }
+
+
+def measure_many(
+    gguf_path: str | os.PathLike[str],
+    contexts: list[dict[str, Any]],
+    no_alloc: bool = False,
+    *,
+    use_mmap: bool = True,
+    use_extra_bufts: bool = False,
+    n_threads: int = 1,
+    timeout: float = 300,
+    python: str | None = None,
+) -> list[dict[str, Any]]:
+    """Load the model once in one child and create each context of `contexts` (`context_params` dicts)
+    in turn, freeing each before the next; one result per context, as `measure` returns it.
+
+    Every result's ``log`` is the model-loading log followed by that context's own lines, so it reads
+    like the log of a program that loaded the model and created that one context. If the child dies
+    (a GGML_ASSERT abort), the contexts it did not report get ``ok: False`` and the log so far.
+    """
+    args = {
+        "path": str(Path(gguf_path).resolve()),
+        "contexts": contexts,
         "no_alloc": bool(no_alloc),
         "use_mmap": bool(use_mmap),
         "use_extra_bufts": bool(use_extra_bufts),
-        "n_outputs_max": int(n_outputs_max),
-        "decode_tokens": int(decode_tokens),
         "n_threads": int(n_threads),
     }
     exe = python or os.environ.get("VRAMPLAN_LLAMA_PYTHON") or sys.executable
+    results: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="vramplan-probe-") as tmp:
         log_path = Path(tmp) / "llama.log"
         args["log_path"] = str(log_path)
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(n_threads))
+        error = ""
+        stderr = ""
+        returncode: int | None = None
         try:
             proc = subprocess.run(
                 [exe, str(Path(__file__).resolve()), "--child"],
@@ -130,33 +195,112 @@ def measure(
                 timeout=timeout,
                 env=env,
             )
+            stdout, stderr, returncode = proc.stdout, proc.stderr, proc.returncode
+            error = f"llama.cpp child exited with {proc.returncode} before reporting (abort or crash)"
         except subprocess.TimeoutExpired as e:
-            partial = log_path.read_text(errors="replace") if log_path.exists() else ""
-            return {
-                "ok": False,
-                "error": f"timed out after {timeout} s",
-                "params": args,
-                "log_debug": partial,
-            } | {
-                "stderr": (e.stderr or b"").decode(errors="replace")
-                if isinstance(e.stderr, bytes)
-                else e.stderr
-            }
-        for line in reversed(proc.stdout.splitlines()):
+            out = e.stdout or ""
+            stdout = out.decode(errors="replace") if isinstance(out, bytes) else out
+            err = e.stderr or ""
+            stderr = err.decode(errors="replace") if isinstance(err, bytes) else err
+            error = f"timed out after {timeout} s"
+        for line in stdout.splitlines():
             if line.startswith(_RESULT_MARK):
-                result: dict[str, Any] = json.loads(line[len(_RESULT_MARK) :])
-                result["returncode"] = proc.returncode
-                result["stderr"] = proc.stderr
-                return result
+                r: dict[str, Any] = json.loads(line[len(_RESULT_MARK) :])
+                r["returncode"] = returncode
+                r["stderr"] = stderr
+                results[int(r.pop("index", 0))] = r
         partial = log_path.read_text(errors="replace") if log_path.exists() else ""
+    out: list[dict[str, Any]] = []
+    for i, ctx in enumerate(contexts):
+        if i in results:
+            out.append(results[i])
+        else:
+            params = {k: v for k, v in args.items() if k != "contexts"} | ctx
+            out.append(
+                {
+                    "ok": False,
+                    "error": error,
+                    "returncode": returncode,
+                    "params": params,
+                    "stderr": stderr,
+                    "log_debug": partial,
+                    "log": partial,
+                }
+            )
+    return out
+
+
+def quantize_many(
+    jobs: list[tuple[str | os.PathLike[str], str | os.PathLike[str], int, dict[str, int] | None]],
+    *,
+    n_threads: int = 1,
+    timeout: float = 300,
+    python: str | None = None,
+) -> list[dict[str, Any]]:
+    """Quantize with llama.cpp's own quantizer (`llama_model_quantize`, what llama-quantize runs), all
+    jobs in one child process. Each job is (src, dst, ftype, imatrix): `ftype` a `llama_ftype` id;
+    `imatrix` maps tensor names to their importance-vector length (ne[0] x ne[2]), each given a vector
+    of ones, which the IQ1 / IQ2 / IQ3_XXS types require (llama-quant.cpp `tensor_requires_imatrix`) and
+    which changes no type choice. Returns one {"ok", "rc", "log"} per job.
+    """
+    args = {
+        "op": "quantize",
+        "jobs": [
+            {
+                "src": str(Path(a).resolve()),
+                "dst": str(Path(b).resolve()),
+                "ftype": int(f),
+                "imatrix": m or {},
+            }
+            for a, b, f, m in jobs
+        ],
+        "n_threads": int(n_threads),
+    }
+    res = _run_child(args, timeout, python)
+    if "results" in res:
+        return list(res["results"])
+    return [res for _ in jobs]
+
+
+def model_sizes(
+    paths: list[str | os.PathLike[str]], *, timeout: float = 300, python: str | None = None
+) -> list[dict[str, Any]]:
+    """`llama_model_size()` and `llama_model_n_params()` of each file, loaded in sizing-only mode
+    (no_alloc, nothing read), all in one child process: [{"ok", "model_size_bytes", "model_n_params"}]."""
+    args = {"op": "sizes", "paths": [str(Path(p).resolve()) for p in paths], "n_threads": 1}
+    res = _run_child(args, timeout, python)
+    if "results" in res:
+        return list(res["results"])
+    return [res for _ in paths]
+
+
+def _run_child(args: dict[str, Any], timeout: float, python: str | None) -> dict[str, Any]:
+    exe = python or os.environ.get("VRAMPLAN_LLAMA_PYTHON") or sys.executable
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(args.get("n_threads", 1)))
+    try:
+        proc = subprocess.run(
+            [exe, str(Path(__file__).resolve()), "--child"],
+            input=json.dumps(args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timed out after {timeout} s", "params": args}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(_RESULT_MARK):
+            result: dict[str, Any] = json.loads(line[len(_RESULT_MARK) :])
+            result["returncode"] = proc.returncode
+            result["stderr"] = proc.stderr
+            return result
     return {
         "ok": False,
         "error": f"llama.cpp child exited with {proc.returncode} before reporting (abort or crash)",
         "returncode": proc.returncode,
         "params": args,
         "stderr": proc.stderr,
-        "log_debug": partial,
-        "log": partial,
     }
 
 
@@ -184,8 +328,8 @@ def parse_log(text: str) -> dict[str, Any]:
             "v_mib": float(kv["v_mib"]),
         }
     graphs = list(RE_GRAPH.finditer(text))
-    g = graphs[-1] if graphs else None  # the last graph the log reports
-    if g:
+    if graphs:
+        g = graphs[-1]
         out["graph"] = {"nodes": g["nodes"].strip(), "splits": g["splits"].strip()}
     chk = RE_COMPUTE_CHECK.search(text)
     if chk:
@@ -205,10 +349,14 @@ def parse_log(text: str) -> dict[str, Any]:
 def _child_main() -> None:
     args = json.loads(sys.stdin.read())
     try:
-        result = _child_measure(args)
+        if args.get("op") in ("quantize", "sizes"):
+            result = _child_quantize(args) if args["op"] == "quantize" else _child_sizes(args)
+            sys.stdout.write(_RESULT_MARK + json.dumps(result) + "\n")
+        else:
+            _child_measure(args)
     except Exception as e:  # report, don't crash: the parent wants the log either way
-        result = {"ok": False, "error": f"{type(e).__name__}: {e}", "params": args}
-    sys.stdout.write(_RESULT_MARK + json.dumps(result) + "\n")
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}", "params": args, "index": -1}
+        sys.stdout.write(_RESULT_MARK + json.dumps(result) + "\n")
     sys.stdout.flush()
     # skip interpreter teardown: llama-cpp-python's atexit / ctypes finalizers add nothing here
     os._exit(0)
@@ -227,7 +375,8 @@ _GGML_TYPES = {
 }
 
 
-def _child_measure(args: dict[str, Any]) -> dict[str, Any]:
+def _child_measure(args: dict[str, Any]) -> None:
+    """Load the model, then create, measure and free each context; print one result line each."""
     import ctypes
 
     import llama_cpp as L
@@ -248,6 +397,11 @@ def _child_measure(args: dict[str, Any]) -> dict[str, Any]:
     L.llama_log_set(on_log, ctypes.c_void_p(0))
     L.llama_backend_init()
 
+    def emit(index: int, res: dict[str, Any]) -> None:
+        sys.stdout.write(_RESULT_MARK + json.dumps(res | {"index": index}) + "\n")
+        sys.stdout.flush()
+
+    model_args = {k: v for k, v in args.items() if k != "contexts"}
     mp = L.llama_model_default_params()
     mp.n_gpu_layers = 0
     mp.use_extra_bufts = args["use_extra_bufts"]
@@ -257,56 +411,137 @@ def _child_measure(args: dict[str, Any]) -> dict[str, Any]:
     else:
         mp.load_mode = L.LLAMA_LOAD_MODE_MMAP
     model = L.llama_model_load_from_file(args["path"].encode(), mp)
-    res: dict[str, Any] = {"ok": False, "params": args}
+    load_pieces = list(pieces)
     if not model:
         errors = [t.strip() for lvl, t in pieces if lvl == 4 and t.strip()]
-        res["error"] = "llama_model_load_from_file failed" + (f": {errors[-1]}" if errors else "")
-        return _finish(res, pieces)
-    res["model_size_bytes"] = int(L.llama_model_size(model))
-    res["model_n_params"] = int(L.llama_model_n_params(model))
+        for i, ctx_args in enumerate(args["contexts"]):
+            res = {"ok": False, "params": model_args | ctx_args}
+            res["error"] = "llama_model_load_from_file failed" + (f": {errors[-1]}" if errors else "")
+            emit(i, _finish(res, load_pieces))
+        return
+    model_size = int(L.llama_model_size(model))
+    model_n_params = int(L.llama_model_n_params(model))
 
-    cp = L.llama_context_default_params()
-    cp.n_ctx = args["n_ctx"]
-    cp.n_batch = args["n_batch"]
-    cp.n_ubatch = args["n_ubatch"]
-    cp.n_seq_max = args["n_seq_max"]
-    cp.n_outputs_max = args["n_outputs_max"]
-    cp.n_threads = args["n_threads"]
-    cp.n_threads_batch = args["n_threads"]
-    cp.kv_unified = args["kv_unified"]
-    cp.type_k = _GGML_TYPES[args["type_k"].lower()]
-    cp.type_v = _GGML_TYPES[args["type_v"].lower()]
-    fa = args["flash_attn"]
-    cp.flash_attn_type = (
-        L.LLAMA_FLASH_ATTN_TYPE_AUTO
-        if fa == "auto"
-        else (L.LLAMA_FLASH_ATTN_TYPE_ENABLED if fa else L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
-    )
-    ctx = L.llama_init_from_model(model, cp)
-    if not ctx:
-        errors = [t.strip() for lvl, t in pieces if lvl == 4 and t.strip()]
-        res["error"] = "llama_init_from_model failed" + (f": {errors[-1]}" if errors else "")
-        return _finish(res, pieces)
+    for i, ctx_args in enumerate(args["contexts"]):
+        del pieces[len(load_pieces) :]
+        res: dict[str, Any] = {"ok": False, "params": model_args | ctx_args}
+        res["model_size_bytes"] = model_size
+        res["model_n_params"] = model_n_params
+        cp = L.llama_context_default_params()
+        cp.n_ctx = ctx_args["n_ctx"]
+        cp.n_batch = ctx_args["n_batch"]
+        cp.n_ubatch = ctx_args["n_ubatch"]
+        cp.n_seq_max = ctx_args["n_seq_max"]
+        cp.n_outputs_max = ctx_args["n_outputs_max"]
+        cp.n_threads = args["n_threads"]
+        cp.n_threads_batch = args["n_threads"]
+        cp.kv_unified = ctx_args["kv_unified"]
+        cp.type_k = _GGML_TYPES[ctx_args["type_k"].lower()]
+        cp.type_v = _GGML_TYPES[ctx_args["type_v"].lower()]
+        fa = ctx_args["flash_attn"]
+        cp.flash_attn_type = (
+            L.LLAMA_FLASH_ATTN_TYPE_AUTO
+            if fa == "auto"
+            else (L.LLAMA_FLASH_ATTN_TYPE_ENABLED if fa else L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        )
+        ctx = L.llama_init_from_model(model, cp)
+        if not ctx:
+            errors = [t.strip() for lvl, t in pieces[len(load_pieces) :] if lvl == 4 and t.strip()]
+            res["error"] = "llama_init_from_model failed" + (f": {errors[-1]}" if errors else "")
+            emit(i, _finish(res, pieces))
+            continue
+        res["n_ctx"] = int(L.llama_n_ctx(ctx))
+        res["n_ctx_seq"] = int(L.llama_n_ctx_seq(ctx))
+        res["n_seq_max"] = int(L.llama_n_seq_max(ctx))
+        res["n_batch"] = int(L.llama_n_batch(ctx))
+        res["n_ubatch"] = int(L.llama_n_ubatch(ctx))
+        res["n_vocab"] = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(model)))
+        res["breakdown"] = _memory_breakdown(L, ctx)
 
-    res["n_ctx"] = int(L.llama_n_ctx(ctx))
-    res["n_ctx_seq"] = int(L.llama_n_ctx_seq(ctx))
-    res["n_seq_max"] = int(L.llama_n_seq_max(ctx))
-    res["n_batch"] = int(L.llama_n_batch(ctx))
-    res["n_ubatch"] = int(L.llama_n_ubatch(ctx))
-    res["n_vocab"] = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(model)))
-    res["breakdown"] = _memory_breakdown(L, ctx)
+        n = ctx_args["decode_tokens"]
+        if n > 0 and not args["no_alloc"]:
+            toks = (L.llama_token * n)(*[t % res["n_vocab"] for t in range(n)])
+            rc = L.llama_decode(ctx, L.llama_batch_get_one(toks, n))
+            res["decode_rc"] = int(rc)
+            res["breakdown_after_decode"] = _memory_breakdown(L, ctx)
 
-    if args["decode_tokens"] > 0 and not args["no_alloc"]:
-        n = args["decode_tokens"]
-        toks = (L.llama_token * n)(*[i % res["n_vocab"] for i in range(n)])
-        rc = L.llama_decode(ctx, L.llama_batch_get_one(toks, n))
-        res["decode_rc"] = int(rc)
-        res["breakdown_after_decode"] = _memory_breakdown(L, ctx)
-
-    L.llama_free(ctx)  # logs the compute-buffer check at debug level (real allocation only)
+        L.llama_free(ctx)  # logs the compute-buffer check at debug level (real allocation only)
+        res["ok"] = True
+        emit(i, _finish(res, pieces))
     L.llama_model_free(model)
-    res["ok"] = True
-    return _finish(res, pieces)
+
+
+def _quiet_llama(L: Any, pieces: list[str]) -> Any:
+    import ctypes
+
+    @L.llama_log_callback  # type: ignore[untyped-decorator]
+    def on_log(level: int, text: bytes, user_data: Any) -> None:
+        pieces.append(text.decode("utf-8", "replace"))
+
+    L.llama_log_set(on_log, ctypes.c_void_p(0))
+    L.llama_backend_init()
+    return on_log  # keep the callback alive
+
+
+def _child_quantize(args: dict[str, Any]) -> dict[str, Any]:
+    import ctypes
+
+    import llama_cpp as L
+
+    pieces: list[str] = []
+    keep_cb = _quiet_llama(L, pieces)
+    results = []
+    for job in args["jobs"]:
+        del pieces[:]
+        qp = L.llama_model_quantize_default_params()
+        qp.nthread = args["n_threads"]
+        qp.ftype = job["ftype"]
+        keep: list[Any] = [keep_cb]
+        if job["imatrix"]:
+            n_entries = len(job["imatrix"])
+            entries = (L.llama_model_imatrix_data * (n_entries + 1))()
+            for i, (name, n) in enumerate(sorted(job["imatrix"].items())):
+                ones = (ctypes.c_float * n)(*([1.0] * n))
+                keep += [ones, name.encode()]
+                entries[i].name = keep[-1]
+                entries[i].data = ctypes.cast(ones, ctypes.POINTER(ctypes.c_float))
+                entries[i].size = n
+            entries[n_entries].name = None
+            keep.append(entries)
+            qp.imatrix = ctypes.cast(entries, ctypes.POINTER(L.llama_model_imatrix_data))
+        rc = L.llama_model_quantize(job["src"].encode(), job["dst"].encode(), ctypes.byref(qp))
+        results.append({"ok": rc == 0, "rc": int(rc), "params": job, "log": "".join(pieces)})
+    return {"ok": all(r["ok"] for r in results), "results": results}
+
+
+def _child_sizes(args: dict[str, Any]) -> dict[str, Any]:
+    import llama_cpp as L
+
+    pieces: list[str] = []
+    keep_cb = _quiet_llama(L, pieces)
+    results = []
+    for path in args["paths"]:
+        del pieces[:]
+        mp = L.llama_model_default_params()
+        mp.n_gpu_layers = 0
+        mp.use_extra_bufts = False
+        mp.no_alloc = True
+        mp.load_mode = L.LLAMA_LOAD_MODE_NONE
+        model = L.llama_model_load_from_file(path.encode(), mp)
+        if not model:
+            results.append({"ok": False, "path": path, "error": "load failed", "log": "".join(pieces)})
+            continue
+        results.append(
+            {
+                "ok": True,
+                "path": path,
+                "model_size_bytes": int(L.llama_model_size(model)),
+                "model_n_params": int(L.llama_model_n_params(model)),
+            }
+        )
+        L.llama_model_free(model)
+    del keep_cb
+    return {"ok": all(r["ok"] for r in results), "results": results}
 
 
 def _finish(res: dict[str, Any], pieces: list[tuple[int, str]]) -> dict[str, Any]:
