@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-
 # As an installed package runs: pip writes the bytecode at install time, so the commands here may write
 # and reuse it (some sandboxes set PYTHONDONTWRITEBYTECODE, which would time the compiler on every run).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
