@@ -27,6 +27,7 @@ CORE = [
     "recommend",
     "request",
     "runtimes",
+    "cache",
     "speed",
     "sources/gguf_reader",
     "sources/gguf_model",

@@ -16,9 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vramplan.arch import Architecture, Tensor, param_count
+from vramplan.cache import YAMLSyntaxError, load_yaml
 from vramplan.errors import CatalogError, UnknownModelError
 from vramplan.precision import GGML_TYPES, Storage, WeightFormat
 from vramplan.quantmix import GGUF_FTYPES, Scheme
@@ -448,11 +447,10 @@ def parse_catalog(
 ) -> tuple[list[Variant], dict[str, tuple[Architecture, str]]]:
     """Parse one catalog document; architectures of `base_archs` may be referenced."""
     try:
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "?"
-        raise CatalogError(f"{path}: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        doc = load_yaml(text)
+    except YAMLSyntaxError as exc:
+        where = f"line {exc.line}" if exc.line else "?"
+        raise CatalogError(f"{path}: {where}: not valid YAML ({exc.problem})") from None
     top = _mapping(_Ctx(path, "(top level)"), doc, ["version", "architectures", "variants"], ["variants"])
     if top.get("version", 1) != 1:
         raise _Ctx(path, "version").fail("this vramplan reads catalog version 1")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from vramplan.arch import Architecture, Tensor, file_tensor
+from vramplan.cache import vramplan_home
 from vramplan.catalog import PublishedSize, Quant, Variant
 from vramplan.errors import SourceError
 from vramplan.precision import WeightFormat
@@ -105,12 +106,6 @@ def hub_cache_dir() -> Path:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
         home = os.path.join(xdg, "huggingface")
     return Path(os.path.expanduser(os.path.expandvars(home))) / "hub"
-
-
-def vramplan_home() -> Path:
-    return Path(
-        os.path.expanduser(os.environ.get("VRAMPLAN_HOME") or os.path.join("~", ".cache", "vramplan"))
-    )
 
 
 def _metadata_cache(repo: str, commit: str) -> Path:
