@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, figure
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure
 from vramplan.runtimes import Runtime
 
 _NUM = r"(?P<num>\d+(?:\.\d+)?) (?P<unit>MiB|GiB)"
@@ -63,6 +63,11 @@ RE_GENERAL_NAME = re.compile(r"llama_model_loader: - kv\s+\d+:\s+general\.name\s
 RE_LOADED_FROM = re.compile(r"llama_model_loader: loaded meta data .* from (?P<path>\S+)")
 RE_BUILD = re.compile(r"^(?:.*\s)?build: (?P<v>\d+) \((?P<sha>[0-9a-f]+)\)")
 RE_FILE_SIZE = re.compile(r"^" + _NUM)
+
+# A fresh llama.cpp process: the CUDA backend's first line (ggml/src/ggml-cuda/ggml-cuda.cu) and the
+# build line common_init prints (common/common.cpp). A log holding several startups is read from the last.
+START = re.compile(r"\bggml_cuda_init:|" + RE_BUILD.pattern.removeprefix("^"))
+MEMORY = any_of(RE_MODEL_BUF, RE_KV_BUF, RE_KV_SIZE, RE_KV_SELF, RE_COMPUTE)
 
 MARKERS = ("load_tensors:", "llama_kv_cache", "print_info:", "llm_load_print_meta:", "llama_model_loader:")
 

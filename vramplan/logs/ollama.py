@@ -23,7 +23,7 @@ import re
 from dataclasses import replace
 
 from vramplan.logs import ggml
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, parse_size
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, parse_size
 from vramplan.runtimes import Runtime
 
 RE_DEVICE_LINE = re.compile(
@@ -39,6 +39,16 @@ RE_ENV = re.compile(
     r"\b(?P<key>OLLAMA_NUM_PARALLEL|OLLAMA_KV_CACHE_TYPE|OLLAMA_FLASH_ATTENTION|OLLAMA_CONTEXT_LENGTH)"
     r":(?P<val>[^ \]]*)"
 )
+
+# A server start (routes.go) or the start of one model load: up to v0.11 the planner's offload line,
+# then "starting llama server" (llm/server.go; "starting runner" since v0.12), besides the runner's
+# own llama.cpp lines.
+START = any_of(
+    re.compile(r'msg="(?:starting llama server|starting runner|Listening on )'), RE_OFFLOAD, ggml.START
+)
+MEMORY = any_of(RE_DEVICE_LINE, RE_OFFLOAD, ggml.MEMORY)
+# The server's own lines, printed once when it starts: they hold for every load that follows.
+SERVER = re.compile(r'msg="(?:Listening on |inference compute"|server config")')
 
 MARKERS = (
     'msg="offload',

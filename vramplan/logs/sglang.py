@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from vramplan.logs.types import Buffer, ParsedLog, Settings, figure
+from vramplan.logs.types import Buffer, ParsedLog, Settings, any_of, figure
 from vramplan.runtimes import Runtime
 
 _GB = r"(?P<num>\d+(?:\.\d+)?) ?(?P<unit>GB)"
@@ -33,6 +33,10 @@ RE_KV = re.compile(
 )
 RE_SCHED = re.compile(r"max_total_num_tokens=(?P<n>\d+)(?P<rest>.*)$")
 RE_RANK = re.compile(r"\[[^\]]*?\bTP(?P<tp>\d+)[^\]]*\]")
+
+# A fresh server: the ServerArgs line (launch_server / server_args.py) comes first.
+START = RE_SERVER_ARGS
+MEMORY = any_of(RE_BEGIN, RE_END, RE_KV)
 
 MARKERS = ("Load weight end", "KV Cache is allocated", "max_total_num_tokens", "ServerArgs(", "sglang")
 

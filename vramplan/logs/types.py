@@ -111,3 +111,8 @@ class ParsedLog:
             if k == key:
                 return v
         return None
+
+
+def any_of(*patterns: re.Pattern[str]) -> re.Pattern[str]:
+    """One pattern matching where any of `patterns` does (their group names dropped, so they may repeat)."""
+    return re.compile("|".join(re.sub(r"\(\?P<\w+>", "(?:", p.pattern) for p in patterns))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, figure
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure
 from vramplan.runtimes import Runtime
 
 RE_ENGINE = re.compile(r"Initializing an? (?:V\d )?LLM engine \((?P<v>v[^)]+)\) with config: (?P<cfg>.*)$")
@@ -41,6 +41,11 @@ RE_TOTAL = re.compile(
     r"gpu_memory_utilization \((?P<util>[\d.]+)\)"
 )
 RE_RANK = re.compile(r"\((?:\w+ )?(?:rank=(?P<rank>\d+)|\w*?_TP(?P<tp>\d+))")
+
+# A fresh engine: the API server's first lines (vllm/entrypoints/openai/api_server.py, utils.py) and
+# the engine's config line.
+START = re.compile(r"vLLM API server version|" + RE_NON_DEFAULT.pattern + "|" + RE_ENGINE.pattern)
+MEMORY = any_of(RE_LOADING, RE_AVAILABLE, RE_KV_REST, RE_TOKENS)
 
 MARKERS = ("LLM engine (v", "Model loading took", "Available KV cache memory", "GPU KV cache size", "vllm")
 
