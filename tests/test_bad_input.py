@@ -308,3 +308,22 @@ def test_malformed_user_catalog_fields(path: str, value: object, message: str) -
 def test_the_user_catalog_of_these_tests_is_valid() -> None:
     variants, _ = parse_catalog(yaml.safe_dump(USER_CATALOG), "cat.yaml")
     assert [v.id for v in variants] == ["my-model"]
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+@pytest.mark.parametrize("value", ["٣", "０", "1٣"])
+def test_cuda_visible_devices_takes_ascii_digits_only(value: str) -> None:
+    """CUDA reads indices as ASCII digits; Python's int() also takes other scripts' digits, so before
+    the audit "٣" (Arabic-Indic three) showed GPU 3 where CUDA shows none."""
+    from nvml_fake import FakeNVML
+
+    from vramplan.hardware import probe_machine
+    from vramplan.host import HostInfo
+
+    m = probe_machine(
+        FakeNVML("h100_sxm_x8"), environ={"CUDA_VISIBLE_DEVICES": value}, host=HostInfo(1 << 36, 1 << 35, 4)
+    )
+    assert m.gpus == ()
+    assert m.notes[0].startswith(f"CUDA_VISIBLE_DEVICES={value!r}: ")

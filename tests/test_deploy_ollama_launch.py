@@ -230,14 +230,33 @@ def test_launch_warns_when_the_server_runs_another_context(
     assert "warning: the server runs deepseek-r1-distill-qwen-1.5b-ctx4096 with context 32768" in res.output
 
 
-def test_server_down(run: Callable[..., Result], tmp_path: Path) -> None:
+def test_server_down(run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """conftest points OLLAMA_HOST at a loopback port nothing listens on."""
+    from vramplan.deploy import launch as launch_mod
+
+    monkeypatch.setattr(launch_mod, "which", lambda name: f"/usr/bin/{name}")
     res = launch(run, tmp_path)
     assert res.exit_code == 1
     (line,) = res.stderr.splitlines()
     assert line.startswith("Error: no Ollama server answers at 127.0.0.1:9 (ConnectionError); start it")
     assert "run.sh" in line and "Traceback" not in res.output
     assert (tmp_path / "b" / "run.sh").exists()  # the files are written before the launch
+
+
+def test_server_down_and_ollama_not_installed(
+    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the audit the line said only how to start a server, not that Ollama is missing."""
+    from vramplan.deploy import launch as launch_mod
+
+    monkeypatch.setattr(launch_mod, "which", lambda name: None)
+    res = launch(run, tmp_path)
+    assert res.exit_code == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(
+        "Error: no Ollama server answers at 127.0.0.1:9 (ConnectionError); Ollama is not installed here: "
+        "install it (https://ollama.com/download), then start it with the plan's settings: "
+    )
 
 
 def test_model_missing(run: Callable[..., Result], tmp_path: Path, server: FakeOllama) -> None:

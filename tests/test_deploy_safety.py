@@ -408,6 +408,32 @@ def test_missing_tools_are_one_line_and_exit_1(
     assert line.startswith(message)
 
 
+def test_docker_without_compose_says_what_to_install(
+    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[list[str]]
+) -> None:
+    """Before the audit: `docker compose up failed (exit 125); GPUs in containers need the NVIDIA
+    Container Toolkit`, when docker had no Compose plugin at all."""
+    monkeypatch.setattr(launch_mod, "run_command", lambda argv: calls.append(argv) or 125)
+    monkeypatch.setattr(launch_mod, "compose_works", lambda docker: False)
+    res = deploy(run, tmp_path / "b", "r1-32b", "--target", "vllm", "--gpu", "h100:2", "--launch")
+    assert res.exit_code == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("Error: docker has no Compose plugin (`docker compose version` fails): install it")
+    assert line.endswith(f"and run {tmp_path / 'b' / 'serve.sh'}")
+
+
+def test_a_failed_compose_up_keeps_its_hint(
+    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[list[str]]
+) -> None:
+    monkeypatch.setattr(launch_mod, "run_command", lambda argv: calls.append(argv) or 125)
+    monkeypatch.setattr(launch_mod, "compose_works", lambda docker: True)
+    res = deploy(run, tmp_path / "b", "r1-32b", "--target", "vllm", "--gpu", "h100:2", "--launch")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines() == [
+        "Error: docker compose up failed (exit 125); GPUs in containers need the NVIDIA Container Toolkit"
+    ]
+
+
 def test_multi_node_vllm_is_not_launched_from_one_machine(
     run: Callable[..., Result], tmp_path: Path, calls: list[list[str]]
 ) -> None:

@@ -293,7 +293,7 @@ def visible_devices(
 
 
 def _resolve(devices: list[_Device], entry: str) -> tuple[_Device, tuple[MigDevice, ...] | None] | None:
-    if entry.isdigit():
+    if entry.isascii() and entry.isdigit():  # CUDA reads ASCII digits only ("٣" or "３" name no GPU)
         i = int(entry)
         return (devices[i], None) if i < len(devices) else None
     if entry.startswith("GPU-"):

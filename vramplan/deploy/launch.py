@@ -40,6 +40,15 @@ def which(name: str) -> str | None:
     return shutil.which(name)
 
 
+def compose_works(docker: str) -> bool:
+    """`docker compose version` succeeds: Docker has its Compose plugin. (A test seam.)"""
+    try:
+        proc = subprocess.run([docker, "compose", "version"], capture_output=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
 def launch(bundle: Bundle, console: Console, *, dry_run_first: bool = False) -> None:
     """Start what `bundle` describes; raises LaunchError when it cannot."""
     plan = bundle.plan
@@ -89,6 +98,12 @@ def launch_vllm(plan: DeployPlan, out: Path, console: Console) -> None:
         compose = out / "docker-compose.yaml"
         console.print(f"$ docker compose -f {compose} up -d")
         rc = run_command([docker, "compose", "-f", str(compose), "up", "-d"])
+        if rc != 0 and not compose_works(docker):
+            raise LaunchError(
+                "docker has no Compose plugin (`docker compose version` fails): install it "
+                "(https://docs.docker.com/compose/install/linux/), or install vLLM "
+                f"{VLLM_VERSION} and run {out / 'serve.sh'}"
+            )
         if rc != 0:
             raise LaunchError(
                 f"docker compose up failed (exit {rc}); GPUs in containers need the NVIDIA Container Toolkit"
@@ -137,6 +152,10 @@ def launch_ollama(plan: DeployPlan, out: Path, console: Console) -> None:
     try:
         ollama.Client(host=host, timeout=10).list()
     except (ConnectionError, httpx.HTTPError) as exc:
+        if which("ollama") is None:
+            start_hint = (
+                f"Ollama is not installed here: install it (https://ollama.com/download), then {start_hint}"
+            )
         raise LaunchError(
             f"no Ollama server answers at {host} ({type(exc).__name__}); {start_hint}"
         ) from None
