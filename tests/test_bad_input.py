@@ -327,3 +327,30 @@ def test_cuda_visible_devices_takes_ascii_digits_only(value: str) -> None:
     )
     assert m.gpus == ()
     assert m.notes[0].startswith(f"CUDA_VISIBLE_DEVICES={value!r}: ")
+
+
+# --------------------------------------------------------------------------- check
+
+
+LOGS = Path(__file__).parent / "fixtures" / "logs"
+
+
+def test_check_refuses_a_quant_that_contradicts_an_ollama_tag(run: Callable[..., Result]) -> None:
+    """As estimate does; before, check compared the log with the q8_0 build of deepseek-r1:7b."""
+    log = str(LOGS / "ollama_device_lines.log")
+    line = one_error(run("check", log, "--model", "deepseek-r1:7b", "--quant", "q8_0"))
+    assert (
+        line
+        == "Error: deepseek-r1:7b is the q4_K_M build; drop --quant or name deepseek-r1-distill-qwen-7b instead"
+    )
+    assert run("check", log, "--model", "deepseek-r1:7b", "--quant", "Q4_K_M").exit_code == 0
+
+
+def test_check_says_when_gpu_count_is_below_the_logs_parallelism(run: Callable[..., Result]) -> None:
+    """Before, `--gpu h200:3` on a TP-8 log was silently planned for 8 GPUs."""
+    res = run("check", str(LOGS / "vllm_r1_0528_fp8_tp8.log"), "--gpu", "h200:3", "--json")
+    assert res.exit_code == 0, res.output
+    assert (
+        "--gpu h200:3 names fewer GPUs than the log's tensor x pipeline parallel 8; the estimate is for 8"
+        in json.loads(res.stdout)["notes"]
+    )

@@ -181,6 +181,11 @@ def build_request(
         tp, pp = s.tp or 1, s.pp or 1
         note("tensor parallel", tp, "the log" if s.tp else "default")
         note("pipeline parallel", pp, "the log" if s.pp else "default")
+        if gpu is not None and gpu.count > 1 and gpu.count < tp * pp:
+            notes.append(
+                f"--gpu {gpu.spec.name}:{gpu.count} names fewer GPUs than the log's tensor x pipeline "
+                f"parallel {tp * pp}; the estimate is for {tp * pp}"
+            )
         count = max(count or 1, tp * pp)  # `--gpu h200` names the card; the log says how many
         util = s.gpu_memory_utilization
         if util is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from vramplan.arch import Architecture
 from vramplan.catalog import Catalog, PublishedSize, Quant, Variant
-from vramplan.errors import UnknownModelError
+from vramplan.errors import PlanError, UnknownModelError
 from vramplan.logs.types import ParsedLog
 from vramplan.precision import WeightFormat
 from vramplan.quantmix import GGUF_FTYPES, Scheme
@@ -243,6 +243,10 @@ def identify(
     if model is not None:
         r = catalog.resolve(model)
         variant, named_quant, how = r.variant, r.quant, f"--model {model}"
+        if quant is not None and r.via == "ollama" and r.quant and quant.lower() != r.quant.name.lower():
+            raise PlanError(
+                f"{model} is the {r.quant.name} build; drop --quant or name {r.variant.id} instead"
+            )
     elif log.model:
         found = _resolve(catalog, log.model)
         if found:
