@@ -354,3 +354,21 @@ def test_check_says_when_gpu_count_is_below_the_logs_parallelism(run: Callable[.
         "--gpu h200:3 names fewer GPUs than the log's tensor x pipeline parallel 8; the estimate is for 8"
         in json.loads(res.stdout)["notes"]
     )
+
+
+def test_recommend_nodes_beyond_every_models_layers(run: Callable[..., Result]) -> None:
+    """Before: exit 0 and `Nothing fits.` on 800 H100s, with no word of why (pipeline parallel 100
+    exceeds every model's layers)."""
+    line = one_error(run("recommend", "--gpu", "h100:8", "--nodes", "100"))
+    assert (
+        line
+        == "Error: --nodes 100 needs a pipeline stage per node, more than any planned model's layers (80)"
+    )
+
+
+def test_recommend_says_which_models_have_fewer_layers_than_nodes(run: Callable[..., Result]) -> None:
+    res = run("recommend", "--gpu", "h100:8", "--nodes", "40", "--top", "1", "--json")
+    assert res.exit_code == 0, res.output
+    (note,) = [n for n in json.loads(res.stdout)["notes"] if n.startswith("left out")]
+    assert note.startswith("left out, fewer layers than --nodes 40: deepseek-r1-0528-qwen3-8b, ")
+    assert "deepseek-r1-distill-llama-70b" not in note  # 80 layers

@@ -490,6 +490,18 @@ def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Comb
         if short:
             notes.append(f"left out, their context is shorter than {opts.context}: {', '.join(short)}")
         variants = [(v, q) for v, q in variants if v.architecture.max_position_embeddings >= opts.context]
+    if target.nodes > 1:
+        # a plan over several nodes puts one pipeline stage (at least one layer) on each
+        most = max(v.architecture.num_hidden_layers for v, _ in variants)
+        if target.nodes > most:
+            raise PlanError(
+                f"--nodes {target.nodes} needs a pipeline stage per node, more than any planned model's "
+                f"layers ({most})"
+            )
+        few = sorted({v.id for v, _ in variants if v.architecture.num_hidden_layers < target.nodes})
+        if few:
+            notes.append(f"left out, fewer layers than --nodes {target.nodes}: {', '.join(few)}")
+        variants = [(v, q) for v, q in variants if v.architecture.num_hidden_layers >= target.nodes]
     skipped: set[str] = set()
     for v, only in variants:
         quality = quality_score(v)
