@@ -372,3 +372,21 @@ def test_recommend_says_which_models_have_fewer_layers_than_nodes(run: Callable[
     (note,) = [n for n in json.loads(res.stdout)["notes"] if n.startswith("left out")]
     assert note.startswith("left out, fewer layers than --nodes 40: deepseek-r1-0528-qwen3-8b, ")
     assert "deepseek-r1-distill-llama-70b" not in note  # 80 layers
+
+
+# --------------------------------------------------------------------------- deploy
+
+
+def test_deploy_keeps_a_dangling_link_without_force(run: Callable[..., Result], tmp_path: Path) -> None:
+    """Before: a link to a missing file did not `exist`, so it was replaced without --force."""
+    out = tmp_path / "b"
+    out.mkdir()
+    target = tmp_path / "elsewhere" / "serve.sh"
+    (out / "serve.sh").symlink_to(target)
+    args = ["deploy", "r1-7b", "--target", "vllm", "--gpu", "h100", "--out", str(out)]
+    line = one_error(run(*args))
+    assert line == f"Error: {out} already holds other versions of serve.sh; use --force to overwrite them"
+    assert (out / "serve.sh").is_symlink() and sorted(p.name for p in out.iterdir()) == ["serve.sh"]
+    res = run(*args, "--force")
+    assert res.exit_code == 0, res.output
+    assert not (out / "serve.sh").is_symlink() and not target.exists()  # the link replaced, not followed

@@ -33,7 +33,7 @@ def _check(out: Path, files: Sequence[RenderedFile], force: bool) -> list[Render
         path = out / f.name
         if path.is_dir():
             raise RenderError(f"{path} is a folder; cannot write a file there")
-        if path.exists():
+        if path.exists() or path.is_symlink():  # a dangling link is the user's too
             try:
                 same = path.read_text(encoding="utf-8") == f.text
             except (OSError, UnicodeDecodeError):
