@@ -390,3 +390,35 @@ def test_deploy_keeps_a_dangling_link_without_force(run: Callable[..., Result], 
     res = run(*args, "--force")
     assert res.exit_code == 0, res.output
     assert not (out / "serve.sh").is_symlink() and not target.exists()  # the link replaced, not followed
+
+
+def test_estimate_nodes_beyond_the_layers_names_nodes(run: Callable[..., Result]) -> None:
+    """Before: `pipeline parallel 10000 exceeds ...`, though no --pp was given."""
+    line = one_error(run("estimate", "r1", "--gpu", "h100:8", "--nodes", "10000"))
+    assert line == "Error: --nodes 10000 (a pipeline stage per node) exceeds the model's 61 layers"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["check", "{f}"], "Error: {f}: cannot read the log (Permission denied)"),
+        (["estimate", "--gguf", "{f}"], "Error: {f}: cannot read it (Permission denied)"),
+        (["--catalog", "{f}", "catalog"], "Error: {f}: cannot read the catalog (Permission denied)"),
+    ],
+)
+def test_unreadable_files(
+    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    """An unreadable file (simulated: the tests may run as root, who reads everything) is one line."""
+    f = tmp_path / "secret"
+    f.write_text("x")
+    real_open = Path.open
+
+    def deny(self: Path, *a: object, **k: object) -> object:
+        if self == f:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", deny)
+    line = one_error(run(*[a.format(f=f) for a in args]))
+    assert line.startswith(message.format(f=f)), line

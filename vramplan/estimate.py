@@ -246,7 +246,8 @@ def resolve_topology(req: Request, shape: KVShape) -> Topology:
             f"({req.nodes} node(s) x {req.gpus_per_node})"
         )
     if pp > arch.num_hidden_layers:
-        raise PlanError(f"pipeline parallel {pp} exceeds the model's {arch.num_hidden_layers} layers")
+        why = f"pipeline parallel {pp}" if req.pp else f"--nodes {req.nodes} (a pipeline stage per node)"
+        raise PlanError(f"{why} exceeds the model's {arch.num_hidden_layers} layers")
     return Topology(gpu, req.gpus_per_node, req.nodes, tp, pp)
 
 
