@@ -422,3 +422,19 @@ def test_unreadable_files(
     monkeypatch.setattr(Path, "open", deny)
     line = one_error(run(*[a.format(f=f) for a in args]))
     assert line.startswith(message.format(f=f)), line
+
+
+@pytest.mark.parametrize(("layout", "runtime"), [("mla-kv", "vllm"), ("mha", "sglang")])
+def test_llama_cpp_kv_layouts_on_vllm_are_refused(
+    run: Callable[..., Result], layout: str, runtime: str
+) -> None:
+    """--kv-layout overrides the 671B's llama.cpp layout; before, vLLM / SGLang plans took it silently."""
+    line = one_error(run("estimate", "r1", "--gpu", "h100:8", "--runtime", runtime, "--kv-layout", layout))
+    assert line == (
+        f"Error: the {layout} KV layout is llama.cpp's (a deepseek2 GGUF's); {runtime} caches MLA as its "
+        "latent (mla-latent)"
+    )
+    assert (
+        run("estimate", "r1", "--gpu", "h100:8", "--runtime", runtime, "--kv-layout", "mla-latent").exit_code
+        == 0
+    )

@@ -583,6 +583,11 @@ def _prepare(req: Request) -> _Static:
         raise PlanError(f"the {layout.value} KV layout needs an MLA model; {v.id} uses GQA")
     if arch.is_mla and layout is KVLayout.GQA:
         raise PlanError(f"{v.id} uses MLA; its KV layout is mla-latent, mla-kv or mha")
+    if not rt.is_ggml and layout is not KVLayout.GQA and layout is not KVLayout.MLA_LATENT:
+        raise PlanError(
+            f"the {layout.value} KV layout is llama.cpp's (a deepseek2 GGUF's); {rt.value} caches MLA "
+            "as its latent (mla-latent)"
+        )
     shape = kv_shape(arch, layout)
     dtype = resolve_kv_dtype(rt, req.kv_cache_dtype, q.format)
     if rt.is_ggml and dtype in (KVDtype.Q8_0, KVDtype.Q4_0) and not req.flash_attn:
