@@ -438,3 +438,24 @@ def test_llama_cpp_kv_layouts_on_vllm_are_refused(
         run("estimate", "r1", "--gpu", "h100:8", "--runtime", runtime, "--kv-layout", "mla-latent").exit_code
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("n_ctx_train", "message"),
+    [
+        (0, "max_position_embeddings is 0; it must be at least 1"),
+        (2**32 - 1, "max_position_embeddings 4294967295 exceeds 1073741824, more than any model has"),
+    ],
+)
+def test_a_gguf_with_an_absurd_context_length(
+    run: Callable[..., Result], tmp_path: Path, n_ctx_train: int, message: str
+) -> None:
+    """Before: 0 answered `--context must be a positive number of tokens, got 0` (no --context was
+    given)."""
+    import dataclasses
+
+    from tests.support.tiny_gguf import TinySpec, write_tiny_gguf
+
+    f = tmp_path / "m.gguf"
+    write_tiny_gguf(f, dataclasses.replace(TinySpec(), n_ctx_train=n_ctx_train), shape_only=True)
+    assert one_error(run("estimate", "--gguf", str(f), "--gpu", "l4")) == f"Error: {f}: {message}"

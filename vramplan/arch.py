@@ -102,8 +102,8 @@ MAX_POSITIONS = 1 << 30
 
 
 def out_of_bounds(a: Architecture) -> str | None:
-    """The first size of `a` beyond vramplan's sanity bounds, as "FIELD VALUE exceeds LIMIT"; None if
-    all are within them."""
+    """The first size of `a` beyond vramplan's sanity bounds (or below 1 where a model needs one), as
+    a phrase naming the field; None if all are within them."""
     limits = {"num_hidden_layers": MAX_LAYERS, "num_nextn_predict_layers": MAX_LAYERS}
     limits |= {"first_k_dense_replace": MAX_LAYERS, "vocab_size": MAX_VOCAB}
     limits["max_position_embeddings"] = MAX_POSITIONS
@@ -112,7 +112,19 @@ def out_of_bounds(a: Architecture) -> str | None:
             limit = limits.get(name, MAX_DIM)
             if value > limit:
                 return f"{name} {value} exceeds {limit}, more than any model has"
+            if value < 1 and name in _POSITIVE:
+                return f"{name} is {value}; it must be at least 1"
     return None
+
+
+_POSITIVE = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+)
 
 
 @dataclass(frozen=True)
