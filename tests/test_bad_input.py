@@ -80,7 +80,7 @@ def test_no_arguments_still_shows_the_help(run: Callable[..., Result]) -> None:
         ),
         (["estimate", "--gguf", ""], "Error: --gguf names no file (an empty path)"),
         (["check", ""], "Error: LOGFILE names no file (an empty path)"),
-        (["--catalog", "", "catalog"], "Error: --catalog names no file (an empty path)"),
+        (["--catalog", "", "catalog"], "Error: --catalog or VRAMPLAN_CATALOG names no file (an empty path)"),
         (
             ["deploy", "r1-1.5b", "--target", "vllm", "--gpu", "l4", "--out", ""],
             "Error: Invalid value for --out: must not be empty",
@@ -459,3 +459,15 @@ def test_a_gguf_with_an_absurd_context_length(
     f = tmp_path / "m.gguf"
     write_tiny_gguf(f, dataclasses.replace(TinySpec(), n_ctx_train=n_ctx_train), shape_only=True)
     assert one_error(run("estimate", "--gguf", str(f), "--gpu", "l4")) == f"Error: {f}: {message}"
+
+
+def test_vramplan_catalog_skips_empty_segments(
+    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Already fine before the audit (kept here as the twin of the empty --catalog case)."""
+    f = tmp_path / "mine.yaml"
+    f.write_text(yaml.safe_dump(USER_CATALOG))
+    monkeypatch.setenv("VRAMPLAN_CATALOG", f"::{f}:")
+    res = run("catalog", "show", "my-model", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["id"] == "my-model"

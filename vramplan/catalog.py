@@ -489,7 +489,7 @@ def _load(paths: tuple[str, ...]) -> Catalog:
     archs: dict[str, tuple[Architecture, str]] = {}
     for p in paths:
         if not p.strip():
-            raise CatalogError("--catalog names no file (an empty path)")
+            raise CatalogError("--catalog or VRAMPLAN_CATALOG names no file (an empty path)")
         try:
             text = Path(p).read_text(encoding="utf-8")
         except IsADirectoryError:
