@@ -57,7 +57,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 
 def test_readme_examples_show_real_output() -> None:
-    """Every `$ vramplan ...` example in the README is that command's current output."""
+    """Every `$ vramplan ...` example in README.md and docs/*.md is that command's current output."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "readme_examples.py"), "--check"], capture_output=True, text=True
     )
