@@ -90,6 +90,31 @@ class Split(enum.Enum):
         return Fraction(max(1, kv_heads // tp), kv_heads)
 
 
+# Sanity bounds on an architecture's sizes, so that a mistyped catalog entry, config.json or GGUF header
+# fails with a message instead of exhausting memory or overflowing float arithmetic (the estimator walks
+# every layer). Each is far above any published model: 126 layers (Llama-3.1-405B config.json), hidden
+# size 18432 (Nemotron-4-340B), 262144 tokens of vocabulary (Gemma 3), 10M tokens of context
+# (Llama-4-Scout), 384 routed experts (Kimi-K2).
+MAX_LAYERS = 4096
+MAX_DIM = 1 << 20  # hidden, intermediate, head and LoRA sizes; heads; experts
+MAX_VOCAB = 1 << 24
+MAX_POSITIONS = 1 << 30
+
+
+def out_of_bounds(a: Architecture) -> str | None:
+    """The first size of `a` beyond vramplan's sanity bounds, as "FIELD VALUE exceeds LIMIT"; None if
+    all are within them."""
+    limits = {"num_hidden_layers": MAX_LAYERS, "num_nextn_predict_layers": MAX_LAYERS}
+    limits |= {"first_k_dense_replace": MAX_LAYERS, "vocab_size": MAX_VOCAB}
+    limits["max_position_embeddings"] = MAX_POSITIONS
+    for name, value in vars(a).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            limit = limits.get(name, MAX_DIM)
+            if value > limit:
+                return f"{name} {value} exceeds {limit}, more than any model has"
+    return None
+
+
 @dataclass(frozen=True)
 class Tensor:
     name: str  # GGUF name, e.g. "blk.3.attn_q.weight"

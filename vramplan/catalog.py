@@ -9,6 +9,7 @@ closest known names.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -16,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from vramplan.arch import Architecture, Tensor, param_count
+from vramplan.arch import Architecture, Tensor, out_of_bounds, param_count
 from vramplan.cache import YAMLSyntaxError, load_yaml
 from vramplan.errors import CatalogError, UnknownModelError
 from vramplan.precision import GGML_TYPES, Storage, WeightFormat
@@ -144,6 +145,8 @@ class Catalog:
     def resolve(self, name: str) -> Resolved:
         idx = _cached_index(self)
         key = name.strip().lower()
+        if not key:
+            raise UnknownModelError("the model name is empty; `vramplan catalog` lists the names it takes")
         if key.startswith("hf.co/") or key.startswith("huggingface.co/"):
             key = key.split("/", 1)[1]
         if key in idx:
@@ -202,12 +205,19 @@ def _mapping(ctx: _Ctx, value: Any, allowed: Iterable[str], required: Iterable[s
     return value
 
 
+def _keys(value: Any) -> Iterable[str]:
+    """The keys of a mapping whose keys are free (names), so that `_mapping` checks only its type."""
+    return value.keys() if isinstance(value, dict) else ()
+
+
 def _typed(ctx: _Ctx, value: Any, kind: type | tuple[type, ...]) -> Any:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, bool) and bool not in kinds:
         raise ctx.fail(f"expected {' or '.join(k.__name__ for k in kinds)}, got a boolean")
     if not isinstance(value, kinds):
         raise ctx.fail(f"expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ctx.fail(f"expected a finite number, got {value!r}")
     return value
 
 
@@ -242,12 +252,14 @@ def _architecture(ctx: _Ctx, raw: Any) -> tuple[Architecture, str]:
         elif key in ("tie_word_embeddings", "attention_bias", "qk_norm"):
             values[key] = _typed(c, val, bool)
         else:
-            if val is not None:
+            if val is not None or _ARCH_FIELDS[key].default is not None:
                 _typed(c, val, int)
                 if val < 0 or (val == 0 and key not in ("first_k_dense_replace", "num_nextn_predict_layers")):
                     raise c.fail(f"must be a positive integer, got {val}")
             values[key] = val
     arch = Architecture(**values)
+    if (bad := out_of_bounds(arch)) is not None:
+        raise ctx.at("config").fail(bad)
     if arch.num_attention_heads % arch.num_key_value_heads:
         raise ctx.at("config.num_key_value_heads").fail("must divide num_attention_heads")
     mla = [arch.kv_lora_rank, arch.qk_nope_head_dim, arch.qk_rope_head_dim, arch.v_head_dim]
@@ -327,7 +339,7 @@ def _quant(ctx: _Ctx, raw: Any) -> Quant:
         raise ctx.at("gguf_ftype").fail("only gguf quantizations have a GGUF file type")
     overrides = []
     tt = m.get("tensor_types") or {}
-    for pattern, value in _mapping(ctx.at("tensor_types"), tt, tt.keys()).items():
+    for pattern, value in _mapping(ctx.at("tensor_types"), tt, _keys(tt)).items():
         c = ctx.at("tensor_types").at(str(pattern))
         _typed(c, value, str)
         ok = value.upper() in GGML_TYPES if fmt is WeightFormat.GGUF else value in Storage._value2member_map_
@@ -434,7 +446,7 @@ def _variant(ctx: _Ctx, raw: Any, archs: Mapping[str, tuple[Architecture, str]])
         default_quant=default,
         quants=quants,
         aliases=_str_list(ctx.at("aliases"), m.get("aliases", [])),
-        base_model=m.get("base_model"),
+        base_model=_typed(ctx.at("base_model"), m["base_model"], str) if "base_model" in m else None,
         released=str(m["released"]) if m.get("released") is not None else None,
         quality=tuple(quality.items()),
         quality_source=qsource,
@@ -451,12 +463,14 @@ def parse_catalog(
     except YAMLSyntaxError as exc:
         where = f"line {exc.line}" if exc.line else "?"
         raise CatalogError(f"{path}: {where}: not valid YAML ({exc.problem})") from None
+    if doc is None:
+        raise CatalogError(f"{path}: the catalog is empty; it needs at least a `variants:` list")
     top = _mapping(_Ctx(path, "(top level)"), doc, ["version", "architectures", "variants"], ["variants"])
     if top.get("version", 1) != 1:
         raise _Ctx(path, "version").fail("this vramplan reads catalog version 1")
     archs = dict(base_archs or {})
     raw_archs = top.get("architectures") or {}
-    for aid, raw in _mapping(_Ctx(path, "architectures"), raw_archs, raw_archs.keys()).items():
+    for aid, raw in _mapping(_Ctx(path, "architectures"), raw_archs, _keys(raw_archs)).items():
         archs[str(aid)] = _architecture(_Ctx(path, f"architectures.{aid}"), raw)
     if not isinstance(top["variants"], list):
         raise _Ctx(path, "variants").fail("expected a list")
@@ -474,10 +488,16 @@ def _load(paths: tuple[str, ...]) -> Catalog:
     variants: dict[str, Variant] = {}
     archs: dict[str, tuple[Architecture, str]] = {}
     for p in paths:
+        if not p.strip():
+            raise CatalogError("--catalog names no file (an empty path)")
         try:
             text = Path(p).read_text(encoding="utf-8")
+        except IsADirectoryError:
+            raise CatalogError(f"{p}: is a directory, not a catalog file") from None
         except OSError as exc:
             raise CatalogError(f"{p}: cannot read the catalog ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise CatalogError(f"{p}: not a YAML catalog (not UTF-8 text)") from None
         new, archs = parse_catalog(text, p, archs)
         for v in new:
             variants[v.id] = v  # a user's entry replaces the built-in one of the same id

@@ -586,6 +586,14 @@ def _prepare(req: Request) -> _Static:
     dtype = resolve_kv_dtype(rt, req.kv_cache_dtype, q.format)
     if rt.is_ggml and dtype in (KVDtype.Q8_0, KVDtype.Q4_0) and not req.flash_attn:
         raise PlanError("llama.cpp needs flash attention for a quantized V cache (q8_0 / q4_0)")
+    if not rt.is_ggml and req.gpu_layers is not None:
+        raise PlanError(
+            f"--gpu-layers is a llama.cpp / Ollama option; {rt.value} keeps every layer on the GPUs"
+        )
+    if not rt.is_ggml and not req.flash_attn:
+        raise PlanError(
+            f"--no-flash-attn is a llama.cpp / Ollama option; {rt.value} picks its attention backend itself"
+        )
     if req.cpu_moe_layers:
         if rt is not Runtime.LLAMA_CPP:
             raise PlanError(f"--n-cpu-moe is a llama.cpp option; {rt.value} has no such setting")

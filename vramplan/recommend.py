@@ -160,7 +160,7 @@ def target_for(
     if host_memory_bytes is not None and host_memory_bytes <= 0:
         raise PlanError("--host-memory must be a positive size in GiB")
     bw = HOST_BANDWIDTH_GBPS if host_bandwidth_gbps is None else host_bandwidth_gbps
-    if bw <= 0:
+    if not math.isfinite(bw) or bw <= 0:
         raise PlanError(f"--host-bandwidth must be a positive number of GB/s, got {bw:g}")
     notes: list[str] = []
     if gpu is not None:
@@ -918,6 +918,8 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
     better options that do not fit, each with what would make it fit."""
     check_options(opts, target)
     combos, notes = _combos(catalog, target, opts)
+    if not combos:
+        raise PlanError(_nothing_to_plan(opts, target, notes))
     fits: list[Candidate] = []
     misses: list[_Combo] = []
     # Quality ranks first, so variants are planned best first, and once --top rows are filled the
@@ -942,8 +944,6 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
     shown = rows[: opts.top]
     chosen = _misfits_to_explain(misses, shown, fits)
     explained = tuple(_misfit(m, target, opts, fits, misses) for m in chosen)
-    if not combos:
-        notes.append("nothing to plan: no quantization of the models asked runs on the runtimes asked here")
     return Recommendation(
         target=target,
         options=opts,
@@ -954,6 +954,27 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
         planned=planned,
         complete=complete,
         notes=tuple(notes),
+    )
+
+
+def _nothing_to_plan(opts: Options, target: Target, notes: list[str]) -> str:
+    """Why the filters left no variant x quantization x runtime to plan, as one line."""
+    asked = [
+        f"{flag} {', '.join(values)}"
+        for flag, values in (
+            ("--model", opts.models),
+            ("--quant", opts.quants),
+            ("--runtime", tuple(r.value for r in opts.runtimes)),
+        )
+        if values
+    ]
+    where = ""
+    if target.cpu_only:
+        where = " on a machine without a GPU (vllm and sglang need one; plan for one with --gpu NAME[:COUNT])"
+    why = f" ({'; '.join(notes)})" if notes else ""
+    return (
+        f"nothing to plan: no quantization runs with {' and '.join(asked) or 'these settings'}{where}{why}; "
+        "drop or change a filter"
     )
 
 
@@ -993,6 +1014,6 @@ def bytes_from_gib(gib: float | None, flag: str) -> int | None:
     """A size given in GiB on the command line, in bytes."""
     if gib is None:
         return None
-    if gib <= 0:
+    if not math.isfinite(gib) or gib <= 0:
         raise PlanError(f"{flag} must be a positive size in GiB, got {gib:g}")
     return int(gib * GiB)

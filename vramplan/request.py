@@ -64,6 +64,8 @@ def resolve_model(catalog: Catalog, choices: Choices) -> Resolved:
     """The variant (and quantization, when fixed) that MODEL or --gguf names: the catalog first, then
     a GGUF file's header or a Hugging Face repo's config and safetensors headers."""
     if choices.gguf is not None:
+        if not choices.gguf.strip():
+            raise SourceError("--gguf names no file (an empty path)")
         if choices.model is not None:
             raise PlanError(f"give MODEL or --gguf FILE, not both ({choices.model!r} and {choices.gguf!r})")
         if choices.quant is not None:

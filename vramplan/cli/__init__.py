@@ -1,8 +1,9 @@
 """The `vramplan` command line: a click group whose commands parse, call the core and print.
 
 Errors from the core (`VramplanError`) become one line on stderr and exit code 2 (bad input) or 1
-(a failure at run time); anything unexpected becomes one line and exit 1. `--debug` or
-`VRAMPLAN_DEBUG=1` shows the traceback instead.
+(a failure at run time); click's usage errors become their one `Error:` line (exit 2, no usage banner);
+anything unexpected becomes one line and exit 1. `--debug` or `VRAMPLAN_DEBUG=1` shows the traceback
+instead.
 """
 
 from __future__ import annotations
@@ -22,12 +23,30 @@ def _debug(ctx: click.Context) -> bool:
     return bool(obj.get("debug")) or os.environ.get("VRAMPLAN_DEBUG", "") not in ("", "0")
 
 
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    """A usage error as its one `Error: ...` line: no usage banner, and the choices click lists on
+    lines of their own joined into it (help asked for by giving no arguments is shown as it is)."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc
+    return click.UsageError(" ".join(exc.format_message().split()))
+
+
 class VramplanGroup(click.Group):
     """Translates errors in one place (conventions.md, rule 2)."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except VramplanError as exc:
             if _debug(ctx):
                 raise

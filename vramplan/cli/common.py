@@ -57,6 +57,18 @@ def positive(name: str) -> Callable[[click.Context, click.Parameter, int | None]
     return check
 
 
+def not_blank(name: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """A click callback that rejects an empty value (to the OS an empty path is the current folder,
+    which is never what was meant) with a one-line usage error."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise click.BadParameter("must not be empty", param_hint=name)
+        return value
+
+    return check
+
+
 def print_json(doc: Any) -> None:
     from vramplan.report import dumps
 

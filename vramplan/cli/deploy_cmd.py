@@ -13,6 +13,7 @@ from vramplan.cli.common import (
     catalog_from,
     console,
     gpu_option,
+    not_blank,
     parse_gpu_option,
     positive,
     print_json,
@@ -60,7 +61,8 @@ TARGETS = ["ollama", "vllm", "k8s"]
 @click.option(
     "--out",
     "-o",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=not_blank("--out"),
     help="Folder for the files (default: ./deploy/<model>-<target>/).",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that differ from the new ones.")
@@ -85,7 +87,7 @@ def deploy(
     pp: int | None,
     gpu_layers: int | None,
     served_name: str | None,
-    out: Path | None,
+    out: str | None,
     force: bool,
     launch: bool,
     dry_run_first: bool,
@@ -120,8 +122,9 @@ def deploy(
         gpu_layers=gpu_layers,
     )
     machine = None if choices.gpu else probe()
+    folder = Path(out) if out is not None else None
     bundle = dep.prepare(
-        catalog_from(ctx), choices, machine, dep.Target(target), out=out, served_name=served_name
+        catalog_from(ctx), choices, machine, dep.Target(target), out=folder, served_name=served_name
     )
     files = dep.write(bundle, force=force)
     out_console = Console(file=sys.stderr, highlight=False) if as_json else console()

@@ -64,6 +64,8 @@ def parse_log(text: str, runtime: Runtime | None = None) -> ParsedLog:
 
 
 def read_log(path: str | Path, runtime: Runtime | None = None) -> ParsedLog:
+    if not str(path).strip():
+        raise SourceError("LOGFILE names no file (an empty path)")
     p = Path(path)
     try:
         raw = p.read_bytes()

@@ -32,4 +32,4 @@ def bar(used: int, capacity: int | None, width: int = 20) -> Text:
 
 
 def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2)
+    return json.dumps(doc, indent=2, allow_nan=False)  # NaN / Infinity are not JSON

@@ -148,7 +148,7 @@ def _context_words(r: Recommendation) -> str:
         else f"context: the runtime's default, lowered to fit (>= {MIN_CONTEXT})"
     )
     requests = "1 request at a time" if o.concurrency == 1 else f"{o.concurrency} requests at once"
-    return f"{ctx}  ·  {requests}  ·  headroom {o.headroom:.0%}"
+    return f"{ctx}  ·  {requests}  ·  headroom {o.headroom * 100:g}%"
 
 
 def _where(c: Candidate) -> str:

@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from vramplan.arch import Architecture, Tensor, file_tensor
+from vramplan.arch import Architecture, Tensor, file_tensor, out_of_bounds
 from vramplan.catalog import PublishedSize, Quant, Variant
 from vramplan.errors import SourceError
 from vramplan.precision import WeightFormat
@@ -242,6 +242,8 @@ def load_gguf(path: str | Path) -> tuple[Variant, Quant]:
     if not tensors:
         raise SourceError(f"{header.path}: the GGUF holds no tensors")
     arch, is_mla = architecture(header, tensors)
+    if (bad := out_of_bounds(arch)) is not None:
+        raise SourceError(f"{header.path}: {bad}")
     table: list[tuple[Tensor, int]] = []
     skipped = 0
     for t in tensors:

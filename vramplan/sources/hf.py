@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramplan.arch import Architecture, Tensor, file_tensor
+from vramplan.arch import Architecture, Tensor, file_tensor, out_of_bounds
 from vramplan.cache import vramplan_home
 from vramplan.catalog import PublishedSize, Quant, Variant
 from vramplan.errors import SourceError
@@ -335,7 +335,10 @@ def architecture(cfg: dict[str, Any], repo: str) -> Architecture:
         # Qwen2 always has q/k/v biases (transformers modeling_qwen2.py); the others say so in the config
         fields["attention_bias"] = model_type == "qwen2" or bool(cfg.get("attention_bias", False))
         fields["qk_norm"] = model_type == "qwen3"  # modeling_qwen3.py: q_norm / k_norm on every layer
-    return Architecture(**fields)
+    arch = Architecture(**fields)
+    if (bad := out_of_bounds(arch)) is not None:
+        raise SourceError(f"{repo}: config.json {bad}")
+    return arch
 
 
 # --------------------------------------------------------------------------- checkpoint -> quantization
