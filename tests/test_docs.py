@@ -23,8 +23,11 @@ def test_generated_docs_are_current() -> None:
 
 
 def walk(group: click.Group) -> list[click.Command]:
+    ctx = click.Context(group)  # the top-level group loads its commands on lookup
     out: list[click.Command] = []
-    for cmd in group.commands.values():
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         out.append(cmd)
         if isinstance(cmd, click.Group):
             out += walk(cmd)
