@@ -13,9 +13,12 @@ DOCS = Path(__file__).resolve().parent
 
 
 def _commands(group: click.Group, prefix: list[str]) -> list[tuple[list[str], click.Command]]:
+    # list_commands / get_command, not `group.commands`: the top-level group loads commands lazily
+    ctx = click.Context(group)
     out: list[tuple[list[str], click.Command]] = []
-    for name in sorted(group.commands):
-        cmd = group.commands[name]
+    for name in sorted(group.list_commands(ctx)):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         out.append(([*prefix, name], cmd))
         if isinstance(cmd, click.Group):
             out += _commands(cmd, [*prefix, name])
@@ -34,7 +37,7 @@ def cli_reference() -> str:
     for path, cmd in _commands(cli, []):
         parent = root
         for name in path[:-1]:
-            parent = click.Context(parent.command.commands[name], info_name=name, parent=parent)  # type: ignore[attr-defined]
+            parent = click.Context(parent.command.get_command(parent, name), info_name=name, parent=parent)  # type: ignore[attr-defined,arg-type]
         ctx = click.Context(cmd, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100)
         parts.append(f"## vramplan {' '.join(path)}\n\n```\n{cmd.get_help(ctx)}\n```\n")
     return "\n".join(parts)

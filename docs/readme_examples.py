@@ -1,7 +1,7 @@
-"""Keep the README's examples true: every ```console block whose first line is `$ vramplan ...` holds
-that command's real output.
+"""Keep the examples true: every ```console block of README.md and docs/*.md whose first line is
+`$ vramplan ...` holds the real output of each `$ vramplan ...` command in it.
 
-`python docs/readme_examples.py` reruns every example and rewrites its output in README.md;
+`python docs/readme_examples.py` reruns every example and rewrites its output in place;
 `--check` fails when one is stale (tests/test_docs.py runs that). The commands run as a user would type
 them (a subprocess, 100 columns, no colour) in a scratch directory, so `deploy` writes nothing into the
 checkout and paths under `tests/` resolve. A block right after a `<!-- live -->` line shows what the
@@ -19,10 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
-BLOCK = re.compile(
-    r"(?P<live><!-- live -->\n)?```console\n\$ (?P<cmd>vramplan [^\n]*)\n(?P<out>.*?)```", re.S
-)
+FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(?P<live><!-- live -->\n)?```console\n(?P<body>\$ vramplan .*?)```", re.S)
+COMMAND = re.compile(r"^\$ (vramplan .*)$", re.M)
 
 
 def run_example(cmd: str, scratch: Path) -> str:
@@ -49,24 +48,29 @@ def render(text: str, live: bool) -> str:
         def one(m: re.Match[str]) -> str:
             if m["live"] and not live:
                 return m.group(0)
-            for old in scratch.iterdir():  # each example starts from an empty directory
+            for old in scratch.iterdir():  # each block starts from an empty directory
                 if old.name != "tests":
                     subprocess.run(["rm", "-rf", str(old)], check=True)
-            out = run_example(m["cmd"], scratch)
-            return f"{m['live'] or ''}```console\n$ {m['cmd']}\n{out}```"
+            runs = [f"$ {cmd}\n{run_example(cmd, scratch)}" for cmd in COMMAND.findall(m["body"])]
+            return f"{m['live'] or ''}```console\n" + "\n".join(runs) + "```"
 
         return BLOCK.sub(one, text)
 
 
 def main(argv: list[str]) -> int:
-    text = README.read_text(encoding="utf-8")
-    new = render(text, live="--live" in argv)
-    if "--check" in argv:
-        if new != text:
-            print("README.md examples are stale; run `python docs/readme_examples.py`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new, encoding="utf-8")
+    stale = []
+    for path in FILES:
+        text = path.read_text(encoding="utf-8")
+        new = render(text, live="--live" in argv)
+        if new == text:
+            continue
+        if "--check" in argv:
+            stale.append(path.relative_to(ROOT).as_posix())
+        else:
+            path.write_text(new, encoding="utf-8")
+    if stale:
+        print(f"stale examples in {', '.join(stale)}; run `python docs/readme_examples.py`", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,6 +3,7 @@ cache that cannot be written changes nothing."""
 
 from __future__ import annotations
 
+import marshal
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,11 @@ def test_yaml_errors_are_not_cached_and_keep_their_line(home: Path) -> None:
     with pytest.raises(CatalogError, match=r"bad\.yaml: line 3: not valid YAML"):
         parse_catalog("variants:\n  - [unclosed\n", "bad.yaml")
     assert entries(home) == []
+
+
+def test_entry_of_another_text_is_never_used(home: Path) -> None:
+    """The file name only finds an entry (a CRC-32 can collide); the text stored in it decides."""
+    assert cache.load_yaml("a: 1\n") == {"a": 1}
+    (entry,) = entries(home)
+    entry.write_bytes(marshal.dumps(("a: 2\n", {"a": 2})))
+    assert cache.load_yaml("a: 1\n") == {"a": 1}

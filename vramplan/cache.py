@@ -2,26 +2,34 @@
 
 Parsing the catalog with PyYAML (importing it included) is about a tenth of `vramplan estimate`'s start-up.
 The parsed document (plain dicts, lists and scalars) is kept in `$VRAMPLAN_HOME/yaml/` (default
-`~/.cache/vramplan`), keyed by a hash of the text and the Python version (marshal's format is
-version-specific), so an edited catalog is parsed again and a stale entry can never be read. Validation
-still runs on every load; only the YAML parse is skipped. A cache that cannot be read or written is
-ignored.
+`~/.cache/vramplan`) together with the text it was parsed from, and an entry is used only when that text
+equals the text being loaded, so an edited catalog is parsed again and a stale entry can never be read.
+Its file name (a CRC-32 and the length of the text, and the Python version: marshal's format is
+version-specific) only finds the entry; zlib and os.path keep hashlib's OpenSSL and pathlib off the
+start-up path. Validation still runs on every load; only the YAML parse is skipped. A cache that cannot
+be read or written is ignored.
 """
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
-from pathlib import Path
-from typing import Any
+import zlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _home() -> str:
+    return os.path.expanduser(os.environ.get("VRAMPLAN_HOME") or os.path.join("~", ".cache", "vramplan"))
 
 
 def vramplan_home() -> Path:
-    return Path(
-        os.path.expanduser(os.environ.get("VRAMPLAN_HOME") or os.path.join("~", ".cache", "vramplan"))
-    )
+    from pathlib import Path
+
+    return Path(_home())
 
 
 class YAMLSyntaxError(Exception):
@@ -45,22 +53,26 @@ def _parse(text: str) -> Any:
 
 def load_yaml(text: str) -> Any:
     """`text` parsed as YAML (safe loader), from the cache when this exact text was parsed before."""
+    raw = text.encode("utf-8")
     tag = f"{sys.version_info[0]}.{sys.version_info[1]}-{marshal.version}"
-    key = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-    path = vramplan_home() / "yaml" / f"{key}-{tag}.marshal"
+    path = os.path.join(_home(), "yaml", f"{zlib.crc32(raw):08x}-{len(raw)}-{tag}.marshal")
     try:
-        return marshal.loads(path.read_bytes())
+        with open(path, "rb") as f:
+            cached_text, doc = marshal.loads(f.read())
+        if cached_text == text:
+            return doc
     except (OSError, EOFError, ValueError, TypeError):
         pass
     doc = _parse(text)
     try:
-        data = marshal.dumps(doc)
+        data = marshal.dumps((text, doc))
     except ValueError:  # a type marshal cannot hold (YAML timestamps): no caching
         return doc
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except OSError:
         pass

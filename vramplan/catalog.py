@@ -8,13 +8,11 @@ closest known names.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from vramplan.arch import Architecture, Tensor, out_of_bounds, param_count
@@ -101,6 +99,8 @@ class Variant:
         for q in self.quants:
             if q.name.lower() == name.lower():
                 return q
+        import difflib  # only for the did-you-mean hint of an error
+
         names = [q.name for q in self.quants]
         by_lower = {n.lower(): n for n in names}
         close = [
@@ -153,6 +153,8 @@ class Catalog:
             return idx[key]
         if ":" not in key and f"{key}:latest" in idx:
             return idx[f"{key}:latest"]
+        import difflib  # only for the did-you-mean hint of an error
+
         close: list[str] = []
         seen: set[str] = set()
         for match in difflib.get_close_matches(key, list(idx), n=10, cutoff=0.5):
@@ -196,6 +198,8 @@ def _mapping(ctx: _Ctx, value: Any, allowed: Iterable[str], required: Iterable[s
     allowed_set = set(allowed)
     for key in value:
         if key not in allowed_set:
+            import difflib  # only for the did-you-mean hint of an error
+
             close = difflib.get_close_matches(str(key), sorted(allowed_set), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ctx.at(str(key)).fail(f"unknown field{hint}")
@@ -491,7 +495,8 @@ def _load(paths: tuple[str, ...]) -> Catalog:
         if not p.strip():
             raise CatalogError("--catalog or VRAMPLAN_CATALOG names no file (an empty path)")
         try:
-            text = Path(p).read_text(encoding="utf-8")
+            with open(p, encoding="utf-8") as f:
+                text = f.read()
         except IsADirectoryError:
             raise CatalogError(f"{p}: is a directory, not a catalog file") from None
         except OSError as exc:
@@ -518,9 +523,9 @@ def _check_names_unique(cat: Catalog) -> None:
 
 
 def builtin_catalog_path() -> str:
-    from vramplan.resources import data_path
+    from vramplan.resources import data_file
 
-    return str(data_path("model_catalog.yaml"))
+    return data_file("model_catalog.yaml")
 
 
 def load_catalog(extra: Iterable[str] = ()) -> Catalog:

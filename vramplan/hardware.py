@@ -7,7 +7,6 @@ this machine (NVML in vramplan/nvml.py, host RAM and Apple unified memory in vra
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -346,6 +345,8 @@ def gpu_spec(name: str) -> GPUSpec:
     by_nvml = _match_by_nvml_name(name)
     if by_nvml is not None:
         return by_nvml
+    import difflib  # only for the did-you-mean hint of an error
+
     matches = [_BY_NAME[m].name for m in difflib.get_close_matches(key, list(_BY_NAME), n=10, cutoff=0.5)]
     family = [n for n, g in _BY_NAME.items() if n.split("-")[0] == key.split("-")[0]]
     same_family = [_BY_NAME[n].name for n in family]

@@ -8,6 +8,8 @@ instead.
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 import sys
 from typing import Any
@@ -31,8 +33,30 @@ def _one_line(exc: click.UsageError) -> click.UsageError:
     return click.UsageError(" ".join(exc.format_message().split()))
 
 
+# Each command lives in its own module and registers itself on `cli` when that module is imported;
+# the group imports a command's module only when the command is looked up, so `vramplan estimate`
+# does not pay for the imports of deploy, recommend or check (`--help` looks them all up).
+COMMAND_MODULES = {
+    "catalog": "vramplan.cli.catalog_cmd",
+    "check": "vramplan.cli.check_cmd",
+    "deploy": "vramplan.cli.deploy_cmd",
+    "estimate": "vramplan.cli.estimate_cmd",
+    "hardware": "vramplan.cli.hardware_cmd",
+    "recommend": "vramplan.cli.recommend_cmd",
+}
+
+
 class VramplanGroup(click.Group):
-    """Translates errors in one place (conventions.md, rule 2)."""
+    """Loads commands lazily (COMMAND_MODULES) and translates errors in one place (conventions.md,
+    rule 2)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(COMMAND_MODULES[cmd_name])
+        return self.commands.get(cmd_name)
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
@@ -86,15 +110,12 @@ def cli(ctx: click.Context, catalogs: tuple[str, ...], debug: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="vramplan")
-
-
-# The commands register themselves on `cli` when imported (one module per command).
-from vramplan.cli import (  # noqa: E402, F401
-    catalog_cmd,
-    check_cmd,
-    deploy_cmd,
-    estimate_cmd,
-    hardware_cmd,
-    recommend_cmd,
-)
+    # One short process: the cyclic garbage collector would only walk, again and again while the
+    # command's modules are imported and once more at exit, the classes and tables those imports
+    # create (about a twentieth of `vramplan estimate`'s time). What a command itself creates is
+    # acyclic (frozen dataclasses, tuples) and freed by reference counting.
+    gc.disable()
+    try:
+        cli(prog_name="vramplan")
+    finally:
+        gc.freeze()  # keeps the collection at interpreter exit from walking them too

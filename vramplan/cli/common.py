@@ -26,7 +26,9 @@ def catalog_from(ctx: click.Context) -> Catalog:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # Printed values are data, never rich markup or :emoji: codes (a path or note may hold "[...]");
+    # emoji=False also spares the import of rich's emoji table.
+    return Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
 
 
 def gpu_option(f: F) -> F:

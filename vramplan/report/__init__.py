@@ -6,7 +6,6 @@ written out, JSON carries bytes only.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,4 +31,6 @@ def bar(used: int, capacity: int | None, width: int = 20) -> Text:
 
 
 def dumps(doc: Any) -> str:
+    import json  # only --json needs it
+
     return json.dumps(doc, indent=2, allow_nan=False)  # NaN / Infinity are not JSON
