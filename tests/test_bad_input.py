@@ -412,14 +412,22 @@ def test_unreadable_files(
     """An unreadable file (simulated: the tests may run as root, who reads everything) is one line."""
     f = tmp_path / "secret"
     f.write_text("x")
-    real_open = Path.open
+    import builtins
 
-    def deny(self: Path, *a: object, **k: object) -> object:
+    real_path_open, real_open = Path.open, builtins.open
+
+    def deny_path(self: Path, *a: object, **k: object) -> object:
         if self == f:
             raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *a, **k)  # type: ignore[arg-type]
+        return real_path_open(self, *a, **k)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(Path, "open", deny)
+    def deny(file: object, *a: object, **k: object) -> object:
+        if str(file) == str(f):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", deny_path)
+    monkeypatch.setattr(builtins, "open", deny)
     line = one_error(run(*[a.format(f=f) for a in args]))
     assert line.startswith(message.format(f=f)), line
 
