@@ -126,7 +126,11 @@ def test_json_never_carries_nan() -> None:
 def test_a_fractional_headroom_is_shown_as_given(run: Callable[..., Result]) -> None:
     """--headroom is in percent: 0.5 is half a percent. Before, the table said `headroom 0%`."""
     res = run("recommend", "--gpu", "h100", "--headroom", "0.5", "--top", "1", "--json")
-    assert json.loads(res.stdout)["options"]["headroom"] == 0.005
+    doc = json.loads(res.stdout)
+    assert doc["options"]["headroom"] == 0.005
+    assert "--headroom is in percent: 0.5 keeps 0.5 % free; for 50 % write --headroom 50" in doc["notes"]
+    res = run("recommend", "--gpu", "h100", "--headroom", "5", "--top", "1", "--json")
+    assert not [n for n in json.loads(res.stdout)["notes"] if n.startswith("--headroom")]
     res = run("recommend", "--gpu", "h100", "--headroom", "0.5", "--top", "1")
     assert "headroom 0.5%" in res.stdout
 

@@ -932,6 +932,10 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
     combos, notes = _combos(catalog, target, opts)
     if not combos:
         raise PlanError(_nothing_to_plan(opts, target, notes))
+    percent = opts.headroom * 100
+    if 0 < percent < 1:  # a share written as a fraction (0.5 for half) is half a percent here
+        also = f"; for {percent * 100:g} % write --headroom {percent * 100:g}" if percent * 100 < 90 else ""
+        notes.append(f"--headroom is in percent: {percent:g} keeps {percent:g} % free{also}")
     fits: list[Candidate] = []
     misses: list[_Combo] = []
     # Quality ranks first, so variants are planned best first, and once --top rows are filled the
