@@ -44,6 +44,8 @@ class PublishedSize:
 
 @dataclass(frozen=True)
 class Quant:
+    """One quantization of a variant as the catalog lists it: format, runtimes, repo, tags, size."""
+
     name: str
     format: WeightFormat
     runtimes: tuple[Runtime, ...]
@@ -67,6 +69,8 @@ class Quant:
 
 @dataclass(frozen=True)
 class Variant:
+    """One model of the catalog: its ids and names, architecture and quantizations."""
+
     id: str
     name: str
     hf_repo: str
@@ -120,6 +124,8 @@ class Resolved:
 
 @dataclass(frozen=True)
 class Catalog:
+    """The validated catalog: its variants, and the files they were read from."""
+
     variants: tuple[Variant, ...]
     sources: tuple[str, ...]
 

@@ -81,6 +81,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Topology:
+    """How a plan spreads over the hardware: nodes, GPUs per node, tensor and pipeline parallel."""
+
     gpu: str | None
     gpus_per_node: int
     nodes: int
@@ -94,6 +96,8 @@ class Topology:
 
 @dataclass(frozen=True)
 class DeviceUse:
+    """The memory one GPU (or the host, index HOST) holds in a plan, by part, in bytes."""
+
     index: int  # GPU index in the plan (node-major), or HOST (-1)
     weights_bytes: int
     kv_cache_bytes: int
@@ -117,6 +121,8 @@ class DeviceUse:
 
 @dataclass(frozen=True)
 class Estimate:
+    """The result of `estimate()`: one plan's memory per device, what fits, and the notes on it."""
+
     model: str
     quant: str
     runtime: str

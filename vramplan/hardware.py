@@ -23,6 +23,8 @@ GiB = 1 << 30
 
 @dataclass(frozen=True)
 class GPUSpec:
+    """One card of the GPU spec table: memory as NVML reports it, bandwidth and features."""
+
     name: str  # vramplan's id: lower case with dashes
     label: str  # what people call it
     memory_bytes: int  # as NVML reports memory.total
@@ -361,6 +363,8 @@ def gpu_spec(name: str) -> GPUSpec:
 
 @dataclass(frozen=True)
 class GPUChoice:
+    """`--gpu NAME[:COUNT]`, parsed: a spec and how many of the card a node has."""
+
     spec: GPUSpec
     count: int
 
@@ -481,6 +485,8 @@ class MigDevice:
 
 @dataclass(frozen=True)
 class ProbedGPU:
+    """A GPU as the probe reads it through NVML (or one MIG device of it)."""
+
     index: int  # the index CUDA gives it (its place in CUDA_VISIBLE_DEVICES when that is set)
     name: str  # as NVML reports it, e.g. "NVIDIA H100 80GB HBM3"
     memory_total_bytes: int
@@ -496,6 +502,8 @@ class ProbedGPU:
 
 @dataclass(frozen=True)
 class Machine:
+    """What the probe found: the GPUs, host RAM and cores, driver versions, and notes for the plan."""
+
     gpus: tuple[ProbedGPU, ...]
     host_memory_bytes: int | None
     cpu_cores: int | None

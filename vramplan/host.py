@@ -25,6 +25,8 @@ METAL_SMALL_MAC_BYTES = 36 * GiB
 
 @dataclass(frozen=True)
 class HostInfo:
+    """The host as read: RAM (total, available), cores, Apple unified memory, and notes."""
+
     memory_bytes: int | None
     available_bytes: int | None
     cpu_cores: int | None

@@ -22,6 +22,8 @@ from vramplan.errors import PlanError
 
 @dataclass(frozen=True)
 class GGMLType:
+    """A ggml tensor type: its GGML_TYPE_* id and its block of elements and bytes."""
+
     name: str
     type_id: int
     block_size: int  # elements per block
