@@ -46,9 +46,10 @@ from vramplan.runtimes import (
 HOST = -1
 
 # The results (Request, Topology, DeviceUse, Estimate) are frozen dataclasses; the private records
-# further down are NamedTuples, which are as immutable and typed but about ten times cheaper to define:
-# a dataclass compiles its methods from source when the module is imported, ~1 ms each on a slow
-# core, and `vramplan estimate` imports this module on every start.
+# further down (and the small value records of runtimes.py, catalog.py and precision.py) are
+# NamedTuples, as immutable and typed but about ten times cheaper to define: a dataclass compiles its
+# methods from source when its module is imported, ~1 ms each on a slow core, and `vramplan estimate`
+# imports these modules on every start.
 
 
 @dataclass(frozen=True)
