@@ -49,6 +49,14 @@ class VramplanGroup(click.Group):
             importlib.import_module(COMMAND_MODULES[cmd_name])
         return self.commands.get(cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in COMMAND_MODULES:
+            for name in COMMAND_MODULES:  # click's "Did you mean ...?" looks in self.commands
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
