@@ -151,3 +151,11 @@ def test_lazy_commands_still_suggest_a_close_name() -> None:
     result = CliRunner().invoke(cli, ["estimat"])
     assert result.exit_code == 2
     assert "No such command 'estimat'. Did you mean 'estimate'?" in result.output
+
+
+def test_every_command_module_is_in_the_lazy_group() -> None:
+    """A command module (vramplan/cli/*_cmd.py) is imported only through COMMAND_MODULES."""
+    from vramplan.cli import COMMAND_MODULES
+
+    modules = {f"vramplan.cli.{p.stem}" for p in (PKG / "cli").glob("*_cmd.py")}
+    assert modules == set(COMMAND_MODULES.values())
