@@ -101,10 +101,11 @@ def cli(ctx: click.Context, catalogs: tuple[str, ...], debug: bool) -> None:
 def main() -> None:
     # One short process: the cyclic garbage collector would only walk, again and again while the
     # command's modules are imported and once more at exit, the classes and tables those imports
-    # create (about a twentieth of `vramplan estimate`'s time). What a command itself creates is
+    # create (about a fifteenth of `vramplan estimate`'s time). What a command itself creates is
     # acyclic (frozen dataclasses, tuples) and freed by reference counting.
     gc.disable()
     try:
         cli(prog_name="vramplan")
     finally:
         gc.freeze()  # keeps the collection at interpreter exit from walking them too
+        gc.enable()  # back on, should a caller's process go on
