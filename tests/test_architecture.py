@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,48 @@ def test_starting_the_cli_loads_no_heavy_library() -> None:
         ).stdout.split()
     )
     assert not (loaded & HEAVY), sorted(loaded & HEAVY)
+
+
+def test_estimate_loads_only_what_it_uses(tmp_path: Path) -> None:
+    """`vramplan estimate` must feel instant (benchmarks/latency.py): the command group imports only
+    the invoked command, `--json` needs no rich, a cached catalog needs no PyYAML, and pathlib,
+    hashlib and difflib stay off the path."""
+    code = (
+        "import sys\n"
+        "from vramplan.cli import main\n"
+        "sys.argv = ['vramplan', 'estimate', 'deepseek-r1:7b', '--gpu', 'h100-80gb', '--json']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
+    )
+    env = {**os.environ, "VRAMPLAN_HOME": str(tmp_path)}
+    for _ in range(2):  # the first run fills the YAML cache
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+    loaded = set(done.stderr.split())
+    assert "vramplan.cli.estimate_cmd" in loaded
+    others = {f"vramplan.cli.{c}_cmd" for c in ("catalog", "check", "deploy", "hardware", "recommend")}
+    unwanted = others | {"vramplan.recommend", "vramplan.deploy", "vramplan.check", "vramplan.nvml"}
+    unwanted |= {"rich", "yaml", "pathlib", "hashlib", "difflib"}
+    assert not (loaded & unwanted), sorted(loaded & unwanted)
+
+
+def test_lazy_commands_still_suggest_a_close_name() -> None:
+    from click.testing import CliRunner
+
+    from vramplan.cli import cli
+
+    result = CliRunner().invoke(cli, ["estimat"])
+    assert result.exit_code == 2
+    assert "No such command 'estimat'. Did you mean 'estimate'?" in result.output
+
+
+def test_every_command_module_is_in_the_lazy_group() -> None:
+    """A command module (vramplan/cli/*_cmd.py) is imported only through COMMAND_MODULES."""
+    from vramplan.cli import COMMAND_MODULES
+
+    modules = {f"vramplan.cli.{p.stem}" for p in (PKG / "cli").glob("*_cmd.py")}
+    assert modules == set(COMMAND_MODULES.values())

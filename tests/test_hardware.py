@@ -9,7 +9,7 @@ import sys
 import pytest
 from nvml_fake import FakeNVML
 
-from vramplan import hardware, host, nvml
+from vramplan import hardware, host
 from vramplan.errors import HardwareError
 from vramplan.hardware import GPU_SPECS, Machine, gpu_spec, match_nvml_name, parse_gpu, probe_machine
 from vramplan.host import HostInfo
@@ -201,11 +201,11 @@ def test_the_real_probe_never_raises() -> None:
 
 def absence(files: set[str], *, cache: bytes = b"", platform: str = "linux", ld: str = "") -> str | None:
     def read(path: str) -> bytes:
-        if path == nvml.LD_SO_CACHE and cache:
+        if path == host.LD_SO_CACHE and cache:
             return cache
         raise FileNotFoundError(path)
 
-    return nvml.driver_absence(platform, files.__contains__, read, {"LD_LIBRARY_PATH": ld} if ld else {})
+    return host.driver_absence(platform, files.__contains__, read, {"LD_LIBRARY_PATH": ld} if ld else {})
 
 
 def test_driver_absence() -> None:
@@ -472,7 +472,7 @@ def test_apple_machine_has_no_nvidia_gpu_but_a_gpu_share() -> None:
     apple = host.read_host(
         "darwin", "arm64", sysctl=sysctl({"hw.memsize": 36 * GiB, "iogpu.wired_limit_mb": 0})
     )
-    m = probe_machine(environ={}, host=apple, find_driver=lambda: nvml.driver_absence("darwin"))
+    m = probe_machine(environ={}, host=apple, find_driver=lambda: host.driver_absence("darwin"))
     assert m.gpus == ()
     assert (m.unified_memory_bytes, m.gpu_share_bytes) == (36 * GiB, 24 * GiB)
     assert m.notes[0] == "no NVIDIA driver found (macOS has no NVIDIA driver)"

@@ -129,6 +129,8 @@ _POSITIVE = (
 
 @dataclass(frozen=True)
 class Tensor:
+    """One weight tensor of a model, as a GGUF file names and shapes it."""
+
     name: str  # GGUF name, e.g. "blk.3.attn_q.weight"
     shape: tuple[int, ...]  # ggml order: (ne0 = input dim, ne1 = output rows, ne2 = experts)
     layer: int | None  # None: outside the repeating blocks (token_embd, output_norm, output)

@@ -46,9 +46,10 @@ from vramplan.runtimes import (
 HOST = -1
 
 # The results (Request, Topology, DeviceUse, Estimate) are frozen dataclasses; the private records
-# further down are NamedTuples, which are as immutable and typed but about ten times cheaper to define:
-# a dataclass compiles its methods from source when the module is imported, ~1 ms each on a slow
-# core, and `vramplan estimate` imports this module on every start.
+# further down (and the small value records of runtimes.py, catalog.py and precision.py) are
+# NamedTuples, as immutable and typed but about ten times cheaper to define: a dataclass compiles its
+# methods from source when its module is imported, ~1 ms each on a slow core, and `vramplan estimate`
+# imports these modules on every start.
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Topology:
+    """How a plan spreads over the hardware: nodes, GPUs per node, tensor and pipeline parallel."""
+
     gpu: str | None
     gpus_per_node: int
     nodes: int
@@ -94,6 +97,8 @@ class Topology:
 
 @dataclass(frozen=True)
 class DeviceUse:
+    """The memory one GPU (or the host, index HOST) holds in a plan, by part, in bytes."""
+
     index: int  # GPU index in the plan (node-major), or HOST (-1)
     weights_bytes: int
     kv_cache_bytes: int
@@ -117,6 +122,8 @@ class DeviceUse:
 
 @dataclass(frozen=True)
 class Estimate:
+    """The result of `estimate()`: one plan's memory per device, what fits, and the notes on it."""
+
     model: str
     quant: str
     runtime: str

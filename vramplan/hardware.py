@@ -23,6 +23,8 @@ GiB = 1 << 30
 
 @dataclass(frozen=True)
 class GPUSpec:
+    """One card of the GPU spec table: memory as NVML reports it, bandwidth and features."""
+
     name: str  # vramplan's id: lower case with dashes
     label: str  # what people call it
     memory_bytes: int  # as NVML reports memory.total
@@ -361,6 +363,8 @@ def gpu_spec(name: str) -> GPUSpec:
 
 @dataclass(frozen=True)
 class GPUChoice:
+    """`--gpu NAME[:COUNT]`, parsed: a spec and how many of the card a node has."""
+
     spec: GPUSpec
     count: int
 
@@ -481,6 +485,8 @@ class MigDevice:
 
 @dataclass(frozen=True)
 class ProbedGPU:
+    """A GPU as the probe reads it through NVML (or one MIG device of it)."""
+
     index: int  # the index CUDA gives it (its place in CUDA_VISIBLE_DEVICES when that is set)
     name: str  # as NVML reports it, e.g. "NVIDIA H100 80GB HBM3"
     memory_total_bytes: int
@@ -496,6 +502,8 @@ class ProbedGPU:
 
 @dataclass(frozen=True)
 class Machine:
+    """What the probe found: the GPUs, host RAM and cores, driver versions, and notes for the plan."""
+
     gpus: tuple[ProbedGPU, ...]
     host_memory_bytes: int | None
     cpu_cores: int | None
@@ -594,43 +602,46 @@ def probe_machine(
     """The machine, from its parts (each one a seam for tests):
 
     - `nvml`: a pynvml-like module; None imports pynvml, unless `find_driver()` (default:
-      `nvml.driver_absence`) says there is no NVIDIA driver, in which case NVML is not asked at all;
+      `host.driver_absence`) says there is no NVIDIA driver, in which case NVML is not asked at all
+      (and neither pynvml nor vramplan.nvml is imported);
     - `environ`: where CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER come from (default os.environ);
     - `host`: a `host.HostInfo` (default: read this host).
     Never raises: whatever fails becomes a note, and what could be read is still reported."""
     import os
 
-    from vramplan import nvml as nv
-    from vramplan.host import read_host
+    from vramplan.host import driver_absence, read_host
 
     env = os.environ if environ is None else environ
     notes: list[str] = []
-    reading = nv.NvmlReading()
-    module = nvml
-    if module is None:
-        absent = (find_driver or nv.driver_absence)()
-        if absent is not None:
-            notes.append(f"no NVIDIA driver found ({absent})")
-        else:
-            module, why = nv.import_pynvml()
-            if why:
-                notes.append(why)
-    if module is not None:
-        try:
-            reading = nv.read_nvml(module, env)
-        except Exception as exc:  # a pynvml that misbehaves: report it, never crash a plan
-            reading = nv.NvmlReading(notes=(f"reading the GPUs failed ({type(exc).__name__}: {exc})",))
-    notes += reading.notes
+    gpus: tuple[ProbedGPU, ...] = ()
+    driver_version = cuda_driver_version = None
+    absent = None if nvml is not None else (find_driver or driver_absence)()
+    if absent is not None:
+        notes.append(f"no NVIDIA driver found ({absent})")
+    else:
+        from vramplan import nvml as nv
+
+        module, why = (nvml, None) if nvml is not None else nv.import_pynvml()
+        if why:
+            notes.append(why)
+        if module is not None:
+            try:
+                reading = nv.read_nvml(module, env)
+            except Exception as exc:  # a pynvml that misbehaves: report it, never crash a plan
+                reading = nv.NvmlReading(notes=(f"reading the GPUs failed ({type(exc).__name__}: {exc})",))
+            notes += reading.notes
+            gpus, driver_version = reading.gpus, reading.driver_version
+            cuda_driver_version = reading.cuda_driver_version
     h = read_host() if host is None else host
     notes += h.notes
     machine = Machine(
-        gpus=reading.gpus,
+        gpus=gpus,
         host_memory_bytes=h.memory_bytes,
         cpu_cores=h.cpu_cores,
         notes=tuple(notes),
         host_available_bytes=h.available_bytes,
-        driver_version=reading.driver_version,
-        cuda_driver_version=reading.cuda_driver_version,
+        driver_version=driver_version,
+        cuda_driver_version=cuda_driver_version,
         unified_memory_bytes=h.unified_memory_bytes,
         gpu_share_bytes=h.gpu_share_bytes,
     )

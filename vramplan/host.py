@@ -1,11 +1,13 @@
-"""The host: RAM (total, available, a container's cgroup limit), CPU cores, and on Apple silicon the
-unified memory and the share of it Metal lets the GPU use. Every reader is a seam for tests."""
+"""The host: RAM (total, available, a container's cgroup limit), CPU cores, on Apple silicon the
+unified memory and the share of it Metal lets the GPU use, and whether an NVIDIA driver is installed
+(so that a machine without one never imports pynvml or vramplan.nvml). Every reader is a seam for
+tests."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 GiB = 1 << 30
@@ -23,6 +25,8 @@ METAL_SMALL_MAC_BYTES = 36 * GiB
 
 @dataclass(frozen=True)
 class HostInfo:
+    """The host as read: RAM (total, available), cores, Apple unified memory, and notes."""
+
     memory_bytes: int | None
     available_bytes: int | None
     cpu_cores: int | None
@@ -162,3 +166,54 @@ def read_host(
         notes += apple_notes
         total = unified or total
     return HostInfo(total, available, cpu_cores(), unified, share, tuple(notes))
+
+
+# --------------------------------------------------------------------------- an NVIDIA driver?
+
+NVML_LIBRARY = "libnvidia-ml.so.1"
+# Where dlopen finds the library besides LD_LIBRARY_PATH: the ld.so cache and the usual directories;
+# WSL2 ships it in /usr/lib/wsl/lib and has no /proc/driver/nvidia.
+LIBRARY_DIRS = (
+    "/usr/lib/wsl/lib",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/lib64",
+    "/lib",
+    "/usr/local/nvidia/lib64",
+)
+LD_SO_CACHE = "/etc/ld.so.cache"
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def driver_absence(
+    platform: str = sys.platform,
+    exists: Callable[[str], bool] = os.path.exists,
+    read_bytes: Callable[[str], bytes] = _read_bytes,
+    environ: Mapping[str, str] = os.environ,
+) -> str | None:
+    """Why NVML cannot answer here, or None when it may (then ask it).
+
+    Linux: the loaded kernel module shows /proc/driver/nvidia (containers get it too); WSL2 has none
+    but ships libnvidia-ml.so.1. Without either there is no driver to ask. macOS has no NVIDIA driver;
+    elsewhere (Windows) NVML itself is asked."""
+    if platform == "darwin":
+        return "macOS has no NVIDIA driver"
+    if not platform.startswith("linux"):
+        return None
+    if exists("/proc/driver/nvidia") or exists("/dev/nvidiactl"):
+        return None
+    dirs = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    if any(exists(os.path.join(d, NVML_LIBRARY)) for d in (*dirs, *LIBRARY_DIRS)):
+        return None
+    try:
+        if NVML_LIBRARY.encode() in read_bytes(LD_SO_CACHE):
+            return None
+    except OSError:
+        pass
+    return f"/proc/driver/nvidia is absent and {NVML_LIBRARY} is not installed"

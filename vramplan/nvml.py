@@ -3,68 +3,18 @@
 `read_nvml(nvml, environ)` takes any pynvml-like module: pynvml itself, or in tests a stand-in that
 replays recorded answers of real cards and raises pynvml's own `NVMLError`s. A failing call costs
 only what it reads: a device that cannot be read is left out with a note, the others are reported.
-`driver_absence()` decides, from a few files, whether asking NVML can succeed at all, so a machine
-without an NVIDIA driver never pays for importing pynvml.
+`host.driver_absence()` decides first, from a few files, whether asking NVML can succeed at all, so a
+machine without an NVIDIA driver never imports pynvml, nor this module.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vramplan.hardware import GiB, MigDevice, ProbedGPU, match_nvml_name
-
-NVML_LIBRARY = "libnvidia-ml.so.1"
-# Where dlopen finds the library besides LD_LIBRARY_PATH: the ld.so cache and the usual directories;
-# WSL2 ships it in /usr/lib/wsl/lib and has no /proc/driver/nvidia.
-LIBRARY_DIRS = (
-    "/usr/lib/wsl/lib",
-    "/usr/lib/x86_64-linux-gnu",
-    "/usr/lib/aarch64-linux-gnu",
-    "/usr/lib64",
-    "/usr/lib",
-    "/lib64",
-    "/lib",
-    "/usr/local/nvidia/lib64",
-)
-LD_SO_CACHE = "/etc/ld.so.cache"
-
-
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def driver_absence(
-    platform: str = sys.platform,
-    exists: Callable[[str], bool] = os.path.exists,
-    read_bytes: Callable[[str], bytes] = _read_bytes,
-    environ: Mapping[str, str] = os.environ,
-) -> str | None:
-    """Why NVML cannot answer here, or None when it may (then ask it).
-
-    Linux: the loaded kernel module shows /proc/driver/nvidia (containers get it too); WSL2 has none
-    but ships libnvidia-ml.so.1. Without either there is no driver to ask. macOS has no NVIDIA driver;
-    elsewhere (Windows) NVML itself is asked."""
-    if platform == "darwin":
-        return "macOS has no NVIDIA driver"
-    if not platform.startswith("linux"):
-        return None
-    if exists("/proc/driver/nvidia") or exists("/dev/nvidiactl"):
-        return None
-    dirs = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    if any(exists(os.path.join(d, NVML_LIBRARY)) for d in (*dirs, *LIBRARY_DIRS)):
-        return None
-    try:
-        if NVML_LIBRARY.encode() in read_bytes(LD_SO_CACHE):
-            return None
-    except OSError:
-        pass
-    return f"/proc/driver/nvidia is absent and {NVML_LIBRARY} is not installed"
 
 
 def import_pynvml() -> tuple[Any | None, str | None]:

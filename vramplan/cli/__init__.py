@@ -66,6 +66,14 @@ class VramplanGroup(click.Group):
         except click.UsageError as exc:
             raise _one_line(exc) from None
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in COMMAND_MODULES:
+            for name in COMMAND_MODULES:  # click's "Did you mean ...?" looks in self.commands
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -112,10 +120,11 @@ def cli(ctx: click.Context, catalogs: tuple[str, ...], debug: bool) -> None:
 def main() -> None:
     # One short process: the cyclic garbage collector would only walk, again and again while the
     # command's modules are imported and once more at exit, the classes and tables those imports
-    # create (about a twentieth of `vramplan estimate`'s time). What a command itself creates is
+    # create (about a fifteenth of `vramplan estimate`'s time). What a command itself creates is
     # acyclic (frozen dataclasses, tuples) and freed by reference counting.
     gc.disable()
     try:
         cli(prog_name="vramplan")
     finally:
         gc.freeze()  # keeps the collection at interpreter exit from walking them too
+        gc.enable()  # back on, should a caller's process go on

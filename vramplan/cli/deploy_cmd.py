@@ -132,7 +132,11 @@ def deploy(
         report.print_written(bundle, files, out_console)
     launched = False
     if launch:
+        import gc
+
         from vramplan.deploy.launch import launch as run_launch
+
+        gc.enable()  # main() starts commands without the cyclic collector; a launch streams for minutes
 
         run_launch(bundle, out_console, dry_run_first=dry_run_first)
         launched = True

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from vramplan.estimate import DeviceUse, Estimate
 from vramplan.report import GiB, bar, gib
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # --------------------------------------------------------------------------- estimate
 
@@ -85,6 +83,11 @@ def _n(n: int | None) -> str:
 
 
 def print_estimate(e: Estimate, console: Console) -> None:
+    # rich only here: `estimate --json` does not pay for importing it
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     t = e.topology
     console.print(Text.assemble((e.model, "bold"), f"  {e.quant} on {e.runtime}"))
     console.print(
