@@ -564,7 +564,7 @@ def _fits(gpus: list[DeviceUse], host: DeviceUse, cpu_only: bool) -> bool | None
     return all(verdicts) and host_ok is not False
 
 
-def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+def largest_true(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     """The largest n in [lo, hi] with ok(n), for ok monotone (true then false); lo - 1 if none."""
     if ok(hi):
         return hi  # the common case of a small model on a large GPU: one step
@@ -663,9 +663,9 @@ def estimate(req: Request, *, solve_context: bool = True, solve_concurrency: boo
 
     max_context = max_conc = None
     if fits is not None and solve_context:
-        max_context = _largest(lambda c: fits_at(c, req.concurrency), 1, arch.max_position_embeddings)
+        max_context = largest_true(lambda c: fits_at(c, req.concurrency), 1, arch.max_position_embeddings)
     if fits is not None and solve_concurrency:
-        max_conc = _largest(lambda n: fits_at(context, n), 1, 1 << 16)
+        max_conc = largest_true(lambda n: fits_at(context, n), 1, 1 << 16)
     per_token = kv_layer_bytes(st.shape, st.dtype, 1) * arch.num_hidden_layers
     kv_total = sum(g.kv_cache_bytes for g in gpus) + host.kv_cache_bytes
     est = Estimate(

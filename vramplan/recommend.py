@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from vramplan.arch import param_count
 from vramplan.catalog import Catalog, Quant, Variant
 from vramplan.errors import PlanError, UnknownModelError
-from vramplan.estimate import Estimate, Request, estimate
+from vramplan.estimate import Estimate, Request, estimate, largest_true
 from vramplan.hardware import GPU_SPECS, GPUChoice, GPUSpec, Machine
 from vramplan.precision import WeightFormat
 from vramplan.quantmix import GGUF_FTYPES
@@ -365,28 +365,17 @@ def _fewer_gpus(
 
 def _largest_ok(ok: Callable[[int], bool], lo: int, hi: int) -> int | None:
     """The largest n in [lo, hi] with ok(n), ok monotone (true then false); None if none."""
-    if lo > hi or not ok(lo):
+    if lo > hi:
         return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    n = largest_true(ok, lo, hi)
+    return n if n >= lo else None
 
 
 def _smallest_ok(ok: Callable[[int], bool], lo: int, hi: int) -> int | None:
     """The smallest n in [lo, hi] with ok(n), ok monotone (false then true); None if none."""
     if lo > hi or not ok(hi):
         return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return largest_true(lambda k: not ok(k), lo, hi) + 1  # one past the last n that is not ok
 
 
 def _offload(combo: _Combo, target: Target, opts: Options) -> tuple[Request, Estimate, str, list[str]] | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from vramplan.cli import cli
@@ -19,20 +17,7 @@ from vramplan.cli.common import (
 from vramplan.runtimes import Runtime
 
 
-class OneLineErrors(click.Command):
-    """Bad options answer with one line (`Error: ...`) and exit 2, like the core's errors."""
-
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as exc:
-            exc.ctx = None  # no usage banner: the message alone
-            raise
-
-
-@cli.command(cls=OneLineErrors)
+@cli.command()
 @gpu_option
 @click.option(
     "--nodes",
