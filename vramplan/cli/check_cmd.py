@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vramplan.cli import cli
-from vramplan.cli.common import RUNTIMES, catalog_from, console, parse_gpu_option, print_json
+from vramplan.cli.common import RUNTIMES, catalog_from, console, json_option, parse_gpu_option, print_json
 from vramplan.runtimes import Runtime
 
 
@@ -25,7 +25,7 @@ from vramplan.runtimes import Runtime
     type=click.Choice(RUNTIMES),
     help="Read the log as this runtime's (default: recognised from its lines).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
+@json_option
 @click.pass_context
 def check(
     ctx: click.Context,

@@ -40,6 +40,35 @@ def gpu_option(f: F) -> F:
     )(f)
 
 
+# The options several commands share; each command words the help of --context and --nodes for itself.
+def context_option(help: str) -> Callable[[F], F]:
+    return click.option("--context", "-c", type=int, callback=positive("--context"), help=help)
+
+
+def nodes_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--nodes", type=int, default=1, show_default=True, callback=positive("--nodes"), help=help
+    )
+
+
+def concurrency_option(f: F) -> F:
+    return click.option(
+        "--concurrency",
+        "-n",
+        type=int,
+        default=1,
+        show_default=True,
+        callback=positive("--concurrency"),
+        help="Requests served at once, each at the full context.",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table."
+    )(f)
+
+
 def parse_gpu_option(value: str | None) -> GPUChoice | None:
     if value is None:
         return None

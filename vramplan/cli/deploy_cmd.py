@@ -11,8 +11,11 @@ from vramplan.cli.common import (
     KV_DTYPES,
     RUNTIMES,
     catalog_from,
+    concurrency_option,
     console,
+    context_option,
     gpu_option,
+    nodes_option,
     not_blank,
     parse_gpu_option,
     positive,
@@ -32,25 +35,9 @@ TARGETS = ["ollama", "vllm", "k8s"]
 )
 @click.option("--runtime", "-r", type=click.Choice(RUNTIMES), help="k8s only: vllm (default) or ollama.")
 @gpu_option
-@click.option(
-    "--nodes", type=int, default=1, show_default=True, callback=positive("--nodes"), help="Nodes (vLLM)."
-)
-@click.option(
-    "--context",
-    "-c",
-    type=int,
-    callback=positive("--context"),
-    help="Tokens per request (default: what the runtime would use; written down either way).",
-)
-@click.option(
-    "--concurrency",
-    "-n",
-    type=int,
-    default=1,
-    show_default=True,
-    callback=positive("--concurrency"),
-    help="Requests served at once, each at the full context.",
-)
+@nodes_option("Nodes (vLLM).")
+@context_option("Tokens per request (default: what the runtime would use; written down either way).")
+@concurrency_option
 @click.option(
     "--kv-cache-dtype", type=click.Choice(KV_DTYPES), default="auto", show_default=True, help="KV-cache type."
 )

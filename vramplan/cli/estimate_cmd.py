@@ -9,8 +9,12 @@ from vramplan.cli.common import (
     KV_DTYPES,
     RUNTIMES,
     catalog_from,
+    concurrency_option,
     console,
+    context_option,
     gpu_option,
+    json_option,
+    nodes_option,
     parse_gpu_option,
     positive,
     print_json,
@@ -32,22 +36,8 @@ from vramplan.runtimes import KVLayout, Runtime
 @click.option(
     "--runtime", "-r", type=click.Choice(RUNTIMES), help="Serving runtime (default from the model name)."
 )
-@click.option(
-    "--context",
-    "-c",
-    type=int,
-    callback=positive("--context"),
-    help="Tokens per request (default: what the runtime uses).",
-)
-@click.option(
-    "--concurrency",
-    "-n",
-    type=int,
-    default=1,
-    show_default=True,
-    callback=positive("--concurrency"),
-    help="Requests served at once, each at the full context.",
-)
+@context_option("Tokens per request (default: what the runtime uses).")
+@concurrency_option
 @click.option(
     "--kv-cache-dtype",
     type=click.Choice(KV_DTYPES),
@@ -56,14 +46,7 @@ from vramplan.runtimes import KVLayout, Runtime
     help="KV-cache element type.",
 )
 @gpu_option
-@click.option(
-    "--nodes",
-    type=int,
-    default=1,
-    show_default=True,
-    callback=positive("--nodes"),
-    help="Nodes, each with the --gpu count.",
-)
+@nodes_option("Nodes, each with the --gpu count.")
 @click.option(
     "--tp", type=int, callback=positive("--tp"), help="Tensor-parallel size (default: the GPUs of a node)."
 )
@@ -92,7 +75,7 @@ from vramplan.runtimes import KVLayout, Runtime
     default=0,
     help="llama.cpp --n-cpu-moe: keep the MoE experts of the first N layers in host RAM.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
+@json_option
 @click.pass_context
 def estimate(
     ctx: click.Context,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import click
-
 from vramplan.cli import cli
-from vramplan.cli.common import console, print_json
+from vramplan.cli.common import console, json_option, print_json
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
+@json_option
 def hardware(as_json: bool) -> None:
     """What this machine has (GPUs, their memory, host RAM) and what plans use.
 

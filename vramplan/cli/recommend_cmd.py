@@ -8,8 +8,12 @@ from vramplan.cli import cli
 from vramplan.cli.common import (
     RUNTIMES,
     catalog_from,
+    concurrency_option,
     console,
+    context_option,
     gpu_option,
+    json_option,
+    nodes_option,
     parse_gpu_option,
     positive,
     print_json,
@@ -19,30 +23,9 @@ from vramplan.runtimes import Runtime
 
 @cli.command()
 @gpu_option
-@click.option(
-    "--nodes",
-    type=int,
-    default=1,
-    show_default=True,
-    callback=positive("--nodes"),
-    help="Nodes, each with the --gpu count (vLLM / SGLang plans span them).",
-)
-@click.option(
-    "--context",
-    "-c",
-    type=int,
-    callback=positive("--context"),
-    help="Tokens per request (default: each runtime's default, lowered to fit, not below 4096).",
-)
-@click.option(
-    "--concurrency",
-    "-n",
-    type=int,
-    default=1,
-    show_default=True,
-    callback=positive("--concurrency"),
-    help="Requests served at once, each at the full context.",
-)
+@nodes_option("Nodes, each with the --gpu count (vLLM / SGLang plans span them).")
+@context_option("Tokens per request (default: each runtime's default, lowered to fit, not below 4096).")
+@concurrency_option
 @click.option(
     "--runtime", "-r", "runtimes", multiple=True, type=click.Choice(RUNTIMES), help="Only these runtimes."
 )
@@ -98,7 +81,7 @@ from vramplan.runtimes import Runtime
     show_default=True,
     help="Rows per model at most (its best quantizations); 0 for no limit.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (integer bytes) instead of a table.")
+@json_option
 @click.pass_context
 def recommend(
     ctx: click.Context,
