@@ -69,6 +69,11 @@ class Quant:
         return self.format is WeightFormat.GGUF
 
 
+# The families a catalog entry may name: DeepSeek-R1 and the models distilled from it (all think in
+# <think> ... </think>, which runtimes' R1 reasoning parsers split off).
+R1_FAMILIES = ("r1", "r1-zero", "r1-0528", "distill")
+
+
 @dataclass(frozen=True)
 class Variant:
     """One model of the catalog: its ids and names, architecture and quantizations."""
@@ -76,7 +81,7 @@ class Variant:
     id: str
     name: str
     hf_repo: str
-    family: str  # r1, r1-zero, r1-0528, distill
+    family: str  # one of R1_FAMILIES for catalog entries; "gguf" / "hf" for models read from a source
     architecture: Architecture
     architecture_id: str
     architecture_source: str
@@ -442,8 +447,8 @@ def _variant(ctx: _Ctx, raw: Any, archs: Mapping[str, tuple[Architecture, str]])
             if k in qm:
                 quality[k] = float(_typed(ctx.at(f"quality.{k}"), qm[k], (int, float)))
     family = _typed(ctx.at("family"), m["family"], str)
-    if family not in ("r1", "r1-zero", "r1-0528", "distill"):
-        raise ctx.at("family").fail("must be one of r1, r1-zero, r1-0528, distill")
+    if family not in R1_FAMILIES:
+        raise ctx.at("family").fail(f"must be one of {', '.join(R1_FAMILIES)}")
     arch, arch_source = archs[arch_id]
     return Variant(
         id=vid,

@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from vramplan.catalog import R1_FAMILIES
 from vramplan.errors import PlanError, RenderError
 from vramplan.estimate import DeviceUse, Estimate, Request
 from vramplan.precision import KVDtype, WeightFormat
@@ -73,9 +74,6 @@ class GPUGroup:
     @property
     def label(self) -> str:
         return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
-
-
-_R1_FAMILIES = ("r1", "r1-zero", "r1-0528", "distill")
 
 
 @dataclass(frozen=True)
@@ -393,7 +391,7 @@ def make_plan(
         trust_remote_code=rt is Runtime.VLLM and arch.model_type == "deepseek_v3",
         # R1 and its distills think in <think> ... </think>: vLLM's `deepseek_r1` parser (vllm/reasoning/)
         # splits that into `reasoning_content`; a model read from another HF repo is not assumed to
-        reasoning_parser="deepseek_r1" if req.variant.family in _R1_FAMILIES else None,
+        reasoning_parser="deepseek_r1" if req.variant.family in R1_FAMILIES else None,
         runtime_settings=est.settings,
         num_gpu=num_gpu,
         ollama_load_timeout=load_timeout,
