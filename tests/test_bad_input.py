@@ -336,7 +336,7 @@ def test_cuda_visible_devices_takes_ascii_digits_only(value: str) -> None:
 # --------------------------------------------------------------------------- check
 
 
-LOGS = Path(__file__).parent / "fixtures" / "logs"
+LOGS = Path(__file__).parent / "fixtures" / "logs" / "synthetic"
 
 
 def test_check_refuses_a_quant_that_contradicts_an_ollama_tag(run: Callable[..., Result]) -> None:

@@ -1,6 +1,6 @@
 """`vramplan check`: parsing each runtime's log lines, the comparison with the estimate, the CLI.
 
-The logs are tests/fixtures/logs/*.log; each file's header says where its line formats and figures come
+The logs are tests/fixtures/logs/synthetic/*.log (reconstructed from published figures, not verbatim); each file's header says where its line formats and figures come
 from. Table tests have --json twins; bad inputs answer in one line with exit code 2.
 """
 
@@ -22,7 +22,7 @@ from vramplan.logs.identify import ftype_from_log
 from vramplan.logs.types import GiB, MiB
 from vramplan.runtimes import Runtime
 
-LOGS = Path(__file__).parent / "fixtures" / "logs"
+LOGS = Path(__file__).parent / "fixtures" / "logs" / "synthetic"
 
 
 def log_path(name: str) -> str:

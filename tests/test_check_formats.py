@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-LOGS = Path(__file__).parent / "fixtures" / "logs"
+LOGS = Path(__file__).parent / "fixtures" / "logs" / "synthetic"
 CASES = [
     ("vllm_r1_0528_fp8_tp8.log", ["--gpu", "h200:8"]),
     ("ollama_runner_distill_qwen_7b.log", ["--gpu", "rtx-4090"]),

@@ -1,12 +1,12 @@
 """The rendered bundles are valid for the tools that read them, and say what the estimate says.
 
 - Kubernetes manifests: `kubernetes-validate` in strict mode (unknown fields fail) for a current and an
-  older Kubernetes; the LeaderWorkerSet against its CRD schema from `../shared/schemas/` made strict
+  older Kubernetes; the LeaderWorkerSet against its CRD schema vendored in `tests/schemas/` made strict
   (`additionalProperties: false` on every object schema that lists properties), and its pod templates
   as Pods through `kubernetes-validate`.
 - Compose files: the Compose specification's JSON schema, as shipped by PyPI `check-jsonschema`
-  (`check_jsonschema/builtin_schemas/vendor/compose-spec.json`); `../shared/schemas/compose-spec.json`
-  only when that package is missing. Each service reserves its GPUs with `capabilities: [gpu]`.
+  (`check_jsonschema/builtin_schemas/vendor/compose-spec.json`), a test dependency. Each service
+  reserves its GPUs with `capabilities: [gpu]`.
 - Shell scripts: `bash -n`.
 - Numbers: each file's context, concurrency, parallel layout, GPU count and memory share equal
   `vramplan estimate --json` for the same plan.
@@ -68,13 +68,9 @@ def golden_files(pattern: str) -> list[Path]:
     return sorted(GOLDEN.glob(pattern))
 
 
-def shared_schema(name: str) -> Path:
-    """`<repo>/../shared/schemas/NAME` (CI), or the nearest `shared/schemas` above the checkout."""
-    for parent in REPO.parents:
-        path = parent / "shared" / "schemas" / name
-        if path.is_file():
-            return path
-    pytest.fail(f"{name} not found in ../shared/schemas/ beside the checkout (or above it)")
+def vendored_schema(name: str) -> Path:
+    """A schema vendored under tests/schemas/ (its README gives the source, commit and licence)."""
+    return Path(__file__).parent / "schemas" / name
 
 
 def strict(schema: Any) -> Any:
@@ -101,18 +97,15 @@ def strict(schema: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def lws_validator() -> jsonschema.protocols.Validator:
-    schema = strict(json.loads(shared_schema("leaderworkerset-v1.schema.json").read_text()))
+    schema = strict(json.loads(vendored_schema("leaderworkerset-v1.schema.json").read_text()))
     return jsonschema.Draft7Validator(schema)
 
 
 @pytest.fixture(scope="module")
 def compose_validator() -> jsonschema.protocols.Validator:
-    try:
-        from importlib.resources import files
+    from importlib.resources import files
 
-        text = files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
-    except ModuleNotFoundError:
-        text = shared_schema("compose-spec.json").read_text()
+    text = files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
     schema = json.loads(text)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
