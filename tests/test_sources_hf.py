@@ -241,6 +241,7 @@ def test_online_fetch_is_cached_for_offline_use(
 
     real_download = hub.hf_hub_download
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hf, "hub_unreachable", lambda: None)  # as if the Hub answered
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     monkeypatch.setattr(hub, "get_safetensors_metadata", fake_metadata)
     monkeypatch.setattr(hub, "hf_hub_download", fake_download)
@@ -517,6 +518,7 @@ def test_offline_mode_error_online(
     failing_download: Callable[[Exception], None], monkeypatch: pytest.MonkeyPatch, run: Callable[..., Result]
 ) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hf, "hub_unreachable", lambda: None)  # the probe connected, the download failed
     failing_download(_hub_exc(hub_errors.LocalEntryNotFoundError, "connection error"))
     r = run("estimate", "acme/unreachable")
     assert r.output.startswith(
@@ -590,3 +592,83 @@ def test_deploy_of_a_repo_that_is_not_r1_has_no_r1_reasoning_parser(
     )
     assert r.exit_code == 0, r.output
     assert "--reasoning-parser deepseek_r1" in (tmp_path / "r1" / "serve.sh").read_text()
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """HF_HUB_OFFLINE unset and every TCP connection refused at once, as on a machine without a network
+    (the socket call huggingface_hub's HTTP client would make fails the same way)."""
+    import socket
+
+    tried: list[tuple[str, int]] = []
+
+    def refuse(addr: tuple[str, int], *a: Any, **kw: Any) -> Any:
+        tried.append(addr)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(hf, "_reachability", {})
+    return tried
+
+
+def test_unreachable_hub_fails_fast_in_one_line(
+    no_network: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch, run: Callable[..., Result]
+) -> None:
+    """No network and nothing cached: one line naming the Hub address, and the hub client is asked only
+    for its cache (local_files_only), so none of its retries run."""
+    real = hub.hf_hub_download
+    asked: list[bool] = []
+
+    def spy(*a: Any, **kw: Any) -> str:
+        asked.append(kw["local_files_only"])
+        return str(real(*a, **kw))
+
+    monkeypatch.setattr(hub, "hf_hub_download", spy)
+    r = run("estimate", "acme/not-cached")
+    hub_dir = Path(os.environ["HF_HOME"]) / "hub"
+    assert r.exit_code == 2
+    assert r.output.startswith(
+        "Error: acme/not-cached: cannot reach the Hugging Face Hub (huggingface.co:443: Name or service not "
+        f"known) and config.json is not in its cache ({hub_dir});"
+    )
+    assert r.output.count("\n") == 1
+    assert asked == [True]
+    assert no_network == [("huggingface.co", 443)]
+
+
+def test_unreachable_hub_answers_from_the_cache(
+    no_network: list[tuple[str, int]], run: Callable[..., Result]
+) -> None:
+    cfg = qwen2_config()
+    tensors = qwen2_tensors(cfg)
+    snap = hub_snapshot("acme/cached-offline", {"config.json": json.dumps(cfg).encode()})
+    data = write_safetensors(snap / "model.safetensors", tensors)
+    assert estimate_json(run, "acme/cached-offline", "--gpu", "l4")["weights_bytes"] == data
+
+
+def test_unreachable_hub_without_headers(
+    no_network: list[tuple[str, int]], run: Callable[..., Result]
+) -> None:
+    hub_snapshot("acme/config-only-2", {"config.json": json.dumps(qwen2_config()).encode()})
+    r = run("estimate", "acme/config-only-2")
+    cache = Path(os.environ["VRAMPLAN_HOME"]) / "hf" / "acme--config-only-2"
+    assert r.output.startswith(
+        "Error: acme/config-only-2: cannot reach the Hugging Face Hub (huggingface.co:443: Name or service "
+        f"not known) and its safetensors headers are not cached ({cache});"
+    )
+    assert r.output.count("\n") == 1
+
+
+def test_the_probe_connects_to_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert hf._hub_address() == ("proxy.internal", 3128)
+    monkeypatch.setenv("NO_PROXY", "huggingface.co")
+    assert hf._hub_address() == ("huggingface.co", 443)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example:8443")
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert hf._hub_address() == ("hf-mirror.example", 8443)

@@ -91,9 +91,71 @@ def looks_like_repo_id(name: str) -> bool:
 # --------------------------------------------------------------------------- where things are kept
 
 
-def _offline() -> bool:
+def _offline_set() -> bool:
     # read at call time: huggingface_hub reads HF_HUB_OFFLINE once, when it is imported
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+# How long the reachability probe may wait for a TCP connection to the Hub (or the proxy) before the
+# look-up goes on from the cache alone: huggingface_hub itself retries five times with back-off
+# (about 24 s without a network, eleven lines of retry noise), so vramplan asks first.
+HUB_CONNECT_TIMEOUT_S = 1.5
+_reachability: dict[tuple[str, int], str | None] = {}
+
+
+def _hub_address() -> tuple[str, int]:
+    """The host and port a request to the Hub connects to first: the HTTPS proxy when one is set for
+    the Hub's host, else the Hub (HF_ENDPOINT, default https://huggingface.co)."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    hub = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = hub.hostname or "huggingface.co"
+    proxy = getproxies().get(hub.scheme or "https")
+    if proxy and not proxy_bypass(host):
+        p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if p.hostname:
+            return p.hostname, p.port or (443 if p.scheme == "https" else 80)
+    return host, hub.port or (443 if hub.scheme == "https" else 80)
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hub cannot be reached now (one short phrase), or None when a TCP connection opens within
+    HUB_CONNECT_TIMEOUT_S. Asked once per process and address."""
+    import socket
+
+    addr = _hub_address()
+    if addr not in _reachability:
+        try:
+            socket.create_connection(addr, timeout=HUB_CONNECT_TIMEOUT_S).close()
+            _reachability[addr] = None
+        except OSError as exc:
+            why = exc.strerror or (str(exc) if str(exc) else type(exc).__name__)
+            _reachability[addr] = f"{addr[0]}:{addr[1]}: {why}"
+    return _reachability[addr]
+
+
+def _offline() -> bool:
+    """Answer from the cache alone: HF_HUB_OFFLINE is set, or the Hub cannot be reached."""
+    return _offline_set() or hub_unreachable() is not None
+
+
+def _quiet_hub() -> Any:
+    """A context in which huggingface_hub's own warnings (its retry lines) stay off the terminal."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def quiet() -> Any:
+        log = logging.getLogger("huggingface_hub")
+        level = log.level
+        log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            log.setLevel(level)
+
+    return quiet()
 
 
 def hub_cache_dir() -> Path:
@@ -130,10 +192,16 @@ def _hub_error(repo: str, exc: Exception, what: str) -> SourceError:
     if isinstance(exc, e.RevisionNotFoundError):
         return SourceError(f"{repo} has no such revision")
     if isinstance(exc, (e.OfflineModeIsEnabled, e.LocalEntryNotFoundError)):
-        if _offline():
+        if _offline_set():
             return SourceError(
                 f"{repo}: {what} is not in the Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is "
                 "set; run once online to cache it"
+            )
+        why = hub_unreachable()
+        if why is not None:
+            return SourceError(
+                f"{repo}: cannot reach the Hugging Face Hub ({why}) and {what} is not in its cache "
+                f"({hub_cache_dir()})"
             )
         return SourceError(f"{repo}: cannot reach the Hugging Face Hub and {what} is not cached")
     if isinstance(exc, e.EntryNotFoundError):
@@ -153,14 +221,15 @@ def _config_path(repo: str, revision: str | None) -> Path:
     import huggingface_hub
 
     try:
-        path = huggingface_hub.hf_hub_download(
-            repo,
-            "config.json",
-            revision=revision,
-            cache_dir=str(hub_cache_dir()),
-            local_files_only=_offline(),
-            token=os.environ.get("HF_TOKEN") or None,
-        )
+        with _quiet_hub():
+            path = huggingface_hub.hf_hub_download(
+                repo,
+                "config.json",
+                revision=revision,
+                cache_dir=str(hub_cache_dir()),
+                local_files_only=_offline(),
+                token=os.environ.get("HF_TOKEN") or None,
+            )
     except Exception as exc:
         raise _hub_error(repo, exc, "config.json") from None
     return Path(path)
@@ -170,9 +239,10 @@ def _fetch_metadata(repo: str, commit: str) -> list[HFTensor]:
     import huggingface_hub
 
     try:
-        meta = huggingface_hub.get_safetensors_metadata(
-            repo, revision=commit, token=os.environ.get("HF_TOKEN") or None
-        )
+        with _quiet_hub():
+            meta = huggingface_hub.get_safetensors_metadata(
+                repo, revision=commit, token=os.environ.get("HF_TOKEN") or None
+            )
     except Exception as exc:
         raise _hub_error(repo, exc, "the safetensors headers") from None
     out = []
@@ -260,10 +330,16 @@ def _tensor_list(repo: str, snapshot: Path) -> list[HFTensor]:
     local = _local_safetensors(snapshot)
     if local:
         return [t for f in local for t in read_safetensors_header(f)]
-    if _offline():
+    if _offline_set():
         raise SourceError(
             f"{repo}: its safetensors headers are not cached ({cached.parent}) and HF_HUB_OFFLINE is set; "
             "run once online to cache them"
+        )
+    why = hub_unreachable()
+    if why is not None:
+        raise SourceError(
+            f"{repo}: cannot reach the Hugging Face Hub ({why}) and its safetensors headers are not "
+            f"cached ({cached.parent})"
         )
     tensors = _fetch_metadata(repo, commit)
     doc = {
