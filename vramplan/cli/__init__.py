@@ -8,16 +8,36 @@ instead.
 
 from __future__ import annotations
 
-import gc
-import importlib
 import os
+import signal
 import sys
-from typing import Any
 
-import click
 
-from vramplan import __version__
-from vramplan.errors import VramplanError
+def _interrupted_at_start(signum: int, frame: object) -> None:
+    """Ctrl-C while the command line is still being imported: one line, no traceback."""
+    sys.stderr.write("Error: interrupted\n")
+    os._exit(130)
+
+
+def _run_as_program() -> bool:
+    """This process is the `vramplan` program (its script or `python -m vramplan`), not a caller."""
+    arg0 = sys.argv[0] if sys.argv else ""
+    return os.path.basename(arg0) == "vramplan" or arg0.endswith(os.path.join("vramplan", "__main__.py"))
+
+
+if _run_as_program() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    # set before click and the commands are imported; main() puts Python's handler back, and the
+    # group turns a KeyboardInterrupt into the same line
+    signal.signal(signal.SIGINT, _interrupted_at_start)
+
+import gc  # noqa: E402
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from vramplan import __version__  # noqa: E402
+from vramplan.errors import VramplanError  # noqa: E402
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -123,8 +143,13 @@ def main() -> None:
     # create (about a fifteenth of `vramplan estimate`'s time). What a command itself creates is
     # acyclic (frozen dataclasses, tuples) and freed by reference counting.
     gc.disable()
+    if signal.getsignal(signal.SIGINT) is _interrupted_at_start:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli(prog_name="vramplan")
+    except KeyboardInterrupt:  # while a command's module is imported or its options are parsed
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
     finally:
         gc.freeze()  # keeps the collection at interpreter exit from walking them too
         gc.enable()  # back on, should a caller's process go on
