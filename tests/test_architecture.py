@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,187 @@ def test_every_command_module_is_in_the_lazy_group() -> None:
 
     modules = {f"vramplan.cli.{p.stem}" for p in (PKG / "cli").glob("*_cmd.py")}
     assert modules == set(COMMAND_MODULES.values())
+
+
+# --------------------------------------------------------------------------- the import graph vs docs/architecture.md
+
+LAYOUT = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
+# Modules every module may import: the error family, the YAML cache, the data-file finder, the version.
+SHARED = {"errors", "cache", "resources", "__init__"}
+# "core types" in the report row: the core's modules (design.md: the core never imports click or rich).
+CORE_TYPES = {
+    "catalog", "precision", "runtimes", "estimate", "recommend", "request", "quantmix", "arch",
+    "hardware", "gpus", "check", "logs", "speed", "sources",
+}  # fmt: skip
+# Edges today's code has that its row does not name; each needs a reason, and the test fails when an
+# entry is no longer needed, so the list only shrinks.
+ALLOWED = {
+    # the report printers of `deploy` and `check` format those commands' results
+    ("report", "deploy"): "the deploy printer formats a deploy.Bundle",
+    # a recommendation is a set of estimates built from requests of catalog variants
+    ("recommend", "catalog"): "candidates are catalog variants and quantizations",
+    ("recommend", "request"): "each candidate is planned through a Request",
+    ("recommend", "runtimes"): "candidates are ranked per runtime",
+    ("recommend", "precision"): "quantization ranks by storage format",
+    ("recommend", "quantmix"): "the size of a GGUF candidate",
+    ("recommend", "arch"): "parameter counts for the ranking",
+    # deploy renders a plan: it needs the plan's parts, not only jinja2 and a launcher
+    ("deploy", "catalog"): "a bundle names the variant and quantization",
+    ("deploy", "estimate"): "a bundle carries the estimate it was sized by",
+    ("deploy", "hardware"): "the k8s target names the GPU product; launch reads the probe",
+    ("deploy", "request"): "deploy plans through a Request like estimate",
+    ("deploy", "precision"): "runtime flags for the KV cache dtype",
+    ("deploy", "runtimes"): "one target per runtime, with its defaults",
+    # check sets a log's settings beside an estimate: it needs the same vocabulary
+    ("check", "catalog"): "a log identifies a catalog variant",
+    ("check", "hardware"): "the GPU a log names is looked up in the GPU table",
+    ("check", "arch"): "the architecture of the identified model",
+    ("check", "precision"): "KV dtypes and weight formats read from the log",
+    ("check", "runtimes"): "a log is read with its runtime's rules",
+    ("logs", "runtimes"): "each reader belongs to one runtime",
+    ("logs", "catalog"): "logs/identify.py finds the variant a log loaded",
+    ("logs", "arch"): "logs/identify.py matches the architecture a log prints",
+    ("logs", "precision"): "logs/identify.py reads GGML types",
+    ("logs", "quantmix"): "logs/identify.py recognises GGUF file types",
+    # request resolves the model; estimate / errors vocabulary
+    ("request", "estimate"): "a Request is the estimator's input type",
+    ("request", "precision"): "--kv-cache-dtype is a precision.KVDtype",
+    ("request", "runtimes"): "--runtime is a runtimes.Runtime",
+    ("estimate", "catalog"): "an estimate is of a catalog Variant / Quant",
+    ("estimate", "hardware"): "per-GPU capacity comes from a GPUSpec",
+    ("sources", "arch"): "a source yields an Architecture",
+    ("sources", "catalog"): "a source yields a catalog Variant",
+    ("sources", "precision"): "tensor types and storage formats",
+    ("sources", "quantmix"): "GGUF file types",
+    ("sources", "runtimes"): "the runtimes a source's format runs on",
+    ("catalog", "quantmix"): "a quantization's per-tensor scheme",
+    ("catalog", "runtimes"): "a quantization lists its runtimes",
+}
+
+
+def _cell_names(cell: str) -> list[str]:
+    """The modules a path cell names: `vramplan/recommend.py`, `speed.py` -> recommend, speed."""
+    names = []
+    for part in re.findall(r"`([^`]+)`", cell):
+        part = part.removeprefix("vramplan/").rstrip("/")
+        if "/" in part or part.startswith("templates") or part.endswith(".yaml"):
+            continue
+        names.append(part.removesuffix(".py"))
+    return names
+
+
+def layout() -> list[tuple[list[str], str]]:
+    """The rows of the table in docs/architecture.md: (modules, may-import text), top to bottom."""
+    rows = []
+    for line in LAYOUT.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            names = _cell_names(cells[0])
+            if names:
+                rows.append((names, cells[2]))
+    return rows
+
+
+def allowed_imports() -> dict[str, set[str]]:
+    rows = layout()
+    allowed: dict[str, set[str]] = {}
+    for i, (names, text) in enumerate(rows):
+        below = {m for ns, _ in rows[i + 1 :] for m in ns}
+        ok = set(SHARED) | set(names)
+        for word in (w.strip().removesuffix("(lazily)").strip() for w in text.split(",")):
+            if word == "everything below":
+                ok |= below
+            elif word == "nothing above":
+                ok |= below
+            elif word == "hardware types":
+                ok |= {"hardware", "gpus"}
+            elif word == "core types":
+                ok |= CORE_TYPES
+            elif word.isidentifier():
+                ok.add(word)  # a vramplan module, or an outside library (ignored in the graph)
+        for n in names:
+            allowed[n] = ok
+    return allowed
+
+
+def module_of(path: Path) -> str:
+    """vramplan/x.py and vramplan/x/y.py -> x (a package is one node: works for runtimes.py and runtimes/)."""
+    return path.relative_to(PKG).parts[0].removesuffix(".py")
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in PKG.rglob("*.py"):
+        src = module_of(path)
+        if src in ("__main__",):
+            continue
+        deps = graph.setdefault(src, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: inside the package
+                    continue
+                if node.module == "vramplan":
+                    targets = [f"vramplan.{a.name}" for a in node.names]
+                elif node.module:
+                    targets = [node.module]
+            for t in targets:
+                parts = t.split(".")
+                if parts[0] == "vramplan" and len(parts) > 1 and parts[1] != "__version__":
+                    if parts[1] != src:
+                        deps.add(parts[1])
+    return graph
+
+
+def test_the_layout_table_covers_every_module() -> None:
+    allowed = allowed_imports()
+    missing = set(import_graph()) - set(allowed) - SHARED
+    assert not missing, f"modules without a row in docs/architecture.md: {sorted(missing)}"
+
+
+def test_imports_follow_the_layout_table() -> None:
+    allowed = allowed_imports()
+    bad = sorted(
+        (src, dep)
+        for src, deps in import_graph().items()
+        for dep in deps
+        if src in allowed and dep not in allowed[src] and (src, dep) not in ALLOWED
+    )
+    assert not bad, "imports the layout table (docs/architecture.md) does not allow: " + ", ".join(
+        f"{s} -> {d}" for s, d in bad
+    )
+    graph = import_graph()
+    stale = sorted(
+        e for e in ALLOWED if e[1] not in graph.get(e[0], set()) or e[1] in allowed.get(e[0], set())
+    )
+    assert not stale, f"allow-list entries no longer needed: {stale}"
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    # hardware imports nvml and host inside its functions, one way; nothing imports hardware back
+    seen: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        seen[m] = 1
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            if seen.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(d) :], d]))
+            if d not in seen:
+                visit(d)
+        stack.pop()
+        seen[m] = 2
+
+    for m in sorted(graph):
+        if m not in seen:
+            visit(m)
+
+
+def test_hardware_and_nvml_do_not_import_each_other() -> None:
+    graph = import_graph()
+    assert "hardware" not in graph["nvml"] and "hardware" not in graph["gpus"]
+    assert graph["nvml"] == set()

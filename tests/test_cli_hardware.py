@@ -7,11 +7,12 @@ import json
 from collections.abc import Callable
 
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
 from golden_util import assert_golden
 from nvml_fake import FakeNVML
 
 from vramplan import hardware
+from vramplan.cli import cli
 from vramplan.hardware import Machine, probe_machine
 from vramplan.host import HostInfo
 
@@ -39,7 +40,7 @@ CASES = {
     "hardware_h100x8": ("h100_sxm_x8", None),
     "hardware_h100_visible_2_5": ("h100_sxm_x8", "2,5"),
     "hardware_a100_mig": ("a100_40gb_mig", None),
-    "hardware_unknown_l40": ("unknown_l40", None),
+    "hardware_l40": ("l40_x2", None),
     "hardware_gpu2_lost": ("h100_x4_gpu2_lost", None),
     "hardware_no_driver": ("no_library", None),
 }
@@ -175,11 +176,14 @@ def test_estimate_with_no_driver_is_a_cpu_plan(run: Run, probed: Probe) -> None:
 
 BAD_GPU = [
     (["--gpu", "h100-sxm5"], "Error: unknown GPU 'h100-sxm5'; did you mean h100-80gb, h100-pcie, h100-nvl?"),
-    (["--gpu", "rtx4090:2"], "Error: unknown GPU 'rtx4090'; did you mean rtx-4090, rtx-5090, rtx-3090?"),
+    (["--gpu", "rtx4090:2"], "Error: unknown GPU 'rtx4090'; did you mean rtx-4090, rtx-4090d, rtx-5090?"),
     (["--gpu", "h100:0"], "Error: GPU count in 'h100:0' must be at least 1"),
     (["--gpu", "h100:-1"], "Error: GPU count in 'h100:-1' must be at least 1"),
     (["--gpu", "l4:two"], "Error: GPU count in 'l4:two' must be a whole number"),
-    (["--gpu", "t4:9"], "Error: t4 servers hold at most 8 GPUs per node, asked for 9; use --nodes for more"),
+    (
+        ["--gpu", "t4:65"],
+        "Error: GPU count in 't4:65' is more than the 64 GPUs one node can hold; use --nodes for more",
+    ),
     (["--gpu", ":8"], "Error: --gpu ':8' names no GPU; write NAME[:COUNT], e.g. h100-80gb:8"),
     (["--gpu", " "], "Error: --gpu needs a GPU name, e.g. h100-80gb:8"),
 ]
@@ -202,3 +206,36 @@ def test_hardware_takes_no_model(run: Run) -> None:
 def test_gpu_takes_a_name_as_nvml_reports_it(run: Run) -> None:
     doc = json.loads(run("estimate", "deepseek-r1", "--gpu", "NVIDIA H200:8", "--json").stdout)
     assert (doc["topology"]["gpu"], doc["topology"]["gpus_per_node"]) == ("h200", 8)
+
+
+def test_a_user_catalog_gpu_plans_from_vramplan_catalog(
+    run: Run, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "gpus:\n"
+        "  - name: my-card\n"
+        "    label: My Card 20GB\n"
+        "    memory_mib: 20480\n"
+        "    memory_source: nvidia-smi on my box\n"
+        "    bandwidth_gbps: 500\n"
+        "    compute_capability: '8.9'\n"
+        "    fp8: true\n"
+        "    fp4: false\n"
+        "    interconnect: pcie\n"
+        "    max_per_node: 4\n"
+        "    source: https://example.com/my-card\n"
+    )
+    monkeypatch.setenv("VRAMPLAN_CATALOG", str(path))
+    doc = json.loads(run("estimate", "deepseek-r1:7b", "--gpu", "my-card:2", "--json").stdout)
+    assert doc["topology"]["gpu"] == "my-card"
+    assert {g["capacity_bytes"] for g in doc["per_gpu"]} == {20480 * 2**20}
+
+
+def test_a_bad_gpus_yaml_entry_is_one_line(run: Run, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "mine.yaml"
+    path.write_text("gpus:\n  - name: my-card\n    colour: green\n")
+    monkeypatch.setenv("VRAMPLAN_CATALOG", str(path))
+    result = CliRunner().invoke(cli, ["estimate", "deepseek-r1:7b", "--gpu", "h100"])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {path}: gpus[0] (my-card).colour: unknown field\n"

@@ -3,14 +3,16 @@ CUDA_VISIBLE_DEVICES, MIG, no driver, a failure half way, the host and Apple sil
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from nvml_fake import FakeNVML
 
-from vramplan import hardware, host
-from vramplan.errors import HardwareError
+from vramplan import gpus, hardware, host
+from vramplan.errors import CatalogError, HardwareError
 from vramplan.hardware import GPU_SPECS, Machine, gpu_spec, match_nvml_name, parse_gpu, probe_machine
 from vramplan.host import HostInfo
 
@@ -92,8 +94,21 @@ def test_mig_gpu_with_two_instances() -> None:
     )
 
 
-def test_card_not_in_the_table_still_plans_with_its_nvml_memory() -> None:
-    m = machine("unknown_l40")
+def test_two_l40s_map_to_their_entry() -> None:
+    m = machine("l40_x2")
+    assert [g.spec for g in m.gpus] == [gpu_spec("l40")] * 2
+    assert m.gpu_spec() is gpu_spec("l40")
+    assert m.notes == ()
+
+
+def test_card_not_in_the_table_still_plans_with_its_nvml_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the recorded L40s, planned with a table that lacks the L40
+    without = gpus.GPUTable(
+        tuple(g for g in GPU_SPECS if g.name != "l40"),
+        {n: g for n, g in gpus.gpu_table().by_name.items() if g.name != "l40"},
+    )
+    monkeypatch.setattr(hardware, "match_nvml_name", functools.partial(gpus.match_nvml_name, table=without))
+    m = machine("l40_x2")
     assert [g.spec for g in m.gpus] == [None, None]
     spec = m.gpu_spec()
     assert spec.memory_bytes == 46068 * MiB
@@ -297,6 +312,18 @@ REAL_NAMES = {
     "NVIDIA L40S": "l40s",
     "NVIDIA L4": "l4",
     "NVIDIA A10G": "a10g",
+    "NVIDIA A10": "a10",
+    "NVIDIA A40": "a40",
+    "NVIDIA L40": "l40",
+    "NVIDIA L20": "l20",
+    "NVIDIA H800": "h800",
+    "NVIDIA H20-3e": "h20-141gb",
+    "NVIDIA GH200 480GB": "gh200",
+    "NVIDIA B300 SXM6 AC": "b300",
+    "NVIDIA A800-SXM4-80GB": "a800-80gb",
+    "NVIDIA A800 80GB PCIe": "a800-80gb-pcie",
+    "NVIDIA GeForce RTX 4090 D": "rtx-4090d",
+    "NVIDIA RTX PRO 6000 Blackwell Workstation Edition": "rtx-pro-6000",
     "Tesla T4": "t4",
     "Tesla V100-SXM2-32GB": "v100-32gb",
     "Tesla V100-PCIE-32GB": "v100-32gb",
@@ -337,7 +364,7 @@ def test_a_name_that_contains_a_table_name_matches_when_the_memory_agrees() -> N
 
 @pytest.mark.parametrize(
     "name",
-    ["NVIDIA L40", "NVIDIA GH200 480GB", "NVIDIA H800", "Tesla V100S-PCIE-32GB", "NVIDIA A40", "NVIDIA A100"],
+    ["NVIDIA L2", "NVIDIA RTX 5880 Ada Generation", "Tesla V100S-PCIE-32GB", "NVIDIA A16", "NVIDIA A100"],
 )
 def test_other_cards_are_unknown(name: str) -> None:
     assert match_nvml_name(name, 46068 * MiB) == (None, None)
@@ -359,7 +386,10 @@ def test_gpu_spec_takes_ids_aliases_and_nvml_names() -> None:
         ("h100:-2", "GPU count in 'h100:-2' must be at least 1"),
         ("h100:eight", "GPU count in 'h100:eight' must be a whole number"),
         ("h100:", "GPU count in 'h100:' must be a whole number"),
-        ("h100:16", "h100-80gb servers hold at most 8 GPUs per node, asked for 16; use --nodes for more"),
+        (
+            "h100:65",
+            "GPU count in 'h100:65' is more than the 64 GPUs one node can hold; use --nodes for more",
+        ),
         (":8", "--gpu ':8' names no GPU; write NAME[:COUNT], e.g. h100-80gb:8"),
     ],
 )
@@ -510,3 +540,211 @@ def test_a_misbehaving_nvml_module_is_a_note_not_a_crash() -> None:
     m = probe_machine(Broken("h100_sxm_x8"), environ={}, host=HOST)
     assert m.gpus == ()
     assert m.notes == ("reading the GPUs failed (RuntimeError: ctypes went wrong)",)
+
+
+# --------------------------------------------------------------------------- the table as data
+
+
+def test_every_card_names_its_sources() -> None:
+    for g in GPU_SPECS:
+        assert "https://" in g.source or "product brief" in g.source, g.name
+        assert g.memory_source, g.name
+        assert (g.compute_capability is None) != (g.gfx_arch is None), g.name
+
+
+def test_the_cards_people_run_r1_on_are_in_the_table() -> None:
+    names = {g.name for g in GPU_SPECS}
+    wanted = (
+        "h800 a800-80gb a800-40gb l20 h20-141gb rtx-4090d rtx-4080 rtx-4080-super rtx-4070-ti "
+        "rtx-4070-ti-super rtx-4060-ti-16gb rtx-3060-12gb rtx-3080 rtx-3080-ti rtx-3090-ti rtx-5080 "
+        "rtx-5070-ti rtx-pro-6000 b300 gh200 mi325x mi355x mi250x a10 a40 l40 rtx-a5000 rtx-a4000 "
+        "v100-16gb p40"
+    ).split()
+    assert not set(wanted) - names
+    assert gpu_spec("h20").memory_bytes == 97871 * MiB  # the 96 GB H20 keeps its name
+    assert gpu_spec("h20-141gb").memory_bytes == 143771 * MiB
+
+
+# every name the table answered to before it became data still answers, to the same card (a10 was an
+# alias of a10g; the A10 now has its own entry with the A10G's numbers)
+OLD_NAMES = {
+    "t4": "t4", "v100-32gb": "v100-32gb", "v100": "v100-32gb", "a10g": "a10g", "a10": "a10",
+    "l4": "l4", "l40s": "l40s", "a100-40gb": "a100-40gb", "a100-40": "a100-40gb",
+    "a100-80gb": "a100-80gb", "a100": "a100-80gb", "a100-80": "a100-80gb", "a100-sxm": "a100-80gb",
+    "a100-80gb-pcie": "a100-80gb-pcie", "a100-pcie": "a100-80gb-pcie", "h100-80gb": "h100-80gb",
+    "h100": "h100-80gb", "h100-sxm": "h100-80gb", "h100-pcie": "h100-pcie", "h100-nvl": "h100-nvl",
+    "h20": "h20", "h200": "h200", "h200-141gb": "h200", "h200-sxm": "h200", "b200": "b200",
+    "rtx-3090": "rtx-3090", "3090": "rtx-3090", "rtx-4090": "rtx-4090", "4090": "rtx-4090",
+    "rtx-5090": "rtx-5090", "5090": "rtx-5090", "rtx-a6000": "rtx-a6000", "a6000": "rtx-a6000",
+    "rtx-6000-ada": "rtx-6000-ada", "6000-ada": "rtx-6000-ada", "mi300x": "mi300x",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "card"), sorted(OLD_NAMES.items()))
+def test_old_names_still_work(name: str, card: str) -> None:
+    assert gpu_spec(name).name == card
+
+
+def test_a_name_of_two_sizes_is_told_apart_by_memory() -> None:
+    spec, note = match_nvml_name("NVIDIA GeForce RTX 4060 Ti", 16380 * MiB)
+    assert spec is gpu_spec("rtx-4060-ti-16gb") and note is None
+    assert match_nvml_name("NVIDIA GeForce RTX 4060 Ti", 8188 * MiB) == (
+        None,
+        "'NVIDIA GeForce RTX 4060 Ti' reports 8188 MiB, unlike the table's rtx-4060-ti-16gb 16384 MiB: "
+        "plans use the memory NVML reports and its bandwidth is not known",
+    )
+
+
+def test_more_gpus_than_a_usual_server_is_a_note() -> None:
+    choice = parse_gpu("rtx-3090:10")
+    assert choice.count == 10 and choice.spec is gpu_spec("rtx-3090")
+    assert choice.notes == (
+        "10 x rtx-3090 in one node: more than the 8 its usual server holds; planned as one machine with all of them",
+    )
+    assert parse_gpu("rtx-3090:8").notes == ()
+    assert parse_gpu("rtx-3090:64").count == 64
+    with pytest.raises(HardwareError, match="more than the 64 GPUs one node can hold"):
+        parse_gpu("rtx-3090:65")
+
+
+USER_GPU = """
+gpus:
+  - name: {name}
+    label: My Card 20GB
+    memory_mib: 20480
+    memory_source: nvidia-smi on my box
+    bandwidth_gbps: 500
+    compute_capability: 8.9
+    fp8: true
+    fp4: false
+    interconnect: pcie
+    max_per_node: 4
+    nvml_names: ["NVIDIA My Card"]
+    source: https://example.com/my-card
+{extra}"""
+
+
+def user_catalog(tmp_path, name: str = "my-card", extra: str = ""):  # type: ignore[no-untyped-def]
+    path = tmp_path / "mine.yaml"
+    path.write_text(USER_GPU.format(name=name, extra=extra))
+    return str(path)
+
+
+def test_a_user_catalog_adds_gpus(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    path = user_catalog(tmp_path)
+    assert parse_gpu("my-card:2", [path]).spec.memory_bytes == 20480 * MiB
+    with pytest.raises(HardwareError):
+        parse_gpu("my-card")  # not without the catalog
+    monkeypatch.setenv("VRAMPLAN_CATALOG", path)
+    spec = parse_gpu("my-card").spec
+    assert spec.compute_capability == (8, 9) and spec.fp8
+    assert match_nvml_name("NVIDIA My Card", 20480 * MiB) == (spec, None)
+    # a catalog of GPUs alone is a catalog: the model catalog accepts it
+    from vramplan.catalog import load_catalog
+
+    assert load_catalog([path]).get("deepseek-r1").id == "deepseek-r1"
+
+
+def test_a_user_gpu_with_a_built_in_name_needs_override(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = user_catalog(tmp_path, name="h100")
+    with pytest.raises(CatalogError) as err:
+        parse_gpu("h100", [path])
+    assert str(err.value) == (
+        f"{path}: gpus[0] (h100): 'h100' is a built-in GPU name; add `override: true` to replace that entry"
+    )
+    path = user_catalog(tmp_path, name="h100-80gb", extra="    override: true\n")
+    spec = parse_gpu("h100", [path]).spec  # the alias of the replaced card finds the new entry
+    assert spec.name == "h100-80gb" and spec.memory_bytes == 20480 * MiB
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("max_per_node: 4", "max_per_nodes: 4"),
+            "gpus[0] (my-card).max_per_nodes: unknown field (did you mean 'max_per_node'?)",
+        ),
+        (
+            ("memory_mib: 20480", "memory_mib: 20 GB"),
+            "gpus[0] (my-card).memory_mib: expected a whole number of MiB, got '20 GB'",
+        ),
+        (("fp8: true", "fp8: yes please"), "gpus[0] (my-card).fp8: expected true or false, got 'yes please'"),
+        (
+            ("interconnect: pcie", "interconnect: ethernet"),
+            "gpus[0] (my-card).interconnect: must be one of nvlink, pcie, infinity-fabric",
+        ),
+        (
+            ("compute_capability: 8.9", "compute_capability: ada"),
+            "gpus[0] (my-card).compute_capability: expected MAJOR.MINOR such as '9.0', got 'ada'",
+        ),
+        (
+            ("max_per_node: 4", "max_per_node: 100"),
+            "gpus[0] (my-card).max_per_node: must be between 1 and 64",
+        ),
+        (
+            ("    source: https://example.com/my-card\n", ""),
+            "gpus[0] (my-card).source: missing required field",
+        ),
+    ],
+)
+def test_bad_user_gpus_name_the_file_the_entry_and_the_field(
+    tmp_path, edit: tuple[str, str], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "bad.yaml"
+    path.write_text(USER_GPU.format(name="my-card", extra="").replace(*edit))
+    with pytest.raises(CatalogError) as err:
+        parse_gpu("h100", [str(path)])
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_the_table_is_read_only_when_a_gpu_is_named() -> None:
+    code = (
+        "import vramplan.hardware, vramplan.estimate, vramplan.gpus as g\n"
+        "print(g._table.cache_info().currsize)\n"
+        "vramplan.hardware.parse_gpu('h100')\n"
+        "print(g._table.cache_info().currsize)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "1"]
+
+
+def test_gpus_yaml_ships_in_the_wheel() -> None:
+    import tomllib
+
+    from vramplan.resources import data_file
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    wheel = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert wheel["gpus.yaml"] == "vramplan/_data/gpus.yaml"
+    assert "gpus.yaml" in project["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]
+    assert data_file("gpus.yaml") == str(root / "gpus.yaml")  # a checkout / editable install
+
+
+def cards_section() -> str:
+    """The list of cards in docs/hardware.md: every card of gpus.yaml with its sources."""
+    lines = [
+        "| `--gpu` | card | memory (MiB) | bandwidth (GB/s) | memory from | spec source |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for g in GPU_SPECS:
+        lines.append(
+            f"| `{g.name}` | {g.label} | {g.memory_bytes // MiB} | {g.bandwidth_gbps:g} "
+            f"| {g.memory_source} | {g.source} |"
+        )
+    return "\n".join(lines)
+
+
+def test_docs_list_every_card_with_its_sources() -> None:
+    import os
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "hardware.md"
+    text = doc.read_text()
+    head, rest = text.split("<!-- cards -->\n")
+    _, tail = rest.split("<!-- /cards -->")
+    want = f"{head}<!-- cards -->\n{cards_section()}\n<!-- /cards -->{tail}"
+    if os.environ.get("VRAMPLAN_UPDATE_GOLDEN") == "1":
+        doc.write_text(want)
+    assert text == want, (
+        "docs/hardware.md lists other cards than gpus.yaml; VRAMPLAN_UPDATE_GOLDEN=1 rewrites it"
+    )

@@ -480,7 +480,11 @@ def parse_catalog(
         raise CatalogError(f"{path}: {where}: not valid YAML ({exc.problem})") from None
     if doc is None:
         raise CatalogError(f"{path}: the catalog is empty; it needs at least a `variants:` list")
-    top = _mapping(_Ctx(path, "(top level)"), doc, ["version", "architectures", "variants"], ["variants"])
+    top = _mapping(_Ctx(path, "(top level)"), doc, ["version", "architectures", "variants", "gpus"])
+    if _gpus_section(path, top):
+        top = {"variants": [], **top}
+    elif "variants" not in top:
+        raise _Ctx(path, "(top level).variants").fail("missing required field")
     if top.get("version", 1) != 1:
         raise _Ctx(path, "version").fail("this vramplan reads catalog version 1")
     archs = dict(base_archs or {})
@@ -496,6 +500,17 @@ def parse_catalog(
             raise _Ctx(path, f"variants[{i}].id").fail(f"duplicate id {v.id!r}")
         ids.add(v.id)
     return variants, archs
+
+
+def _gpus_section(path: str, top: Mapping[str, Any]) -> bool:
+    """Whether a catalog has a `gpus:` list (which then may stand without `variants:`). Its entries are
+    GPUs for the spec table: vramplan/gpus.py reads and validates them (same fields as gpus.yaml)
+    whenever the table is used; here it only has to be a list."""
+    if top.get("gpus") is None:
+        return False
+    if not isinstance(top["gpus"], list):
+        raise _Ctx(path, "gpus").fail("expected a list of GPUs")
+    return True
 
 
 @lru_cache(maxsize=4)

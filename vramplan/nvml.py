@@ -1,6 +1,8 @@
 """NVIDIA GPUs through NVML, and which of them CUDA_VISIBLE_DEVICES leaves to a CUDA process.
 
-`read_nvml(nvml, environ)` takes any pynvml-like module: pynvml itself, or in tests a stand-in that
+`read_nvml(nvml, environ)` reads the devices as NVML reports them (names, memory, MIG devices); which
+entry of the GPU table a name is, is vramplan/hardware.py's business, so this module imports no other
+part of vramplan. It takes any pynvml-like module: pynvml itself, or in tests a stand-in that
 replays recorded answers of real cards and raises pynvml's own `NVMLError`s. A failing call costs
 only what it reads: a device that cannot be read is left out with a note, the others are reported.
 `host.driver_absence()` decides first, from a few files, whether asking NVML can succeed at all, so a
@@ -14,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vramplan.hardware import GiB, MigDevice, ProbedGPU, match_nvml_name
-
 
 def import_pynvml() -> tuple[Any | None, str | None]:
     try:
@@ -26,8 +26,38 @@ def import_pynvml() -> tuple[Any | None, str | None]:
 
 
 @dataclass(frozen=True)
+class NvmlMig:
+    """One MIG device as NVML reports it (the fields of `hardware.MigDevice`, in its order)."""
+
+    index: int  # under its parent (nvmlDeviceGetMigDeviceHandleByIndex)
+    name: str
+    uuid: str | None
+    memory_total_bytes: int
+    memory_free_bytes: int
+    memory_used_bytes: int
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+
+
+@dataclass(frozen=True)
+class NvmlGPU:
+    """A GPU that CUDA_VISIBLE_DEVICES leaves visible, as NVML reports it."""
+
+    index: int  # the index CUDA gives it
+    nvml_index: int
+    name: str
+    uuid: str | None
+    memory_total_bytes: int
+    memory_free_bytes: int
+    memory_used_bytes: int | None
+    compute_capability: tuple[int, int] | None
+    mig_enabled: bool
+    mig: tuple[NvmlMig, ...]  # the MIG devices visible to this process
+
+
+@dataclass(frozen=True)
 class NvmlReading:
-    gpus: tuple[ProbedGPU, ...] = ()
+    gpus: tuple[NvmlGPU, ...] = ()
     driver_version: str | None = None
     cuda_driver_version: str | None = None  # "12.4"
     notes: tuple[str, ...] = ()
@@ -45,7 +75,7 @@ class _Device:
     used: int | None = None
     cc: tuple[int, int] | None = None
     mig_enabled: bool = False
-    mig: list[MigDevice] = field(default_factory=list)
+    mig: list[NvmlMig] = field(default_factory=list)
     failed: bool = False
 
 
@@ -205,7 +235,7 @@ def _read_mig(nvml: Any, error: type[BaseException], h: Any, d: _Device, notes: 
             ci = int(nvml.nvmlDeviceGetComputeInstanceId(mh))
         except error:
             pass
-        d.mig.append(MigDevice(j, name, uuid, int(mem.total), int(mem.free), int(mem.used), gi, ci))
+        d.mig.append(NvmlMig(j, name, uuid, int(mem.total), int(mem.free), int(mem.used), gi, ci))
 
 
 # --------------------------------------------------------------------------- CUDA_VISIBLE_DEVICES
@@ -215,7 +245,7 @@ _OLD_MIG = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
 
 def visible_devices(
     devices: list[_Device], value: str | None
-) -> tuple[list[tuple[_Device, tuple[MigDevice, ...] | None]], list[str]]:
+) -> tuple[list[tuple[_Device, tuple[NvmlMig, ...] | None]], list[str]]:
     """The devices a CUDA process sees, in its order, each with the MIG devices it sees of it (None:
     all of them). The CUDA programming guide's rules (CUDA environment variables): indices or GPU UUIDs
     (unique prefixes allowed), MIG UUIDs (`MIG-<uuid>`, or `MIG-GPU-<uuid>/<gi>/<ci>` before R470);
@@ -225,7 +255,7 @@ def visible_devices(
         return [(d, None) for d in devices], []
     if not value.strip():
         return [], ["CUDA_VISIBLE_DEVICES is empty, so CUDA sees no GPU"]
-    chosen: list[tuple[_Device, tuple[MigDevice, ...] | None]] = []
+    chosen: list[tuple[_Device, tuple[NvmlMig, ...] | None]] = []
     seen: set[int] = set()
     for raw in value.split(","):
         entry = raw.strip()
@@ -242,7 +272,7 @@ def visible_devices(
     return chosen, []
 
 
-def _resolve(devices: list[_Device], entry: str) -> tuple[_Device, tuple[MigDevice, ...] | None] | None:
+def _resolve(devices: list[_Device], entry: str) -> tuple[_Device, tuple[NvmlMig, ...] | None] | None:
     if entry.isascii() and entry.isdigit():  # CUDA reads ASCII digits only ("٣" or "３" name no GPU)
         i = int(entry)
         return (devices[i], None) if i < len(devices) else None
@@ -264,37 +294,25 @@ def _resolve(devices: list[_Device], entry: str) -> tuple[_Device, tuple[MigDevi
     return None
 
 
-def _probed(chosen: list[tuple[_Device, tuple[MigDevice, ...] | None]], notes: list[str]) -> list[ProbedGPU]:
-    gpus: list[ProbedGPU] = []
-    told: set[str] = set()
+def _probed(chosen: list[tuple[_Device, tuple[NvmlMig, ...] | None]], notes: list[str]) -> list[NvmlGPU]:
+    gpus: list[NvmlGPU] = []
     for cuda_index, (d, mig) in enumerate(chosen):
         if d.failed or d.total is None:
             continue
         name = d.name or f"NVIDIA GPU {d.nvml_index}"
-        spec, how = match_nvml_name(name, d.total)
-        if name not in told:
-            told.add(name)
-            if how:
-                notes.append(how)
-            elif spec is None:
-                notes.append(
-                    f"unknown card {name!r}: not in the GPU table, so plans use the memory NVML reports "
-                    f"({d.total / GiB:.2f} GiB) and its bandwidth is not known"
-                )
         mig_devices = tuple(d.mig) if mig is None else mig
         if d.mig_enabled and not mig_devices:
             notes.append(
                 f"GPU {cuda_index} ({name}) is in MIG mode with no MIG device, so CUDA cannot use it"
             )
         gpus.append(
-            ProbedGPU(
+            NvmlGPU(
                 index=cuda_index,
+                nvml_index=d.nvml_index,
                 name=name,
+                uuid=d.uuid,
                 memory_total_bytes=d.total,
                 memory_free_bytes=d.free if d.free is not None else d.total,
-                spec=spec,
-                nvml_index=d.nvml_index,
-                uuid=d.uuid,
                 memory_used_bytes=d.used,
                 compute_capability=d.cc,
                 mig_enabled=d.mig_enabled,
