@@ -172,12 +172,12 @@ ERRORS = [
         "Error: tensor parallel size 8 does not divide the model's 28 attention heads; use one of 1, 2, 4, 28",
     ),
     (
-        ["estimate", "r1-7b", "--gpu", "h100:9"],
-        "Error: h100-80gb servers hold at most 8 GPUs per node, asked for 9; use --nodes for more",
+        ["estimate", "r1-7b", "--gpu", "h100:65"],
+        "Error: GPU count in 'h100:65' is more than the 64 GPUs one node can hold; use --nodes for more",
     ),
     (
         ["estimate", "r1-7b", "--gpu", "h1000"],
-        "Error: unknown GPU 'h1000'; did you mean h100-80gb, v100-32gb, h200?",
+        "Error: unknown GPU 'h1000'; did you mean h100-80gb, v100-32gb, h800?",
     ),
     (["estimate", "r1-7b", "--gpu", "h100:x"], "Error: GPU count in 'h100:x' must be a whole number"),
     (

@@ -174,10 +174,13 @@ def test_estimate_commands_reproduce_the_plan(run: Run) -> None:
 
 
 ERRORS = [
-    (["--gpu", "h100x:8"], "Error: unknown GPU 'h100x'; did you mean h100-80gb, v100-32gb, h200?"),
+    (["--gpu", "h100x:8"], "Error: unknown GPU 'h100x'; did you mean h100-80gb, v100-32gb, h800?"),
     (["--gpu", "h100:0"], "Error: GPU count in 'h100:0' must be at least 1"),
     (["--gpu", "h100:-1"], "Error: GPU count in 'h100:-1' must be at least 1"),
-    (["--gpu", "l4:9"], "Error: l4 servers hold at most 8 GPUs per node, asked for 9; use --nodes for more"),
+    (
+        ["--gpu", "l4:65"],
+        "Error: GPU count in 'l4:65' is more than the 64 GPUs one node can hold; use --nodes for more",
+    ),
     (["--top", "0"], "Error: Invalid value for --top: must be at least 1, got 0"),
     (["--context", "0"], "Error: Invalid value for --context: must be at least 1, got 0"),
     (["--nodes", "0", "--gpu", "h100:8"], "Error: Invalid value for --nodes: must be at least 1, got 0"),

@@ -132,9 +132,12 @@ class VramplanGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, catalogs: tuple[str, ...], debug: bool) -> None:
     """Plan GPU memory for DeepSeek-R1: which variant fits, how much it takes, how to start it."""
+    from vramplan.gpus import use_catalogs  # the cards of --catalog files join the GPU table
+
     ctx.ensure_object(dict)
     ctx.obj["catalogs"] = catalogs
     ctx.obj["debug"] = debug
+    use_catalogs(catalogs)
 
 
 def main() -> None:
