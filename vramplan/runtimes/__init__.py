@@ -70,16 +70,13 @@ __all__ = [
     "Version",
     "Versioned",
     "activation_bytes_torch",
-    "batch_shape",
     "compute_buffer_ggml",
     "default_context",
-    "ggml_outputs",
     "kv_cells",
     "kv_heads_per_rank",
     "kv_layer_bytes",
     "kv_layout",
     "kv_shape",
-    "overhead_bytes",
     "parse_version",
     "resolve_kv_dtype",
     "rules_for",
@@ -136,17 +133,3 @@ def default_context(runtime: Runtime, arch: Architecture, gpu_total_bytes: int |
 
 def usable_fraction(runtime: Runtime, override: float | None = None) -> float:
     return rules_for(runtime).usable_fraction(override)
-
-
-def batch_shape(runtime: Runtime, device: Device, concurrency: int) -> BatchShape:
-    return rules_for(runtime).batch_shape(device, concurrency)
-
-
-def ggml_outputs(runtime: Runtime, tokens: int, concurrency: int) -> int:
-    rules = rules_for(runtime)
-    assert isinstance(rules, LlamaCppRules)
-    return rules.outputs(tokens, concurrency)
-
-
-def overhead_bytes(runtime: Runtime, arch: Architecture, tp: int, pp: int, device: Device) -> int:
-    return rules_for(runtime).overhead_bytes(arch, tp, pp, device)

@@ -27,9 +27,9 @@ class Rules:
     mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT,)
     # splits a model over GPUs by layers (llama.cpp `--split-mode layer`): no TP, one node, host offload
     layer_split: ClassVar[bool] = False
-    # the llama.cpp options that only a ggml runtime has (--gpu-layers, --no-flash-attn) and the
-    # flash-attention requirement of a quantized V cache
-    ggml_options: ClassVar[bool] = False
+    # --no-flash-attn: the user may turn flash attention off (llama.cpp, Ollama); the others pick their
+    # attention backend themselves
+    flash_attn_option: ClassVar[bool] = False
     # llama.cpp's --n-cpu-moe (Ollama has no such setting)
     cpu_moe_option: ClassVar[bool] = False
     # the KV cache's default allocation unit in tokens (1: token-granular)
@@ -153,6 +153,10 @@ class Rules:
         return ()
 
     # ------------------------------------------------------------------ notes
+
+    def kv_dtype_caveat(self, arch: Architecture, gguf_mla: bool | None) -> str | None:
+        """A known problem with the runtime's KV-cache type setting for this model, if any."""
+        return None
 
     def precision_fallback_note(self, gpu_name: str, requires: str) -> str | None:
         """What the runtime does with a checkpoint that needs `requires` ("fp8", "fp4") tensor cores on

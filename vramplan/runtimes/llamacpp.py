@@ -91,7 +91,7 @@ class LlamaCppRules(Rules):
     )
     mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT, KVLayout.MLA_KV, KVLayout.MHA)
     layer_split: ClassVar[bool] = True
-    ggml_options: ClassVar[bool] = True
+    flash_attn_option: ClassVar[bool] = True
     cpu_moe_option: ClassVar[bool] = True
 
     def kv_layout(self, arch: Architecture, gguf_mla: bool | None) -> KVLayout:

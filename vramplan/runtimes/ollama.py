@@ -52,6 +52,11 @@ class OllamaRules(LlamaCppRules):
                 break
         return min(tier, arch.max_position_embeddings)
 
+    def kv_dtype_caveat(self, arch: Architecture, gguf_mla: bool | None) -> str | None:
+        if gguf_mla is False and arch.is_mla:
+            return "Ollama's OLLAMA_KV_CACHE_TYPE was reported not to apply to this model (ollama issue 8763)"
+        return None
+
     def outputs(self, tokens: int, concurrency: int) -> int:
         """A program that leaves the context parameter at 0 gets n_batch, so every token of the
         micro-batch has logits (llama-context.cpp `sched_reserve`), which is what Ollama's runner does."""
