@@ -21,10 +21,13 @@ class Rules:
     override the methods whose rule differs; the defaults here are the common case."""
 
     runtime: ClassVar[Runtime]
+    label: ClassVar[str]  # the runtime's name as its project writes it
     # the KV-cache types the runtime accepts (its own flag's choices), `auto` first
     kv_dtypes: ClassVar[tuple[KVDtype, ...]]
     # the KV layouts its cache can take for an MLA model
     mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT,)
+    # plans for host RAM when no GPU is found (CPU inference: llama.cpp, Ollama)
+    runs_on_host: ClassVar[bool] = False
     # splits a model over GPUs by layers (llama.cpp `--split-mode layer`): no TP, one node, host offload
     layer_split: ClassVar[bool] = False
     # --no-flash-attn: the user may turn flash attention off (llama.cpp, Ollama); the others pick their

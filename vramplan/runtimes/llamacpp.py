@@ -81,6 +81,7 @@ def compute_buffer_ggml(
 
 class LlamaCppRules(Rules):
     runtime: ClassVar[Runtime] = Runtime.LLAMA_CPP
+    label: ClassVar[str] = "llama.cpp"
     # llama.cpp `--cache-type-k/-v`
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (
         KVDtype.AUTO,
@@ -91,6 +92,7 @@ class LlamaCppRules(Rules):
     )
     mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT, KVLayout.MLA_KV, KVLayout.MHA)
     layer_split: ClassVar[bool] = True
+    runs_on_host: ClassVar[bool] = True
     flash_attn_option: ClassVar[bool] = True
     cpu_moe_option: ClassVar[bool] = True
 

@@ -26,6 +26,7 @@ VRAM_CONTEXT_FLOOR = 4096
 
 class OllamaRules(LlamaCppRules):
     runtime: ClassVar[Runtime] = Runtime.OLLAMA
+    label: ClassVar[str] = "Ollama"
     # `OLLAMA_KV_CACHE_TYPE`
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.FP16, KVDtype.Q8_0, KVDtype.Q4_0)
     cpu_moe_option: ClassVar[bool] = False

@@ -97,6 +97,7 @@ def vllm_cudagraph_bytes(arch: Architecture, tp: int) -> int:
 
 class VLLMRules(Rules):
     runtime: ClassVar[Runtime] = Runtime.VLLM
+    label: ClassVar[str] = "vLLM"
     # vLLM `CacheDType` in vllm/config/cache.py
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
     default_block: ClassVar[int] = VLLM_BLOCK
@@ -196,7 +197,8 @@ class VLLMRules(Rules):
         if self.cudagraphs_before_pool:
             return ()
         return (
-            f"vLLM {self.version_text} did not subtract CUDA graphs before sizing the KV pool (v0.21 does)",
+            f"{self.label} {self.version_text} did not subtract CUDA graphs before sizing the KV pool "
+            "(v0.21 does)",
         )
 
     def precision_fallback_note(self, gpu_name: str, requires: str) -> str | None:
