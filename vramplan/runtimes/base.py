@@ -28,6 +28,11 @@ class Rules:
     mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT,)
     # plans for host RAM when no GPU is found (CPU inference: llama.cpp, Ollama)
     runs_on_host: ClassVar[bool] = False
+    # spreads one model over several nodes (TP within a node, PP across nodes)
+    spans_nodes: ClassVar[bool] = True
+    # loads an FP8 / FP4 checkpoint only on GPUs with native support for it (vramplan does not plan a
+    # fallback for it; see `precision_fallback_note`)
+    needs_native_precision: ClassVar[bool] = False
     # splits a model over GPUs by layers (llama.cpp `--split-mode layer`): no TP, one node, host offload
     layer_split: ClassVar[bool] = False
     # --no-flash-attn: the user may turn flash attention off (llama.cpp, Ollama); the others pick their

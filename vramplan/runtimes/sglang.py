@@ -47,6 +47,7 @@ def sglang_reserved_bytes(arch: Architecture, device: Device, tp: int, pp: int) 
 class SGLangRules(Rules):
     runtime: ClassVar[Runtime] = Runtime.SGLANG
     label: ClassVar[str] = "SGLang"
+    needs_native_precision: ClassVar[bool] = True
     # SGLang `--kv-cache-dtype`
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
 
