@@ -190,7 +190,17 @@ def test_a_version_before_the_first_since_gets_the_oldest_row() -> None:
 )
 def test_bad_tables_are_refused(rows: tuple[tuple[str | None, int, str], ...]) -> None:
     with pytest.raises(ValueError):
-        Versioned("bad", *rows)
+        Versioned("bad", *rows).rows  # noqa: B018 (read on first use)
+
+
+def test_every_rules_table_reads() -> None:
+    from vramplan.runtimes import ollama, vllm
+
+    tables = [t for m in (vllm, ollama) for t in vars(m).values() if isinstance(t, Versioned)]
+    assert len(tables) == 3
+    for t in tables:
+        assert t.rows and all(source for _, _, source in t.rows)
+        assert t.at(None) == t.rows[-1][1] and t.source_at(None) == t.rows[-1][2]
 
 
 # ------------------------------------------------------------------------------------------ registry

@@ -17,14 +17,14 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-_BUILD = re.compile(r"(?:(?:version|build)\s*[:=]?\s*)?b?(\d+)(?:\s*\(\s*[0-9a-f]+\s*\))?", re.IGNORECASE)
-_RELEASE = re.compile(
+# compiled on first use: `vramplan estimate` reads no version and should not pay for the patterns
+_BUILD_PATTERN = r"(?:(?:version|build)\s*[:=]?\s*)?b?(\d+)(?:\s*\(\s*[0-9a-f]+\s*\))?"
+_RELEASE_PATTERN = (
     r"v?(?P<release>\d+(?:\.\d+)*)"
     r"(?:[-._]?(?P<pre>a|alpha|b|beta|rc|c|pre|preview)[-._]?(?P<pre_n>\d*))?"
     r"(?:[-._]?post[-._]?(?P<post>\d*))?"
     r"(?:[-._]?dev[-._]?(?P<dev>\d*))?"
-    r"(?:\+[0-9a-z][0-9a-z.\-_]*)?",
-    re.IGNORECASE,
+    r"(?:\+[0-9a-z][0-9a-z.\-_]*)?"
 )
 _PRE_RANK = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "rc": 2, "c": 2, "pre": 2, "preview": 2}
 
@@ -102,11 +102,11 @@ def parse_version(text: object) -> Version | None:
     t = text.strip()
     if not t or len(t) > 200:
         return None
-    m = _BUILD.fullmatch(t)
+    m = re.fullmatch(_BUILD_PATTERN, t, re.IGNORECASE)
     if m is not None and (not m.group(1).startswith("0") or m.group(1) == "0") and "." not in t:
         n = int(m.group(1))
         return Version(BUILD, t, (n,), (n,))
-    m = _RELEASE.fullmatch(t)
+    m = re.fullmatch(_RELEASE_PATTERN, t, re.IGNORECASE)
     if m is None:
         return None
     release = tuple(int(p) for p in m["release"].split("."))
@@ -139,16 +139,29 @@ class Versioned(Generic[T]):
     """A rule's value over a runtime's versions: rows of (since, value, source), oldest first.
 
     `since` None is the first row's "from the start". `at(None)` is the newest row (current releases);
-    `at(v)` the last row whose `since` is at or before v; a version the table cannot order (unknown, or
-    of another scheme) gets the newest row too."""
+    `at(v)` the last row whose `since` is at or before v; a version before the first row's `since` gets
+    that oldest row (no older rule is known); a version the table cannot order (unknown, or of another
+    scheme) gets the newest row. The `since` texts are read and checked on first use (`rows`), so a
+    start-up that asks only for current releases parses no version."""
 
-    __slots__ = ("name", "rows")
+    __slots__ = ("_parsed", "_raw", "name")
 
     def __init__(self, name: str, *rows: tuple[str | None, T, str]) -> None:
         if not rows:
             raise ValueError(f"{name}: a versioned rule needs at least one row")
+        self.name = name
+        self._raw = rows
+        self._parsed: tuple[tuple[Version | None, T, str], ...] | None = None
+
+    @property
+    def rows(self) -> tuple[tuple[Version | None, T, str], ...]:
+        """The rows with their `since` read; ValueError for a table out of order, a `since` that cannot
+        be read, or a row without its source."""
+        if self._parsed is not None:
+            return self._parsed
+        name = self.name
         parsed: list[tuple[Version | None, T, str]] = []
-        for since, value, source in rows:
+        for since, value, source in self._raw:
             v = parse_version(since) if since is not None else None
             if since is not None and v is None:
                 raise ValueError(f"{name}: cannot read the version {since!r}")
@@ -157,28 +170,33 @@ class Versioned(Generic[T]):
             if not source:
                 raise ValueError(f"{name}: the row since {since} names no source")
             parsed.append((v, value, source))
-        self.name = name
-        self.rows = tuple(parsed)
+        self._parsed = tuple(parsed)
+        return self._parsed
 
     def row(self, version: Version | str | None = None) -> tuple[Version | None, T, str]:
         v = as_version(version)
+        rows = self.rows
         if v is None:
-            return self.rows[-1]
+            return rows[-1]
         found = None
-        for row in self.rows:
+        for row in rows:
             since = row[0]
             if since is None:
                 found = row
             elif not since.comparable(v):
-                return self.rows[-1]
+                return rows[-1]
             elif since <= v:
                 found = row
-        return found if found is not None else self.rows[0]
+        return found if found is not None else rows[0]
 
     def at(self, version: Version | str | None = None) -> T:
+        if version is None:
+            return self._raw[-1][1]
         return self.row(version)[1]
 
     def source_at(self, version: Version | str | None = None) -> str:
+        if version is None:
+            return self._raw[-1][2]
         return self.row(version)[2]
 
     def is_newest(self, version: Version | str | None) -> bool:
