@@ -28,7 +28,11 @@ CORE = [
     "quantmix",
     "recommend",
     "request",
-    "runtimes",
+    # the runtime rules: shared types, versions, and one module per runtime
+    *(
+        f"runtimes/{m}"
+        for m in ("__init__", "types", "version", "base", "vllm", "sglang", "llamacpp", "ollama")
+    ),
     "cache",
     "speed",
     "sources/gguf_reader",

@@ -1,7 +1,9 @@
 """`vramplan check`: a runtime's startup log beside the estimate for the settings it states.
 
 `check_log(catalog, parsed, ...)` identifies the model (vramplan.logs.identify), turns the settings the
-log states into an estimator `Request`, runs `estimate`, and pairs each measured part with the
+log states into the same `Choices` the CLI makes (and the machine the log ran on), builds the `Request`
+through `vramplan.request.build_request` with the rules of the log's runtime version, runs `estimate`,
+and pairs each measured part with the
 estimate's part. Error = (estimate - measured) / measured; a difference within the log's own rounding
 (half a unit of the last digit printed) counts as 0.
 
@@ -20,14 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from vramplan.arch import Architecture
-from vramplan.catalog import Catalog
+from vramplan.catalog import Catalog, Resolved
 from vramplan.errors import PlanError
 from vramplan.estimate import Estimate, Request, estimate
-from vramplan.hardware import GPUChoice, GPUSpec, spec_for_nvml_name
+from vramplan.hardware import GPUChoice, GPUSpec, Machine, ProbedGPU, spec_for_nvml_name
 from vramplan.logs.identify import Identified, identify
 from vramplan.logs.types import Buffer, Figure, ParsedLog
 from vramplan.precision import KVDtype
-from vramplan.runtimes import KVLayout, Runtime, vllm_cudagraph_bytes
+from vramplan.request import Choices, build_request
+from vramplan.runtimes import KVLayout, Runtime, rules_for
 
 
 @dataclass(frozen=True)
@@ -101,29 +104,32 @@ def _gpu_from_log(log: ParsedLog) -> GPUSpec | None:
     return spec_for_nvml_name(name) if name else None
 
 
-def _spec_from_total(name: str | None, total: int) -> GPUSpec:
-    """A GPU known only by the memory the log states (vLLM V0's total_gpu_memory, Ollama's total=)."""
-    return GPUSpec(
-        name=(name or "gpu").lower().replace(" ", "-"),
-        label=name or "the log's GPU",
-        memory_bytes=total,
-        bandwidth_gbps=0.0,
-        compute_capability=None,
-        fp8=False,
-        fp4=False,
-        interconnect="pcie",
-        max_per_node=64,
+def _machine_from_log(name: str | None, total: int, count: int) -> Machine:
+    """The machine a log describes when it states each GPU's memory but not a card vramplan knows (vLLM
+    V0's total_gpu_memory, Ollama's total=): the probe's own spec for an unknown card is made from it."""
+    gpus = tuple(
+        ProbedGPU(
+            index=i,
+            name=name or "the log's GPU",
+            memory_total_bytes=total,
+            memory_free_bytes=total,
+            spec=None,
+        )
+        for i in range(count)
     )
+    return Machine(gpus=gpus, host_memory_bytes=None, cpu_cores=None)
 
 
-def build_request(
+def choices_from_log(
     log: ParsedLog, ident: Identified, gpu: GPUChoice | None
-) -> tuple[Request, list[tuple[str, str, str]], list[str]]:
-    """The estimator request for what the log states; the settings used and where each came from."""
+) -> tuple[Choices, Machine | None, list[tuple[str, str, str]], list[str]]:
+    """The `Choices` the CLI would make for what the log states, and the machine it ran on (None: not
+    known); the settings used and where each came from; notes."""
     s, arch = log.settings, ident.variant.architecture
     used: list[tuple[str, str, str]] = []
     notes: list[str] = []
     rt = log.runtime
+    rules = rules_for(rt, log.version)
 
     def note(name: str, value: object, source: str) -> None:
         used.append((name, str(value), source))
@@ -142,14 +148,15 @@ def build_request(
         note("parallel sequences", concurrency, "the log")
     kv = _kv_dtype(log, notes)
     note("KV cache type", kv.value, "the log" if (s.type_k or s.kv_cache_dtype) else "the runtime's default")
-    spec = gpu.spec if gpu else _gpu_from_log(log)
+    spec: GPUSpec | None = gpu.spec if gpu else _gpu_from_log(log)
     count = gpu.count if gpu else None
+    by_total = False
     if gpu is not None:
         note("GPU", f"{gpu.spec.name} x {gpu.count}", "--gpu")
     elif spec is not None:
         note("GPU", spec.name, f"the log: {s.gpu_name}")
     elif s.gpu_total is not None:
-        spec = _spec_from_total(s.gpu_name, s.gpu_total.bytes)
+        by_total = True
         note("GPU", f"{s.gpu_total.text} each", "the log")
     elif s.gpu_name:
         notes.append(
@@ -157,23 +164,20 @@ def build_request(
         )
     tp = pp = None
     util: float | None = None
-    cpu_only = False
     gpu_layers = None
     layout = None
-    quant = ident.quant
     if rt.is_ggml:
         devices = _gpu_devices(log)
         if count is None:
             count = len(devices) or (s.gpus or 0)
         if count == 0:
-            cpu_only = True
             note("devices", "host only (no GPU buffers in the log)", "the log")
         else:
             note("GPUs", count, "--gpu" if gpu else "the log")
         if s.gpu_layers is not None and s.layers_total is not None and s.gpu_layers < s.layers_total:
             gpu_layers = s.gpu_layers
             note("GPU layers", f"{s.gpu_layers}/{s.layers_total}", "the log")
-        if arch.is_mla and quant.gguf_mla and s.v_cache_empty is False:
+        if arch.is_mla and ident.quant.gguf_mla and s.v_cache_empty is False:
             layout = KVLayout.MLA_KV  # an MLA GGUF on llama.cpp before PR 19067 cached V as well
         if s.flash_attn is not None:
             note("flash attention", "on" if s.flash_attn else "off", "the log")
@@ -190,29 +194,38 @@ def build_request(
         util = s.gpu_memory_utilization
         if util is not None:
             note("gpu_memory_utilization", util, "the log")
-        elif rt is Runtime.VLLM and _version_before(log.version, 0, 33):
-            util = 0.9  # vllm/config/cache.py: the default was 0.9 until 0.33 made it 0.92
-            note("gpu_memory_utilization", util, f"vLLM {log.version}'s default")
+        elif rules.gpu_memory_utilization != rules_for(rt).gpu_memory_utilization:
+            util = rules.gpu_memory_utilization  # this version's default, not today's
+            note("gpu_memory_utilization", util, f"{rules.label} {log.version}'s default")
         if s.mem_fraction_static is not None:
             note("mem_fraction_static", s.mem_fraction_static, "the log")
-    req = Request(
-        variant=ident.variant,
-        quant=quant,
+    machine: Machine | None = None
+    choice: GPUChoice | None = None
+    if count == 0:
+        machine = Machine(gpus=(), host_memory_bytes=None, cpu_cores=None)  # no GPU: host RAM only
+    elif by_total:
+        assert s.gpu_total is not None and count is not None
+        machine = _machine_from_log(s.gpu_name, s.gpu_total.bytes, count)
+    elif spec is not None:
+        choice = GPUChoice(spec, max(count or 1, 1))
+    choices = Choices(
+        model=ident.variant.id,
         runtime=rt,
         context=context,
         concurrency=concurrency,
         kv_cache_dtype=kv,
-        gpu=spec,
-        gpus_per_node=max(count or 1, 1),
+        gpu=choice,
         tp=tp,
         pp=pp,
-        cpu_only=cpu_only,
+        kv_layout=layout,
         flash_attn=s.flash_attn if s.flash_attn is not None else True,
         gpu_layers=gpu_layers,
-        kv_layout=layout,
-        gpu_memory_utilization=util if rt is Runtime.VLLM else None,
+        gpu_count=max(count or 1, 1) if choice is None and machine is None else None,
+        # a runtime without the setting (its rules have no default for it) ignores a stated value
+        gpu_memory_utilization=util if rules.gpu_memory_utilization is not None else None,
+        runtime_version=log.version,
     )
-    return req, used, notes
+    return choices, machine, used, notes
 
 
 # ------------------------------------------------------------------------------------------ compare
@@ -292,14 +305,9 @@ def _kv_per_token_gpu(e: Estimate) -> float:
     return g.kv_cache_bytes / e.kv_cells if e.kv_cells else 0.0
 
 
-def _version_before(version: str | None, major: int, minor: int) -> bool:
-    if not version:
-        return False
-    parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
-    return len(parts) == 2 and (parts[0], parts[1]) < (major, minor)
-
-
-def _torch_parts(log: ParsedLog, e: Estimate, arch: Architecture, notes: list[str]) -> list[PartCheck]:
+def _torch_parts(
+    log: ParsedLog, req: Request, e: Estimate, arch: Architecture, notes: list[str]
+) -> list[PartCheck]:
     out = _per_rank("weights", log.weights, e, "weights_bytes")
     per_token_est = _kv_per_token_gpu(e)
     g = e.per_gpu[0] if e.per_gpu else None
@@ -320,23 +328,21 @@ def _torch_parts(log: ParsedLog, e: Estimate, arch: Architecture, notes: list[st
         if pool_fig is not None:
             notes.append("no GPU capacity known: give --gpu NAME[:COUNT] to compare the KV pool")
         return out
-    if log.runtime is Runtime.VLLM:
-        pool_est = g.usable_bytes - (g.total_bytes - g.kv_cache_bytes)
-        if _version_before(log.version, 0, 21):
-            pool_est += vllm_cudagraph_bytes(arch, e.topology.tensor_parallel)
-            notes.append(
-                f"vLLM {log.version} did not subtract CUDA graphs before sizing the KV pool (v0.21 does)"
-            )
-    else:
-        frac = log.settings.mem_fraction_static
-        reserved = g.activation_bytes + g.overhead_bytes
-        usable = int(frac * g.capacity_bytes) if frac is not None else g.capacity_bytes - reserved
-        pool_est = usable - g.weights_bytes
-        notes.append(
-            "SGLang's pool is mem_fraction_static x total less what is in use after loading "
-            "(model_runner.py profile_max_num_token): the CUDA context and anything else already on the GPU "
-            "come out of it too, which the estimate does not model"
-        )
+    rules = rules_for(log.runtime, log.version)
+    pool = rules.kv_pool_bytes(
+        arch,
+        e.topology.tensor_parallel,
+        g.capacity_bytes,
+        g.weights_bytes,
+        g.activation_bytes,
+        g.overhead_bytes,
+        utilization=req.gpu_memory_utilization,
+        mem_fraction_static=log.settings.mem_fraction_static,
+    )
+    if pool is None:
+        return out
+    pool_est = pool
+    notes.extend(rules.kv_pool_caveats())
     if pool_fig is not None:
         out.append(
             PartCheck(
@@ -388,7 +394,8 @@ def check_log(
     gpu: GPUChoice | None = None,
 ) -> CheckResult:
     ident = identify(catalog, log, model, quant)
-    req, used, notes = build_request(log, ident, gpu)
+    choices, machine, used, notes = choices_from_log(log, ident, gpu)
+    req = build_request(catalog, choices, machine, resolved=Resolved(ident.variant, ident.quant, "log"))
     est = estimate(req)
     notes = list(log.notes) + notes
     if log.runtime.is_ggml:
@@ -399,7 +406,7 @@ def check_log(
             if cells != est.kv_cells:
                 notes.append(f"llama.cpp allocated {cells} KV cells; the estimate {est.kv_cells}")
     else:
-        parts = _torch_parts(log, est, ident.variant.architecture, notes)
+        parts = _torch_parts(log, req, est, ident.variant.architecture, notes)
     if not parts:
         raise PlanError("the log's memory lines have nothing the estimate can be compared with")
     if log.planner:

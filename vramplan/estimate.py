@@ -26,21 +26,11 @@ from vramplan.runtimes import (
     GiB,
     KVLayout,
     KVShape,
+    Rules,
     Runtime,
-    activation_bytes_torch,
-    batch_shape,
-    compute_buffer_ggml,
-    default_context,
-    ggml_outputs,
-    kv_cells,
     kv_layer_bytes,
-    kv_layout,
     kv_shape,
-    overhead_bytes,
-    resolve_kv_dtype,
-    sglang_reserved_bytes,
-    usable_fraction,
-    vllm_block_size,
+    rules_for,
 )
 
 HOST = -1
@@ -73,6 +63,7 @@ class Request:
     gpu_layers: int | None = None  # llama.cpp --n-gpu-layers (None: all, output layer included)
     kv_layout: KVLayout | None = None  # override the layout the runtime would use
     gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
+    runtime_version: str | None = None  # the runtime release whose rules apply (None: current releases)
     # llama.cpp --n-cpu-moe N: the routed experts of blocks 0..N-1 stay in host RAM (common/arg.cpp
     # pushes one `blk\.i\.ffn_(up|down|gate|gate_up)_(ch|)exps` -> CPU buffer override per block i < N;
     # the shared experts, attention and norms of those blocks stay on their GPU)
@@ -213,8 +204,8 @@ def _valid_tp(arch: Architecture, shape: KVShape) -> list[int]:
     return [d for d in range(1, min(arch.num_attention_heads, 64) + 1) if _tp_ok(arch, shape, d)]
 
 
-def resolve_topology(req: Request, shape: KVShape) -> Topology:
-    """TP / PP defaults and checks.
+def resolve_topology(req: Request, shape: KVShape, rules: Rules | None = None) -> Topology:
+    """TP / PP defaults and checks (`rules`: the runtime's; None: its current release's).
 
     vLLM / SGLang: TP over the GPUs of one node (the largest count that divides the heads), PP over
     nodes. llama.cpp / Ollama: no TP; layers split over every GPU of the node (`--split-mode layer`).
@@ -231,7 +222,8 @@ def resolve_topology(req: Request, shape: KVShape) -> Topology:
     gpu = req.gpu.name if req.gpu else None
     if req.cpu_only:
         return Topology(None, 0, 1, 1, 1)
-    if req.runtime.is_ggml:
+    rules = rules or rules_for(req.runtime, req.runtime_version)
+    if rules.layer_split:
         if req.tp not in (None, 1):
             raise PlanError(
                 f"{req.runtime.value} splits a model across GPUs by layers, not by tensor parallelism; "
@@ -338,10 +330,10 @@ def _weights_key(variant: Variant, quant: Quant) -> _WeightsKey:
     return _WeightsKey(variant.architecture, quant.scheme, bool(quant.gguf_mla), total, quant.tensor_table)
 
 
-def _place(req: Request, topo: Topology, shape: KVShape) -> _Placement:
+def _place(req: Request, topo: Topology, shape: KVShape, rules: Rules) -> _Placement:
     return _place_cached(
         _weights_key(req.variant, req.quant),
-        req.runtime.is_ggml,
+        rules.layer_split,
         req.cpu_only,
         topo.tensor_parallel,
         topo.pipeline_parallel,
@@ -410,7 +402,7 @@ def _layer_bytes(key: _WeightsKey, tp: int, kv_split: int) -> _LayerBytes:
 @lru_cache(maxsize=1024)
 def _place_cached(
     key: _WeightsKey,
-    ggml: bool,
+    layer_split: bool,
     cpu_only: bool,
     tp: int,
     pp: int,
@@ -430,7 +422,7 @@ def _place_cached(
         weights[dev] = weights.get(dev, 0) + wr[0]
         read[dev] = read.get(dev, 0) + wr[1]
 
-    if ggml:
+    if layer_split:
         lb = _layer_bytes(key, 1, 1)
         n_gpus = 0 if cpu_only else pp
         ngl = n_layers + 1 if gpu_layers is None else gpu_layers
@@ -485,44 +477,43 @@ class _Static(NamedTuple):
     host_capacity: int | None
     host_usable: int | None  # host RAM less the headroom
     device: Device
-    block: int  # vLLM's KV block size for this plan
+    block: int  # the runtime's KV block size for this plan (vLLM pages; 1 elsewhere)
+    rules: Rules
 
 
 def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[DeviceUse], DeviceUse]:
     req, arch = st.req, st.req.variant.architecture
     tp = st.topo.tensor_parallel
     per_layer = kv_layer_bytes(st.shape, st.dtype, tp)
-    batch = batch_shape(req.runtime, st.device, concurrency)
+    rules = st.rules
+    batch = rules.batch_shape(st.device, concurrency)
     pp = st.topo.pipeline_parallel
     gpus: list[DeviceUse] = []
     host_kv = host_act = 0
     # the activation and overhead terms are the same on every GPU of a kind: compute each once
-    acts: dict[tuple[bool, bool], int] = {}
-    over_gpu = overhead_bytes(req.runtime, arch, tp, pp, st.device)
+    acts: dict[tuple[bool, bool, bool], int] = {}
+    over_gpu = rules.overhead_bytes(arch, tp, pp, st.device)
     for dev in (*st.devices, HOST):
         layers = st.placement.layers.get(dev, ())
         kv = cells.total * per_layer * len(layers)
         has_output = dev == st.placement.output_device
-        kind = (dev == HOST, has_output)
-        if kind in acts:
-            act = acts[kind]
-        elif req.runtime is Runtime.SGLANG:
-            act = acts[kind] = sglang_reserved_bytes(arch, st.device, tp, pp)[0] if dev != HOST else 0
-        elif not req.runtime.is_ggml:
-            act = acts[kind] = activation_bytes_torch(arch, tp, batch) if dev != HOST else 0
-        else:
-            tokens = min(batch.tokens, cells.total)  # llama.cpp: n_tokens = min(n_ctx, n_ubatch)
-            act = acts[kind] = compute_buffer_ggml(
+        kind = (dev == HOST, has_output, bool(layers))
+        act = acts.get(kind, -1)
+        if act < 0:
+            act = acts[kind] = rules.activation_bytes(
                 arch,
                 st.shape,
-                cells.per_sequence,
-                tokens,
-                ggml_outputs(req.runtime, tokens, concurrency),
-                req.flash_attn,
+                tp=tp,
+                pp=pp,
+                device=st.device,
+                batch=batch,
+                cells=cells,
+                concurrency=concurrency,
+                flash_attn=req.flash_attn,
+                on_host=dev == HOST,
                 has_output=has_output,
+                has_layers=bool(layers),
             )
-        if req.runtime.is_ggml and not (layers or has_output):
-            act = 0
         over = over_gpu if dev != HOST else 0
         if dev == HOST:
             host_kv, host_act = kv, act
@@ -587,30 +578,32 @@ def _prepare(req: Request) -> _Static:
             f"{rt.value} cannot load {v.id} {q.name} ({q.format.value}); that quantization runs on: {loads}"
         )
     arch = v.architecture
-    layout = req.kv_layout or kv_layout(arch, rt, q.gguf_mla)
+    rules = rules_for(rt, req.runtime_version)
+    layout = req.kv_layout or rules.kv_layout(arch, q.gguf_mla)
     if layout is not KVLayout.GQA and not arch.is_mla:
         raise PlanError(f"the {layout.value} KV layout needs an MLA model; {v.id} uses GQA")
     if arch.is_mla and layout is KVLayout.GQA:
         raise PlanError(f"{v.id} uses MLA; its KV layout is mla-latent, mla-kv or mha")
-    if not rt.is_ggml and layout is not KVLayout.GQA and layout is not KVLayout.MLA_LATENT:
+    if arch.is_mla and layout not in rules.mla_layouts:
         raise PlanError(
             f"the {layout.value} KV layout is llama.cpp's (a deepseek2 GGUF's); {rt.value} caches MLA "
             "as its latent (mla-latent)"
         )
     shape = kv_shape(arch, layout)
-    dtype = resolve_kv_dtype(rt, req.kv_cache_dtype, q.format)
-    if rt.is_ggml and dtype in (KVDtype.Q8_0, KVDtype.Q4_0) and not req.flash_attn:
+    dtype = rules.resolve_kv_dtype(req.kv_cache_dtype, q.format)
+    # only llama.cpp / Ollama take a quantized cache (their `kv_dtypes`)
+    if dtype in (KVDtype.Q8_0, KVDtype.Q4_0) and not req.flash_attn:
         raise PlanError("llama.cpp needs flash attention for a quantized V cache (q8_0 / q4_0)")
-    if not rt.is_ggml and req.gpu_layers is not None:
+    if not rules.layer_split and req.gpu_layers is not None:
         raise PlanError(
             f"--gpu-layers is a llama.cpp / Ollama option; {rt.value} keeps every layer on the GPUs"
         )
-    if not rt.is_ggml and not req.flash_attn:
+    if not rules.flash_attn_option and not req.flash_attn:
         raise PlanError(
             f"--no-flash-attn is a llama.cpp / Ollama option; {rt.value} picks its attention backend itself"
         )
     if req.cpu_moe_layers:
-        if rt is not Runtime.LLAMA_CPP:
+        if not rules.cpu_moe_option:
             raise PlanError(f"--n-cpu-moe is a llama.cpp option; {rt.value} has no such setting")
         if not arch.is_moe:
             raise PlanError(f"--n-cpu-moe keeps MoE experts in host RAM; {v.id} has no experts")
@@ -620,22 +613,22 @@ def _prepare(req: Request) -> _Static:
             )
     if not 0 <= req.headroom < 1:
         raise PlanError(f"the headroom must be at least 0 and below 100 %, got {req.headroom:.0%}")
-    topo = resolve_topology(req, shape)
-    placement = _place(req, topo, shape)
+    topo = resolve_topology(req, shape, rules)
+    placement = _place(req, topo, shape, rules)
     n_dev = 0 if req.cpu_only else topo.gpus_used
     cap = req.gpu.memory_bytes if req.gpu else None
     if req.gpu_memory_utilization is not None and not 0 < req.gpu_memory_utilization <= 1:
         raise PlanError(f"--gpu-memory-utilization must be in (0, 1], got {req.gpu_memory_utilization}")
-    fraction = usable_fraction(rt, req.gpu_memory_utilization) * (1 - req.headroom)
+    fraction = rules.usable_fraction(req.gpu_memory_utilization) * (1 - req.headroom)
     usable = int(cap * fraction) if cap is not None else None
     host_cap = req.host_memory_bytes
     host_usable = int(host_cap * (1 - req.headroom)) if host_cap is not None else None
     g = req.gpu
     device = Device(g.memory_bytes, g.compute_capability, g.name.startswith("a100")) if g else Device()
-    block = vllm_block_size(arch, device, dtype)
+    block = rules.kv_block(arch, device, dtype)
     devices = tuple(range(n_dev))
     return _Static(
-        req, topo, shape, dtype, placement, devices, cap, usable, host_cap, host_usable, device, block
+        req, topo, shape, dtype, placement, devices, cap, usable, host_cap, host_usable, device, block, rules
     )
 
 
@@ -645,20 +638,21 @@ def estimate(req: Request, *, solve_context: bool = True, solve_concurrency: boo
     st = _prepare(req)
     arch = req.variant.architecture
     gpu_total = st.capacity * len(st.devices) if st.capacity is not None else None
-    context = req.context if req.context is not None else default_context(req.runtime, arch, gpu_total)
+    rules = st.rules
+    context = req.context if req.context is not None else rules.default_context(arch, gpu_total)
     if context <= 0:
         raise PlanError(f"--context must be a positive number of tokens, got {context}")
     if context > arch.max_position_embeddings:
         raise PlanError(
             f"--context {context} exceeds {req.variant.id}'s maximum of {arch.max_position_embeddings} tokens"
         )
-    cells = kv_cells(req.runtime, context, req.concurrency, st.block)
-    batch = batch_shape(req.runtime, st.device, req.concurrency)
+    cells = rules.kv_cells(context, req.concurrency, st.block)
+    batch = rules.batch_shape(st.device, req.concurrency)
     gpus, host = _devices_use(st, cells, req.concurrency)
     fits = _fits(gpus, host, req.cpu_only)
 
     def fits_at(ctx: int, conc: int) -> bool:
-        g, h = _devices_use(st, kv_cells(req.runtime, ctx, conc, st.block), conc)
+        g, h = _devices_use(st, rules.kv_cells(ctx, conc, st.block), conc)
         return bool(_fits(g, h, req.cpu_only))
 
     max_context = max_conc = None
@@ -707,7 +701,7 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         notes.append("no GPU found: this plan is for host RAM (CPU inference)")
     elif req.gpu is None:
         notes.append("no GPU given: per-GPU memory is shown without a capacity (use --gpu NAME[:COUNT])")
-    if st.shape.layout is KVLayout.MLA_LATENT and not rt.is_ggml and st.topo.tensor_parallel > 1:
+    if st.shape.layout is KVLayout.MLA_LATENT and st.topo.tensor_parallel > 1:
         notes.append(
             "the MLA latent KV cache is replicated on every tensor-parallel GPU; more TP does not shrink it"
         )
@@ -724,42 +718,26 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
             "each GPU keeps a replica of one KV head"
         )
     idle = req.gpus_per_node * req.nodes - st.topo.gpus_used
-    if not req.cpu_only and not rt.is_ggml and idle > 0 and req.gpu is not None:
+    if not req.cpu_only and not st.rules.layer_split and idle > 0 and req.gpu is not None:
         notes.append(f"{idle} GPU(s) left idle by TP x PP; run data-parallel replicas on them")
-    if req.gpu is not None and q.requires == "fp8" and not req.gpu.fp8:
-        notes.append(
-            f"{req.gpu.name} has no FP8 tensor cores: vLLM runs FP8 weights through its weight-only "
-            "Marlin kernels (slower; DeepSeek's block-scaled FP8 MoE was long unsupported there)"
-        )
-    if req.gpu is not None and q.requires == "fp4" and not req.gpu.fp4:
-        notes.append(
-            f"NVFP4 runs natively only on Blackwell; on {req.gpu.name} vLLM falls back to weight-only "
-            "FP4 Marlin kernels (same memory, slower)"
-        )
-    if rt in (Runtime.VLLM, Runtime.SGLANG) and st.capacity is not None and st.usable is not None:
+    if req.gpu is not None and q.requires is not None and not getattr(req.gpu, q.requires):
+        fallback = st.rules.precision_fallback_note(req.gpu.name, q.requires)
+        if fallback:
+            notes.append(fallback)
+    if st.capacity is not None and st.usable is not None and est.per_gpu:
         g = max(est.per_gpu, key=lambda d: d.total_bytes)
         per_cell = g.kv_cache_bytes // est.kv_cells if est.kv_cells else 0
-        if rt is Runtime.VLLM:
-            reserved = int(st.capacity * usable_fraction(rt, req.gpu_memory_utilization))
-            pool = reserved - (g.total_bytes - g.kv_cache_bytes)
-            line = (
-                f"vllm reserves --gpu-memory-utilization {reserved / st.capacity:.2f} x {_gib(st.capacity)} "
-                f"= {_gib(reserved)} per GPU"
-            )
-        else:
-            reserved = g.activation_bytes + g.overhead_bytes
-            pool = st.capacity - reserved - g.weights_bytes
-            line = (
-                f"sglang's default --mem-fraction-static is {(st.capacity - reserved) / st.capacity:.3f} "
-                f"here ({_gib(reserved)} kept for activations and graphs)"
-            )
-        if pool > 0 and per_cell:
-            line += f"; its KV pool gets {_gib(pool)}, room for {pool // per_cell} tokens"
-        notes.append(line)
-    if rt is Runtime.OLLAMA and q.gguf_mla is False and arch.is_mla:
-        notes.append(
-            "Ollama's OLLAMA_KV_CACHE_TYPE was reported not to apply to this model (ollama issue 8763)"
-        )
+        parts = (st.capacity, g.weights_bytes, g.activation_bytes, g.overhead_bytes)
+        util = req.gpu_memory_utilization
+        pool = st.rules.kv_pool_bytes(arch, st.topo.tensor_parallel, *parts, utilization=util)
+        line = st.rules.kv_pool_words(*parts, util)
+        if pool is not None and line is not None:
+            if pool > 0 and per_cell:
+                line += f"; its KV pool gets {_gib(pool)}, room for {pool // per_cell} tokens"
+            notes.append(line)
+    caveat = st.rules.kv_dtype_caveat(arch, q.gguf_mla)
+    if caveat:
+        notes.append(caveat)
     if est.fits is False:
         worst = max(est.per_gpu or (est.host,), key=lambda d: d.total_bytes - (d.usable_bytes or 0))
         where = "host RAM" if worst.index == HOST else f"GPU {worst.index}"

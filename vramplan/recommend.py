@@ -24,7 +24,7 @@ from vramplan.hardware import GPU_SPECS, GPUChoice, GPUSpec, Machine
 from vramplan.precision import WeightFormat
 from vramplan.quantmix import GGUF_FTYPES
 from vramplan.request import Choices, resolve_model
-from vramplan.runtimes import Runtime, default_context, usable_fraction
+from vramplan.runtimes import Runtime, rules_for
 from vramplan.speed import HOST_BANDWIDTH_GBPS, host_share, tokens_per_second
 
 GiB = 1 << 30
@@ -404,7 +404,7 @@ def _offload(combo: _Combo, target: Target, opts: Options) -> tuple[Request, Est
         est = estimate(req, solve_concurrency=False)
         if est.fits:
             found.append((req, est, "layers"))
-    if combo.runtime is Runtime.LLAMA_CPP and arch.is_moe:
+    if rules_for(combo.runtime).cpu_moe_option and arch.is_moe:
         # GPU use falls as N grows: the fewest N that fits
         cpu_moe = _smallest_ok(lambda k: _gpus_fit(_quick(make(cpu_moe=k))), 1, n)
         if cpu_moe is not None:
@@ -502,12 +502,13 @@ def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Comb
             for rt in q.runtimes:
                 if opts.runtimes and rt not in opts.runtimes:
                     continue
-                if target.cpu_only and not rt.is_ggml:
+                rules = rules_for(rt)
+                if target.cpu_only and not rules.runs_on_host:
                     continue
-                if target.nodes > 1 and rt.is_ggml:
+                if target.nodes > 1 and not rules.spans_nodes:
                     continue
                 gpu = target.gpu
-                if rt is Runtime.SGLANG and gpu is not None and q.requires is not None:
+                if rules.needs_native_precision and gpu is not None and q.requires is not None:
                     if not getattr(gpu, q.requires):
                         skipped.add(q.requires.upper())
                         continue
@@ -578,7 +579,7 @@ def _candidate(
 
 def _default_context(combo: _Combo, target: Target) -> int:
     total = target.gpu.memory_bytes * target.gpus_per_node * target.nodes if target.gpu else None
-    return default_context(combo.runtime, combo.variant.architecture, total)
+    return rules_for(combo.runtime).default_context(combo.variant.architecture, total)
 
 
 # The fewest bytes a parameter of each checkpoint format can take (its quantized storage alone; scales,
@@ -609,9 +610,10 @@ def _too_big(combo: _Combo, target: Target, opts: Options) -> bool:
     if target.gpu is None:
         room = (target.host_memory_bytes or 0) * (1 - opts.headroom)
     else:
-        share = usable_fraction(combo.runtime) * (1 - opts.headroom)
+        rules = rules_for(combo.runtime)
+        share = rules.usable_fraction() * (1 - opts.headroom)
         room = target.gpu.memory_bytes * share * target.gpus_per_node * target.nodes
-        if combo.runtime.is_ggml and opts.offload and target.host_memory_bytes:
+        if rules.layer_split and opts.offload and target.host_memory_bytes:
             room += target.host_memory_bytes * (1 - opts.headroom)
     return least > room
 
@@ -646,7 +648,7 @@ def _plan(combo: _Combo, target: Target, opts: Options) -> tuple[list[Candidate]
         out: list[Candidate] = []
         # llama.cpp's layer split reads the layers one GPU after another: more GPUs add room but no
         # speed, so only the fewest GPUs are proposed; vLLM / SGLang gain bandwidth with every GPU
-        if fewer is None or not combo.runtime.is_ggml:
+        if fewer is None or not rules_for(combo.runtime).layer_split:
             out.append(
                 _candidate(
                     combo, target, req, whole, fits=True, reason=_fit_reason(whole, target, opts, default_ctx)
@@ -660,7 +662,12 @@ def _plan(combo: _Combo, target: Target, opts: Options) -> tuple[list[Candidate]
                 )
             )
         return out, False
-    if combo.runtime.is_ggml and not target.cpu_only and opts.offload and target.host_memory_bytes:
+    if (
+        rules_for(combo.runtime).layer_split
+        and not target.cpu_only
+        and opts.offload
+        and target.host_memory_bytes
+    ):
         off = _offload(combo, target, opts)
         if off is not None:
             oreq, oest, kind, notes = off
@@ -705,7 +712,7 @@ def _more_hardware(est: Estimate, combo: _Combo, target: Target, opts: Options) 
         for k in range(max(g + 1, min(need, gpu.max_per_node)), gpu.max_per_node + 1):
             if _fits_with(combo, target, opts, k, 1):
                 return k, f"fits on {k} x {gpu.name} (--gpu {gpu.name}:{k})"
-    if combo.runtime.is_ggml:
+    if not rules_for(combo.runtime).spans_nodes:
         return None
     full = gpu.max_per_node
     first = max(nodes + 1 if g == full else 2, math.ceil(need / full))
@@ -735,7 +742,9 @@ def _smaller_quant(
     ctx = opts.context or MIN_CONTEXT
     tried: set[str] = set()
     others = [m for m in misses if m.variant.id == combo.variant.id and m.rank > combo.rank]
-    for m in sorted(others, key=lambda m: (m.rank, m.runtime.is_ggml, RUNTIME_ORDER.index(m.runtime))):
+    for m in sorted(
+        others, key=lambda m: (m.rank, rules_for(m.runtime).layer_split, RUNTIME_ORDER.index(m.runtime))
+    ):
         if m.quant.name in tried:
             continue
         tried.add(m.quant.name)
@@ -771,7 +780,7 @@ def _explain(
     more = _more_hardware(est, combo, target, opts)
     if more:
         parts.append(more[1])
-    elif target.gpu is not None and not combo.runtime.is_ggml:
+    elif target.gpu is not None and rules_for(combo.runtime).spans_nodes:
         parts.append(f"does not fit even on {MAX_NODES} nodes of {target.gpu.name}:{target.gpu.max_per_node}")
     smaller = _smaller_quant(c, combo, target, opts, fits, misses)
     if smaller:
@@ -906,10 +915,10 @@ def check_options(opts: Options, target: Target) -> None:
         raise PlanError(f"--per-model must be 0 (no limit) or more, got {opts.per_model}")
     if not 0 <= opts.headroom < 0.9:
         raise PlanError(f"--headroom must be at least 0 and below 90 %, got {opts.headroom * 100:g} %")
-    if opts.runtimes and target.cpu_only and not any(r.is_ggml for r in opts.runtimes):
+    if opts.runtimes and target.cpu_only and not any(rules_for(r).runs_on_host for r in opts.runtimes):
         names = " and ".join(r.value for r in opts.runtimes)
         raise PlanError(f"{names} need a GPU and none was found; plan for one with --gpu NAME[:COUNT]")
-    if opts.runtimes and target.nodes > 1 and all(r.is_ggml for r in opts.runtimes):
+    if opts.runtimes and target.nodes > 1 and not any(rules_for(r).spans_nodes for r in opts.runtimes):
         names = " and ".join(r.value for r in opts.runtimes)
         raise PlanError(f"{names} run on one node; --nodes needs vllm or sglang")
 

@@ -18,7 +18,7 @@ from vramplan.errors import PlanError, SourceError, UnknownModelError
 from vramplan.estimate import Request
 from vramplan.hardware import GPUChoice, Machine
 from vramplan.precision import KVDtype
-from vramplan.runtimes import KVLayout, Runtime
+from vramplan.runtimes import KVLayout, Runtime, rules_for
 
 
 def default_runtime(resolved: Resolved, quant: Quant) -> Runtime:
@@ -58,6 +58,10 @@ class Choices:
     gpu_layers: int | None = None
     cpu_moe_layers: int = 0  # llama.cpp --n-cpu-moe
     gguf: str | None = None  # a GGUF file to plan for instead of a named model
+    # how many GPUs a node has when no GPU model is named (a log that shows N devices but not which)
+    gpu_count: int | None = None
+    gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
+    runtime_version: str | None = None  # the runtime release to plan for (None: current releases)
 
 
 def resolve_model(catalog: Catalog, choices: Choices) -> Resolved:
@@ -93,10 +97,14 @@ def resolve_model(catalog: Catalog, choices: Choices) -> Resolved:
         return Resolved(variant, quant, "hf")
 
 
-def build_request(catalog: Catalog, choices: Choices, machine: Machine | None) -> Request:
-    """Resolve names and defaults into a Request. `machine` is the probed machine, used when no
-    `--gpu` was given (None: plan without hardware)."""
-    resolved = resolve_model(catalog, choices)
+def build_request(
+    catalog: Catalog, choices: Choices, machine: Machine | None, *, resolved: Resolved | None = None
+) -> Request:
+    """Resolve names and defaults into a Request. `machine` is the probed machine (or the one a log
+    describes), used when no `--gpu` was given (None: plan without hardware). `resolved` is the model
+    when the caller has already identified it (`vramplan check` reads it from the log)."""
+    if resolved is None:
+        resolved = resolve_model(catalog, choices)
     variant = resolved.variant
     if choices.quant is not None:
         quant = variant.quant(choices.quant)
@@ -112,14 +120,17 @@ def build_request(catalog: Catalog, choices: Choices, machine: Machine | None) -
         raise PlanError(f"--concurrency must be at least 1, got {choices.concurrency}")
     if choices.nodes <= 0:
         raise PlanError(f"--nodes must be at least 1, got {choices.nodes}")
+    if choices.gpu_count is not None and choices.gpu_count <= 0:
+        raise PlanError(f"the GPU count must be at least 1, got {choices.gpu_count}")
+    rules = rules_for(runtime, choices.runtime_version)
     gpu = choices.gpu.spec if choices.gpu else None
-    count = choices.gpu.count if choices.gpu else 1
+    count = choices.gpu.count if choices.gpu else (choices.gpu_count or 1)
     host = machine.host_memory_bytes if machine else None
     cpu_only = False
     if choices.gpu is None and machine is not None:
         if machine.gpu_count():
             gpu, count = machine.gpu_spec(), machine.gpu_count()
-        elif runtime.is_ggml:
+        elif rules.runs_on_host:
             cpu_only = True
     if choices.nodes > 1 and choices.gpu is None:
         raise PlanError("--nodes needs --gpu NAME:COUNT to say what each node holds")
@@ -141,4 +152,6 @@ def build_request(catalog: Catalog, choices: Choices, machine: Machine | None) -
         gpu_layers=choices.gpu_layers,
         cpu_moe_layers=choices.cpu_moe_layers,
         kv_layout=choices.kv_layout,
+        gpu_memory_utilization=choices.gpu_memory_utilization,
+        runtime_version=choices.runtime_version,
     )

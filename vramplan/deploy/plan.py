@@ -19,8 +19,15 @@ from vramplan.errors import PlanError, RenderError
 from vramplan.estimate import DeviceUse, Estimate, Request
 from vramplan.precision import KVDtype, WeightFormat
 from vramplan.runtimes import Runtime
+from vramplan.runtimes.vllm import GPU_MEMORY_UTILIZATION
 
 GiB = 1 << 30
+
+# The utilization a plan names when no GPU capacity is known, so the estimate has no usable share to
+# give: vLLM's default before 0.33 (the oldest row of the rules' table), as the bundles always wrote.
+# No rendered file reaches it today (a vLLM plan needs --gpu; Ollama's files name no utilization); whether
+# it should be the pinned release's default (0.92 in VLLM_VERSION) is open.
+UNKNOWN_CAPACITY_UTILIZATION = GPU_MEMORY_UTILIZATION.rows[0][1]
 
 # The vLLM release every emitted flag was checked against (vllm/engine/arg_utils.py,
 # vllm/entrypoints/common/cli_args.py, vllm/config/*.py of the vllm 0.33.0 wheel), and its image.
@@ -331,7 +338,7 @@ def make_plan(
             served = f"{req.variant.id}-ctx{est.context}"
         check_ollama_name(served, "the model name")
     peak = max(est.per_gpu, key=lambda d: d.total_bytes) if est.per_gpu else est.host
-    util = "0.90"
+    util = f"{UNKNOWN_CAPACITY_UTILIZATION:.2f}"
     if peak.capacity_bytes and peak.usable_bytes is not None:
         util = f"{peak.usable_bytes / peak.capacity_bytes:.2f}"
     published = req.quant.size.bytes if req.quant.size else 0

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from vramplan.recommend import MIN_CONTEXT, Candidate, Recommendation, Target
 from vramplan.report import GiB, bar
+from vramplan.runtimes import rules_for
 
 SPEED_NOTE = (
     "tok/s: an upper bound on one request's decode speed at its full context, from the bytes a token "
@@ -126,7 +127,7 @@ def _gpus(c: Candidate) -> str:
         return "host"
     if c.offload:
         return f"{c.gpus_used}+host"
-    if c.runtime.is_ggml:
+    if rules_for(c.runtime).layer_split:  # no TP: the layers split over the GPUs
         return str(c.gpus_used)
     if t.pipeline_parallel > 1:
         return f"{c.gpus_used} TP{t.tensor_parallel}xPP{t.pipeline_parallel}"
@@ -158,7 +159,7 @@ def _where(c: Candidate) -> str:
     n = f"{c.gpus_used} GPU{'s' if c.gpus_used > 1 else ''}"
     if c.offload:
         return f"{n} + host RAM"
-    if c.runtime.is_ggml:
+    if rules_for(c.runtime).layer_split:  # no TP: the layers split over the GPUs
         return n
     return f"{n} ({_gpus(c).split(' ', 1)[1]})"
 

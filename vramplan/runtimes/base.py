@@ -1,0 +1,172 @@
+"""The rules object every runtime provides: what it allocates and how, for one of its versions.
+
+A `Rules` instance is bound to one runtime version (None: current releases) and answers every memory
+question the estimator, `check`, `deploy` and `recommend` ask; the per-runtime modules subclass it.
+Each version-dependent value is a `Versioned` table in its runtime's module, read once here at binding.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from vramplan.arch import Architecture
+from vramplan.errors import PlanError
+from vramplan.precision import KVDtype, WeightFormat
+from vramplan.runtimes.types import BatchShape, Cells, Device, KVLayout, KVShape, Runtime
+from vramplan.runtimes.version import Version
+
+
+class Rules:
+    """The memory rules of one runtime at one version. Subclasses fill in the class attributes and
+    override the methods whose rule differs; the defaults here are the common case."""
+
+    runtime: ClassVar[Runtime]
+    label: ClassVar[str]  # the runtime's name as its project writes it
+    # the KV-cache types the runtime accepts (its own flag's choices), `auto` first
+    kv_dtypes: ClassVar[tuple[KVDtype, ...]]
+    # the KV layouts its cache can take for an MLA model
+    mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT,)
+    # plans for host RAM when no GPU is found (CPU inference: llama.cpp, Ollama)
+    runs_on_host: ClassVar[bool] = False
+    # spreads one model over several nodes (TP within a node, PP across nodes)
+    spans_nodes: ClassVar[bool] = True
+    # loads an FP8 / FP4 checkpoint only on GPUs with native support for it (vramplan does not plan a
+    # fallback for it; see `precision_fallback_note`)
+    needs_native_precision: ClassVar[bool] = False
+    # splits a model over GPUs by layers (llama.cpp `--split-mode layer`): no TP, one node, host offload
+    layer_split: ClassVar[bool] = False
+    # --no-flash-attn: the user may turn flash attention off (llama.cpp, Ollama); the others pick their
+    # attention backend themselves
+    flash_attn_option: ClassVar[bool] = False
+    # llama.cpp's --n-cpu-moe (Ollama has no such setting)
+    cpu_moe_option: ClassVar[bool] = False
+    # the KV cache's default allocation unit in tokens (1: token-granular)
+    default_block: ClassVar[int] = 1
+    # the runtime's default --gpu-memory-utilization, None where it has no such setting
+    gpu_memory_utilization: float | None = None
+
+    def __init__(self, version: Version | None = None) -> None:
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.version_text!r})"
+
+    @property
+    def version_text(self) -> str | None:
+        return self.version.text if self.version is not None else None
+
+    # ------------------------------------------------------------------ KV layout and dtype
+
+    def kv_layout(self, arch: Architecture, gguf_mla: bool | None) -> KVLayout:
+        """The layout this runtime uses for `arch`: GQA for standard attention, else the MLA latent."""
+        return KVLayout.GQA if not arch.is_mla else KVLayout.MLA_LATENT
+
+    def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
+        raise NotImplementedError
+
+    def resolve_kv_dtype(self, requested: KVDtype, weight_format: WeightFormat) -> KVDtype:
+        """The KV dtype the runtime really uses for `requested` (`auto`: `auto_kv_dtype`)."""
+        if requested not in self.kv_dtypes:
+            ok = ", ".join(d.value for d in self.kv_dtypes)
+            raise PlanError(
+                f"{self.runtime.value} cannot store the KV cache as {requested.value} (it takes: {ok})"
+            )
+        if requested is not KVDtype.AUTO:
+            return requested
+        return self.auto_kv_dtype(weight_format)
+
+    # ------------------------------------------------------------------ context semantics
+
+    def kv_block(self, arch: Architecture, device: Device, kv_dtype: KVDtype) -> int:
+        """The KV cache's allocation unit in tokens (1: token-granular)."""
+        return 1
+
+    def kv_cells(self, context: int, concurrency: int, block: int | None = None) -> Cells:
+        """The KV cells the runtime allocates for `concurrency` requests of `context` tokens, in blocks
+        of `block` tokens where the runtime pages its cache (None: its default block)."""
+        if context <= 0:
+            raise PlanError(f"context must be a positive number of tokens, got {context}")
+        if concurrency <= 0:
+            raise PlanError(f"concurrency must be at least 1, got {concurrency}")
+        return self._cells(context, concurrency, self.default_block if block is None else block)
+
+    def _cells(self, context: int, concurrency: int, block: int) -> Cells:
+        raise NotImplementedError
+
+    def default_context(self, arch: Architecture, gpu_total_bytes: int | None) -> int:
+        """The context the runtime uses when started without a context flag: the model's maximum."""
+        return arch.max_position_embeddings
+
+    # ------------------------------------------------------------------ what may be filled
+
+    def usable_fraction(self, override: float | None = None) -> float:
+        """The share of each GPU's total memory the plan may fill (`override`: a
+        --gpu-memory-utilization the user or a log gives); the whole card unless the runtime reserves."""
+        return override if override is not None else 1.0
+
+    # ------------------------------------------------------------------ batch, activations, overhead
+
+    def batch_shape(self, device: Device, concurrency: int) -> BatchShape:
+        raise NotImplementedError
+
+    def activation_bytes(
+        self,
+        arch: Architecture,
+        shape: KVShape,
+        *,
+        tp: int,
+        pp: int,
+        device: Device,
+        batch: BatchShape,
+        cells: Cells,
+        concurrency: int,
+        flash_attn: bool,
+        on_host: bool,
+        has_output: bool,
+        has_layers: bool,
+    ) -> int:
+        """The activation / compute buffer on one device of the plan (the host is HOST in the estimate)."""
+        raise NotImplementedError
+
+    def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
+        """Memory beyond weights, KV cache and activations on each GPU."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the KV pool
+
+    def kv_pool_bytes(
+        self,
+        arch: Architecture,
+        tp: int,
+        capacity: int,
+        weights: int,
+        activations: int,
+        overhead: int,
+        *,
+        utilization: float | None = None,
+        mem_fraction_static: float | None = None,
+    ) -> int | None:
+        """The KV pool a runtime that sizes one from free memory gets on one GPU; None for runtimes
+        that allocate exactly the cells asked for (llama.cpp, Ollama)."""
+        return None
+
+    def kv_pool_words(
+        self, capacity: int, weights: int, activations: int, overhead: int, utilization: float | None
+    ) -> str | None:
+        """How the runtime arrives at its KV pool, in words for the estimate's notes."""
+        return None
+
+    def kv_pool_caveats(self) -> tuple[str, ...]:
+        """What `check` should say beside a KV-pool comparison at this version."""
+        return ()
+
+    # ------------------------------------------------------------------ notes
+
+    def kv_dtype_caveat(self, arch: Architecture, gguf_mla: bool | None) -> str | None:
+        """A known problem with the runtime's KV-cache type setting for this model, if any."""
+        return None
+
+    def precision_fallback_note(self, gpu_name: str, requires: str) -> str | None:
+        """What the runtime does with a checkpoint that needs `requires` ("fp8", "fp4") tensor cores on
+        a GPU without them; None where vramplan knows of nothing to say."""
+        return None

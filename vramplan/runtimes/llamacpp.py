@@ -1,0 +1,166 @@
+"""llama.cpp's (llama-server's) memory rules: padded KV cells split over slots, the layer split over
+GPUs, and the compute buffer of its worst-case reserve graph."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from vramplan.arch import Architecture
+from vramplan.precision import KVDtype, WeightFormat
+from vramplan.runtimes.base import Rules
+from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVLayout, KVShape, Runtime, pad
+
+# llama.cpp pads n_ctx to 256 cells (llama-context.cpp: `cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256)`)
+LLAMA_CPP_CTX_PAD = 256
+# llama.cpp's micro-batch, the token count of its worst-case reserve graph (common/common.h `n_ubatch = 512`)
+LLAMA_CPP_UBATCH = 512
+
+
+def compute_buffer_ggml(
+    arch: Architecture,
+    shape: KVShape,
+    cells_per_seq: int,
+    tokens: int,
+    outputs: int,
+    flash_attn: bool,
+    *,
+    has_output: bool = True,
+) -> int:
+    """llama.cpp's compute buffer on the device that runs the output layer (the largest one).
+
+    llama.cpp sizes it once, from the graph of a worst-case micro-batch (llama-context.cpp
+    `sched_reserve`: n_tokens = min(n_ctx, n_ubatch) tokens over every sequence, each attending to all
+    n_kv = cells-per-sequence cells), and ggml-alloc reuses memory between nodes, so the buffer is the
+    largest set of tensors alive at once. The peak is the largest of three phases, all F32 and per
+    micro-batch token unless said (E hidden, H heads, D head dim, N cells per sequence, T tokens):
+
+    - attention: the mask [N, T] (F16 with flash attention, llama-graph.cpp `build_attn_inp_kq_mask`,
+      else F32); without flash attention also the scores KQ [N, T, H] (softmax runs in place) and the
+      layer's q, k, v, kqv and residual: 3E + H(Dk + Dv) + Hkv(Dk + Dv) (deepseek2 without MLA with
+      flash attention: 3E + 3H(Dk + Dv), the expanded K and V and kv_b's output beside q). MLA
+      (absorbed, deepseek2.cpp) keeps instead 4E + H(2 kv_lora_rank + 2(qk_nope + qk_rope)) with or
+      without flash attention: the absorbed query [kv_lora_rank + rope, H] and the output before `wv_b`
+      (scores no larger than the freed [kv_lora_rank, H] query block reuse it and add nothing);
+    - feed-forward: the mask (it lives until the last layer) and gate, up and their product
+      3 n_ff plus 4E (input, norm, residual);
+    - output: the logits [n_vocab, n_outputs] and 2E per token (final norm, last hidden state).
+
+    The coefficients were read off llama.cpp's own reserve (sizing-only runs of every catalog shape and
+    of tiny models, tests/test_llamacpp_measured.py); ggml-alloc's placement adds a little
+    fragmentation, so this is a model within the tolerance docs/estimation.md states, not an identity.
+    """
+    t, n, f32 = tokens, cells_per_seq, 4
+    e, h = arch.hidden_size, arch.num_attention_heads
+    mask = n * t * (2 if flash_attn else 4)
+    if arch.is_mla and shape.layout is not KVLayout.MHA:
+        assert arch.kv_lora_rank is not None and arch.qk_nope_head_dim is not None
+        assert arch.qk_rope_head_dim is not None
+        per_token = 4 * e + h * (2 * arch.kv_lora_rank + 2 * (arch.qk_nope_head_dim + arch.qk_rope_head_dim))
+        scores = 0 if flash_attn else n * t * h * f32
+        # scores no larger than the freed absorbed query [kv_lora_rank, H] take its place (short contexts)
+        if scores <= h * arch.kv_lora_rank * t * f32:
+            scores = 0
+        attn = mask + scores + per_token * t * f32
+    else:
+        if shape.layout is KVLayout.MHA:  # deepseek2 without MLA: every head's K (nope + rope) and V
+            assert arch.qk_nope_head_dim is not None and arch.qk_rope_head_dim is not None
+            assert arch.v_head_dim is not None
+            dk, dv, hkv = arch.qk_nope_head_dim + arch.qk_rope_head_dim, arch.v_head_dim, h
+        else:
+            dk = dv = arch.attn_head_dim
+            hkv = arch.num_key_value_heads
+        per_token = 3 * e + h * (dk + dv) + hkv * (dk + dv)
+        if flash_attn and shape.layout is KVLayout.MHA:
+            per_token = 3 * e + 3 * h * (dk + dv)  # the expanded K and V and kv_b's output beside q
+        attn = mask + (0 if flash_attn else n * t * h * f32) + per_token * t * f32
+    ff = arch.intermediate_size
+    ffn = (mask if flash_attn else 0) + (3 * ff + 4 * e) * t * f32
+    logits = (arch.vocab_size * outputs + 2 * e * t) * f32 if has_output else 0
+    return max(attn, ffn, logits)
+
+
+class LlamaCppRules(Rules):
+    runtime: ClassVar[Runtime] = Runtime.LLAMA_CPP
+    label: ClassVar[str] = "llama.cpp"
+    # llama.cpp `--cache-type-k/-v`
+    kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (
+        KVDtype.AUTO,
+        KVDtype.FP16,
+        KVDtype.BF16,
+        KVDtype.Q8_0,
+        KVDtype.Q4_0,
+    )
+    mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT, KVLayout.MLA_KV, KVLayout.MHA)
+    layer_split: ClassVar[bool] = True
+    runs_on_host: ClassVar[bool] = True
+    spans_nodes: ClassVar[bool] = False
+    flash_attn_option: ClassVar[bool] = True
+    cpu_moe_option: ClassVar[bool] = True
+
+    def kv_layout(self, arch: Architecture, gguf_mla: bool | None) -> KVLayout:
+        """MLA depends on the GGUF: one converted before llama.cpp's MLA support (PR 12801, e.g. the
+        Ollama library's `deepseek-r1:671b`) has `head_count_kv` 128 with key_length 192 and
+        value_length 128 and caches every head; an MLA GGUF caches the latent only in current
+        llama.cpp (`llama-kv-cache.cpp`: `has_v = !is_mla`, since PR 19067)."""
+        if not arch.is_mla:
+            return KVLayout.GQA
+        return KVLayout.MLA_LATENT if gguf_mla else KVLayout.MHA
+
+    def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
+        """f16, the default cache type."""
+        return KVDtype.FP16
+
+    def _cells(self, context: int, concurrency: int, block: int) -> Cells:
+        """`-c` is the total across `-np` slots; n_ctx is padded to 256, split per slot and each slot
+        padded to 256 again (llama-context.cpp, non-unified KV)."""
+        n_ctx = pad(context * concurrency, LLAMA_CPP_CTX_PAD)
+        per_seq = pad(n_ctx // concurrency, LLAMA_CPP_CTX_PAD)
+        return Cells(per_seq * concurrency, per_seq, self._cell_settings(context, concurrency))
+
+    def _cell_settings(self, context: int, concurrency: int) -> tuple[tuple[str, str], ...]:
+        return (("--ctx-size", str(context * concurrency)), ("--parallel", str(concurrency)))
+
+    def default_context(self, arch: Architecture, gpu_total_bytes: int | None) -> int:
+        """`-c 0`, the trained context (common/common.h `n_ctx = 0`); llama-server then shrinks it to fit
+        free memory (`--fit`, on by default), which vramplan does not assume."""
+        return arch.max_position_embeddings
+
+    def batch_shape(self, device: Device, concurrency: int) -> BatchShape:
+        """n_ubatch = 512 (common/common.h)."""
+        return BatchShape(LLAMA_CPP_UBATCH, concurrency)
+
+    def outputs(self, tokens: int, concurrency: int) -> int:
+        """Rows of logits in the worst-case reserve graph: min(n_tokens, n_outputs_max). llama-server
+        passes n_outputs_max = its slot count, one sampled token per slot without speculative decoding
+        (tools/server/server-context.cpp `server_output_limits`)."""
+        return min(tokens, concurrency)
+
+    def activation_bytes(
+        self,
+        arch: Architecture,
+        shape: KVShape,
+        *,
+        tp: int,
+        pp: int,
+        device: Device,
+        batch: BatchShape,
+        cells: Cells,
+        concurrency: int,
+        flash_attn: bool,
+        on_host: bool,
+        has_output: bool,
+        has_layers: bool,
+    ) -> int:
+        """The compute buffer (`compute_buffer_ggml`) on every device that holds layers or the output,
+        the host included; n_tokens = min(n_ctx, n_ubatch)."""
+        if not (has_layers or has_output):
+            return 0
+        tokens = min(batch.tokens, cells.total)
+        outputs = self.outputs(tokens, concurrency)
+        return compute_buffer_ggml(
+            arch, shape, cells.per_sequence, tokens, outputs, flash_attn, has_output=has_output
+        )
+
+    def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
+        """The CUDA context, about 0.5 GiB (modelled; docs/accuracy.md)."""
+        return GiB // 2

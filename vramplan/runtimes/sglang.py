@@ -1,0 +1,138 @@
+"""SGLang's memory rules: a token-granular KV pool inside `--mem-fraction-static`, whose default keeps a
+reservation for activations and CUDA graphs that depends on the GPU's memory."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from vramplan.arch import Architecture
+from vramplan.precision import KVDtype, WeightFormat
+from vramplan.runtimes.base import Rules
+from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVShape, MiB, Runtime, gib_text
+
+
+def _sglang_sizes(gpu_mem: int | None, tp: int) -> tuple[int, int]:
+    """SGLang's chunked_prefill_size and decode CUDA-graph max batch by GPU memory
+    (sglang 0.5.23 srt/arg_groups/memory_hook.py `handle_gpu_memory_settings`)."""
+    mem = gpu_mem if gpu_mem is not None else 80 * GiB
+    if mem < 20 * GiB:
+        return 2048, 8
+    if mem < 35 * GiB:
+        return 4096, 48 if tp < 4 else 160
+    if mem < 60 * GiB:
+        return 4096, 32 if tp < 4 else 160
+    if mem < 160 * GiB:
+        return 8192, 256 if tp < 4 else 512
+    return 16384, 512
+
+
+def sglang_reserved_bytes(arch: Architecture, device: Device, tp: int, pp: int) -> tuple[int, int]:
+    """What SGLang keeps out of `--mem-fraction-static` (its default is (total - reserved) / total),
+    split into (activations, overhead), in bytes.
+
+    reserved MiB = 512 + 1.5 x max(chunked_prefill_size, 2048) + tp x pp / 8 x 1024
+                   + graphs (2 x decode max_bs, + 1536 for the MLA prefill graph, else 8 per prefill size)
+    and at least 10 GiB on GPUs above 60 GiB (sglang 0.5.23 memory_hook.py lines 306-326, 357-395).
+    """
+    chunk, max_bs = _sglang_sizes(device.memory_bytes, tp)
+    activations = int(1.5 * max(chunk, 2048)) * MiB
+    graphs = 2 * max_bs + (1536 if arch.is_mla else 8 * 16)
+    overhead = (512 + tp * pp * 1024 // 8 + graphs) * MiB
+    mem = device.memory_bytes
+    if mem is not None and mem > 60 * GiB:
+        overhead = max(overhead, 10 * GiB - activations)
+    return activations, overhead
+
+
+class SGLangRules(Rules):
+    runtime: ClassVar[Runtime] = Runtime.SGLANG
+    label: ClassVar[str] = "SGLang"
+    needs_native_precision: ClassVar[bool] = True
+    # SGLang `--kv-cache-dtype`
+    kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
+
+    def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
+        """`auto` is the model dtype: bf16 for the R1 family, fp16 for fp16 checkpoints."""
+        return KVDtype.FP16 if weight_format is WeightFormat.FP16 else KVDtype.BF16
+
+    def _cells(self, context: int, concurrency: int, block: int) -> Cells:
+        """A token-granular pool (page size 1 by default): context x concurrency tokens."""
+        settings = (("--context-length", str(context)), ("--max-running-requests", str(concurrency)))
+        return Cells(context * concurrency, context, settings)
+
+    def usable_fraction(self, override: float | None = None) -> float:
+        """The whole card: SGLang's own reservation for activations and graphs is modelled as terms
+        (`sglang_reserved_bytes`), so weights + KV stay within `--mem-fraction-static`."""
+        return override if override is not None else 1.0
+
+    def batch_shape(self, device: Device, concurrency: int) -> BatchShape:
+        """chunked_prefill_size by GPU memory (`_sglang_sizes`)."""
+        chunk, _ = _sglang_sizes(device.memory_bytes, 1)
+        return BatchShape(chunk, concurrency)
+
+    def activation_bytes(
+        self,
+        arch: Architecture,
+        shape: KVShape,
+        *,
+        tp: int,
+        pp: int,
+        device: Device,
+        batch: BatchShape,
+        cells: Cells,
+        concurrency: int,
+        flash_attn: bool,
+        on_host: bool,
+        has_output: bool,
+        has_layers: bool,
+    ) -> int:
+        return 0 if on_host else sglang_reserved_bytes(arch, device, tp, pp)[0]
+
+    def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
+        """Its reservation less the activation share (`sglang_reserved_bytes`)."""
+        return sglang_reserved_bytes(arch, device, tp, pp)[1]
+
+    def kv_pool_bytes(
+        self,
+        arch: Architecture,
+        tp: int,
+        capacity: int,
+        weights: int,
+        activations: int,
+        overhead: int,
+        *,
+        utilization: float | None = None,
+        mem_fraction_static: float | None = None,
+    ) -> int | None:
+        """mem_fraction_static x total less the weights; the default fraction leaves the reservation
+        (activations and overhead) out (model_runner.py `profile_max_num_token`)."""
+        if mem_fraction_static is not None:
+            usable = int(mem_fraction_static * capacity)
+        else:
+            usable = capacity - activations - overhead
+        return usable - weights
+
+    def kv_pool_words(
+        self, capacity: int, weights: int, activations: int, overhead: int, utilization: float | None
+    ) -> str | None:
+        reserved = activations + overhead
+        return (
+            f"sglang's default --mem-fraction-static is {(capacity - reserved) / capacity:.3f} "
+            f"here ({gib_text(reserved)} kept for activations and graphs)"
+        )
+
+    def kv_pool_caveats(self) -> tuple[str, ...]:
+        return (
+            "SGLang's pool is mem_fraction_static x total less what is in use after loading "
+            "(model_runner.py profile_max_num_token): the CUDA context and anything else already on the GPU "
+            "come out of it too, which the estimate does not model",
+        )
+
+    def precision_fallback_note(self, gpu_name: str, requires: str) -> str | None:
+        if requires not in ("fp8", "fp4"):
+            return None
+        kind = "FP8" if requires == "fp8" else "FP4"
+        return (
+            f"{gpu_name} has no native {kind} support: vramplan does not assume sglang runs this checkpoint "
+            "there (vramplan recommend leaves such plans out and plans vLLM instead)"
+        )
