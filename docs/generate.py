@@ -49,13 +49,18 @@ def _size(q: object) -> str:
 
 
 def models_reference() -> str:
-    from vramplan.catalog import load_catalog
+    from vramplan.catalog import PLANNABLE_GGUF_TYPES, load_catalog
 
     cat = load_catalog()
     lines = [
         "# Models in the catalog\n",
         "Generated from `model_catalog.yaml` by `python docs/generate.py`; do not edit by hand. "
         "Parameter counts are computed from each architecture (vramplan/arch.py).\n",
+        "The tables list the published quantizations. Any other file type llama-quantize makes ("
+        + ", ".join(f"`{t}`" for t in PLANNABLE_GGUF_TYPES)
+        + ") can be planned for every model with `--quant`: it is sized by llama-quantize's per-tensor "
+        "rules (vramplan/quantmix.py), runs on llama.cpp and Ollama, and the plan notes that no such file "
+        "is published.\n",
     ]
     for v in cat.variants:
         a = v.architecture

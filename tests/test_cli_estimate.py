@@ -147,8 +147,11 @@ ERRORS = [
         "Error: unknown model 'deepseek-r2'; did you mean deepseek-r1, deepseek-r1:32b, deepseek-r1-0528?",
     ),
     (
-        ["estimate", "r1-7b", "--quant", "q3_K_S"],
-        "Error: deepseek-r1-distill-qwen-7b has no quantization 'q3_K_S' (known: bf16, fp8, gptq-int4, q4_K_M, q8_0, f16); did you mean q4_K_M?",
+        ["estimate", "r1-7b", "--quant", "q3_K_X"],
+        "Error: deepseek-r1-distill-qwen-7b has no quantization 'q3_K_X' (published: bf16, fp8, gptq-int4, q4_K_M, "
+        "q8_0, f16; or any llama-quantize type: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, "
+        "Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ3_XS, "
+        "IQ3_S, IQ3_M, IQ1_S, IQ1_M, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0); did you mean Q3_K_S, Q3_K_M?",
     ),
     (
         ["estimate", "r1-7b", "--quant", "q4_K_M", "--runtime", "vllm"],

@@ -63,6 +63,8 @@ class Quant:
     tensor_table: tuple[tuple[Tensor, int], ...] | None = None
     # The published size is exact and the per-tensor mix only an approximation: scale the mix to it.
     weights_from_size: bool = False
+    # A note every plan of this quantization carries (a GGUF file type the catalog does not publish).
+    plan_note: str = ""
 
     @property
     def is_gguf(self) -> bool:
@@ -118,6 +120,74 @@ class Variant:
         ]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"{self.id} has no quantization {name!r} (known: {', '.join(names)}){hint}")
+
+    def plan_quant(self, name: str, runtime: Runtime | None = None) -> Quant:
+        """The quantization a plan names: a published one of the catalog, else any file type
+        llama-quantize makes, synthesised (no repo, no Ollama tag) and sized by its per-tensor rules.
+
+        A published quantization wins, unless `runtime` is named, cannot load it, and is a GGUF runtime:
+        `--quant bf16 --runtime llama.cpp` is then the BF16 GGUF, not the bf16 safetensors."""
+        key = name.strip().lower()
+        published = next((q for q in self.quants if q.name.lower() == key), None)
+        ftype = key.upper()
+        if published is not None and (
+            ftype not in GGUF_FTYPES
+            or runtime is None
+            or runtime in published.runtimes
+            or not runtime.is_ggml
+            or published.is_gguf
+        ):
+            return published
+        if ftype in GGUF_FTYPES:
+            return synthesised_gguf(self, ftype)
+        import difflib  # only for the did-you-mean hint of an error
+
+        names = [q.name for q in self.quants]
+        by_lower = {n.lower(): n for n in [*names, *PLANNABLE_GGUF_TYPES]}
+        close = [by_lower[c] for c in difflib.get_close_matches(key, list(by_lower), n=2, cutoff=0.6)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"{self.id} has no quantization {name!r} (published: {', '.join(names)}; or any llama-quantize "
+            f"type: {', '.join(PLANNABLE_GGUF_TYPES)}){hint}"
+        )
+
+
+# Every file type llama-quantize makes that vramplan sizes (quantmix.GGUF_FTYPES), in llama.cpp's spelling.
+PLANNABLE_GGUF_TYPES: tuple[str, ...] = tuple(GGUF_FTYPES)
+
+# File types whose tensors llama-quantize refuses to make without an importance matrix (llama-quant.cpp
+# `tensor_requires_imatrix`: IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S and IQ3_XXS tensors, and the Q2_K
+# tensors of a Q2_K_S file; IQ3_XS gives attn_q / attn_k / ffn_up / ffn_gate IQ3_XXS).
+_NEEDS_IMATRIX = frozenset(
+    {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S"}
+)
+
+
+def synthesised_gguf(variant: Variant, ftype: str) -> Quant:
+    """A GGUF of `variant` in file type `ftype` that the catalog does not publish: what llama-quantize
+    makes from a bf16 conversion (convert_hf_to_gguf.py), in the layout current converters write (for
+    deepseek2: the MLA layout of llama.cpp PR 12801)."""
+    ft = ftype.upper()
+    if ft not in GGUF_FTYPES:
+        raise UnknownModelError(f"unknown GGUF file type {ftype!r}; known: {', '.join(PLANNABLE_GGUF_TYPES)}")
+    if ft in ("F16", "BF16", "F32"):
+        how = f"convert it with convert_hf_to_gguf.py --outtype {ft.lower()}"
+    else:
+        imatrix = " and an --imatrix" if ft in _NEEDS_IMATRIX else ""
+        how = f"make it with llama-quantize from the f16/bf16 GGUF{imatrix}"
+    mla = variant.architecture.is_mla
+    layout = " (the MLA layout current converters write)" if mla else ""
+    return Quant(
+        name=ft,
+        format=WeightFormat.GGUF,
+        runtimes=(Runtime.LLAMA_CPP, Runtime.OLLAMA),
+        scheme=Scheme(WeightFormat.GGUF, ft, "bf16"),
+        gguf_mla=True if mla else None,
+        plan_note=(
+            f"no published {ft} GGUF of {variant.id} in the catalog: sized by llama-quantize's rules"
+            f"{layout}; {how}"
+        ),
+    )
 
 
 class Resolved(NamedTuple):

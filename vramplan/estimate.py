@@ -695,6 +695,8 @@ def _gib(n: int) -> str:
 def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
     notes: list[str] = []
     arch, rt, q = req.variant.architecture, req.runtime, req.quant
+    if q.plan_note:
+        notes.append(q.plan_note)
     if req.context is None:
         notes.append(f"context {context} is what {rt.value} uses when started without a context setting")
     if req.cpu_only:

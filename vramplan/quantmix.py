@@ -61,12 +61,15 @@ GGUF_FTYPES: dict[str, str] = {
     "IQ1_M": "IQ1_M",
     "IQ4_NL": "IQ4_NL",
     "IQ4_XS": "IQ4_XS",
+    # ternary types (llama.cpp PR 8151): every quantized tensor TQ*, the token embedding Q4_K
+    "TQ1_0": "TQ1_0",
+    "TQ2_0": "TQ2_0",
 }
 
 # tensor_type_fallback: what a type falls back to when a row is not a whole number of its blocks.
 _FALLBACK = {
     **dict.fromkeys(("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_XS"), "IQ4_NL"),
-    **dict.fromkeys(("Q2_K", "Q3_K"), "Q4_0"),
+    **dict.fromkeys(("Q2_K", "Q3_K", "TQ1_0", "TQ2_0"), "Q4_0"),
     "Q4_K": "Q5_0",
     "Q5_K": "Q5_1",
     "Q6_K": "Q8_0",
@@ -154,6 +157,8 @@ def _ftype_rule(st: _MixState, t: Tensor, new: str) -> str:
             return "Q2_K"
         if ft in ("IQ2_S", "IQ2_M", "IQ3_XXS"):
             return "IQ3_S"
+        if ft in ("TQ1_0", "TQ2_0"):
+            return "Q4_K"
         return new
     if ft in _IQ_LOW:
         if cat == "attn_v":
@@ -215,10 +220,18 @@ def _ftype_rule(st: _MixState, t: Tensor, new: str) -> str:
             return "Q5_K"
         if ft in ("Q4_K_M", "Q5_K_M"):
             return "Q6_K" if _use_more_bits(i, n_layer) else new
+        if ft == "IQ3_M" and i < n_layer // 8:
+            return "Q4_K"
         if ft in ("IQ4_NL", "IQ4_XS") and i < n_layer // 8:
             return "Q5_K"
         if ft == "Q4_K_S" and i < n_layer // 8:
             return "Q5_K"
+        return new
+    if cat in ("ffn_up", "ffn_gate"):
+        # IQ3_XS: the middle three quarters of the layers get IQ3_XXS (layer from the tensor's name, as
+        # llama-quant.cpp's layer_info takes it for MoE models; dense models have one per layer)
+        if ft == "IQ3_XS" and t.layer is not None and n_layer // 8 <= t.layer < 7 * n_layer // 8:
+            return "IQ3_XXS"
         return new
     if cat in ("attn_q", "attn_k"):
         return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, new)

@@ -107,7 +107,7 @@ def build_request(
         resolved = resolve_model(catalog, choices)
     variant = resolved.variant
     if choices.quant is not None:
-        quant = variant.quant(choices.quant)
+        quant = variant.plan_quant(choices.quant, choices.runtime)
         if resolved.quant is not None and quant.name != resolved.quant.name and resolved.via == "ollama":
             raise PlanError(
                 f"{choices.model} is the {resolved.quant.name} build; drop --quant or name "

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from vramplan.catalog import Catalog, Variant
+from vramplan.catalog import PLANNABLE_GGUF_TYPES, Catalog, Variant
 
 
 def catalog_json(cat: Catalog) -> dict[str, Any]:
@@ -89,3 +89,5 @@ def print_variant(v: Variant, console: Console) -> None:
             where,
         )
     console.print(table)
+    n = len(PLANNABLE_GGUF_TYPES)
+    console.print(f"any llama-quantize type can be planned too ({n} file types, e.g. --quant Q5_K_M)")
