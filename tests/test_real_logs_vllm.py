@@ -191,6 +191,19 @@ def test_v085_engine_line_wrapped_and_pp2_refusal_2x5090() -> None:
     assert (p.kv_tokens, p.kv_tokens_from, p.weights) == (58384, "refusal", ())
 
 
+# ------------------------------------------------------------------------------------------ V1
+
+
+def test_v084_v1_tokens_and_concurrency_l40s() -> None:
+    p = parsed("v084_v1_llama31_8b_l40s_32k.log")
+    assert (p.engine, p.version, p.kv_available) == ("V1", None, None)
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("14.9889"), "14.9889 GiB")
+    ]
+    assert (p.kv_tokens, p.kv_tokens_from) == (158656, "size")
+    assert (p.max_concurrency, p.concurrency_len, p.settings.context) == (4.84, 32768, 32768)
+
+
 # ------------------------------------------------------------------------------------------ formats
 
 
