@@ -114,7 +114,7 @@ RE_GRAPH_POOL = re.compile(r"CUDA graph pool memory: (?P<num>[\d.]+) (?P<unit>Gi
 # Lines only one engine prints: V0's worker/executor lines, V1's engine core and worker lines.
 RE_V0 = re.compile(
     r"V0 LLM engine|Loading model weights took|reserved for KV Cache|Memory profiling results|"
-    r"(?:GPU|cuda|CUDA) blocks: \d+, # CPU blocks|VllmWorkerProcess|model_runner\.py|\bworker\.py:"
+    r"(?:GPU|cuda|CUDA) blocks: \d+, # CPU blocks|VllmWorkerProcess|\bmodel_runner\.py|\bworker\.py:"
 )
 RE_V1 = re.compile(
     r"V1 LLM engine|Available KV cache memory|GPU KV cache size|EngineCore|gpu_model_runner|gpu_worker"
