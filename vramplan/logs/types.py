@@ -67,6 +67,9 @@ class Settings:
     gpu_memory_utilization: float | None = None
     mem_fraction_static: float | None = None
     block_size: int | None = None
+    # vLLM: --max-num-batched-tokens and --enforce-eager as the engine config / args state them
+    max_num_batched_tokens: int | None = None
+    enforce_eager: bool | None = None
     dtype: str | None = None  # model dtype (torch.bfloat16)
     quantization: str | None = None  # vLLM/SGLang quantization=; llama.cpp "file type"
     gpu_name: str | None = None  # the GPU's name as the log prints it
@@ -97,6 +100,14 @@ class ParsedLog:
     kv_available: Figure | None = None  # vLLM "Available KV cache memory" (per GPU)
     max_concurrency: float | None = None  # vLLM "Maximum concurrency for L tokens per request: Xx"
     concurrency_len: int | None = None  # the L of that line
+    # vLLM: what the memory profiler printed besides the pool, per GPU (rank 0's, or the first printed)
+    non_torch: Figure | None = None  # V0 "non_torch_memory takes X GiB" (NCCL, CUDA context growth)
+    activation_peak: Figure | None = None  # V0 "PyTorch activation peak memory takes X GiB"
+    cuda_graph: Figure | None = None  # "Graph capturing finished in N secs, took X GiB"
+    usable: Figure | None = None  # V0 "... x gpu_memory_utilization (U) = X GiB": total x U
+    kv_blocks: int | None = None  # V0 / early V1 "# GPU blocks: N" ("# CUDA blocks" in 0.7-0.8)
+    kv_tokens_from: str | None = None  # which line gave kv_tokens: "size", "blocks", "refusal"
+    engine: str | None = None  # vLLM "V0" / "V1" by the lines printed (V0 was removed in v0.11)
     file_size: Figure | None = None  # llama.cpp "file size" of the GGUF
     hparams: tuple[tuple[str, str], ...] = ()  # llama.cpp print_info key / value pairs
     planner: bool = False  # the figures are Ollama's own prediction ("offload" line), not allocations
@@ -104,7 +115,7 @@ class ParsedLog:
 
     @property
     def has_memory_lines(self) -> bool:
-        return bool(self.weights or self.kv or self.compute or self.kv_available)
+        return bool(self.weights or self.kv or self.compute or self.kv_available or self.kv_tokens)
 
     def hparam(self, key: str) -> str | None:
         for k, v in self.hparams:

@@ -1,0 +1,240 @@
+"""The corpus of real vLLM startup logs (tests/fixtures/logs/real/vllm/): every log parses into the figures
+and settings it prints, and `vramplan check` compares it with the estimate.
+
+Each file's `# ` header names its source (an issue or PR thread), the version, GPU and model, and what was
+inferred; index.yaml gives the arguments `check` needs. The expected values below are the log's own text
+(bytes = the printed number x 2**30, which is what vLLM divides by whether it prints "GB" or "GiB").
+No tolerances here: how close the estimate comes is the benchmark's question, not this file's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import Result
+
+from vramplan.logs import read_log
+from vramplan.logs.types import GiB, ParsedLog
+from vramplan.logs.vllm import _command
+from vramplan.runtimes import Runtime
+
+REAL = Path(__file__).parent / "fixtures" / "logs" / "real" / "vllm"
+INDEX: list[dict[str, Any]] = yaml.safe_load((REAL / "index.yaml").read_text())
+HEADER_KEYS = ("source", "runtime", "gpu", "model", "settings", "inferred")
+
+
+def gib(text: str) -> int:
+    return round(float(text) * GiB)
+
+
+def header(name: str) -> dict[str, str]:
+    """The leading `# key: value` lines of a corpus log."""
+    out: dict[str, str] = {}
+    for line in (REAL / name).read_text().splitlines():
+        if not line.startswith("# "):
+            break
+        key, _, value = line[2:].partition(": ")
+        out[key] = value
+    return out
+
+
+def parsed(name: str) -> ParsedLog:
+    return read_log(REAL / name)
+
+
+# ------------------------------------------------------------------------------------------ the corpus
+
+
+def test_index_lists_every_log_once_with_its_keys() -> None:
+    files = sorted(p.name for p in REAL.glob("*.log"))
+    assert sorted(e["file"] for e in INDEX) == files
+    keys = {"file", "source", "runtime", "version", "model", "same_architecture", "gpu", "args", "held_out"}
+    for e in INDEX:
+        assert set(e) == keys, e["file"]
+        assert e["runtime"] == "vllm" and e["held_out"] is False
+        assert e["source"].startswith("https://github.com/")
+
+
+@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+def test_header_names_source_and_inferences(entry: dict[str, Any]) -> None:
+    h = header(entry["file"])
+    assert tuple(h) == HEADER_KEYS
+    assert h["source"].startswith(entry["source"])
+    assert h["runtime"].startswith("vllm ")
+    # the index's version is the one the log prints, and the reader keeps it as printed
+    assert parsed(entry["file"]).version == entry["version"]
+
+
+@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
+    res = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["runtime"] == "vllm"
+    assert doc["model"] == entry["model"]
+    assert doc["parts"], entry["file"]
+
+
+# ------------------------------------------------------------------------------------------ V0, 0.6.4
+
+
+def test_v064_one_line_profile_summary_and_blocks_3090_20k() -> None:
+    p = parsed("v064_llama31_8b_rtx3090_20k.log")
+    assert (p.runtime, p.engine, p.version, p.model) == (Runtime.VLLM, "V0", None, None)
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("14.9888"), "14.9888 GB")
+    ]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("3.81")
+    assert p.non_torch is not None and p.non_torch.bytes == gib("0.35")
+    s = p.settings
+    assert s.gpu_total is not None and s.gpu_total.bytes == gib("23.58")
+    assert (s.gpu_memory_utilization, s.context, s.block_size) == (0.90, 20000, None)
+    # "GPU blocks: 1952" (the "# " lost in the paste) x the default block size 16
+    assert (p.kv_blocks, p.kv_tokens, p.kv_tokens_from) == (1952, 1952 * 16, "blocks")
+    assert (p.max_concurrency, p.concurrency_len) == (1.56, 20000)
+    assert any("1952 GPU blocks x 16" in n for n in p.notes)
+
+
+def test_v064_refusal_is_the_pool_in_tokens_3090_29k() -> None:
+    p = parsed("v064_llama31_8b_rtx3090_29k_refusal.log")
+    assert p.kv_blocks == 1478
+    # the refusal's N is blocks x block_size (vllm/worker/worker.py raise_if_cache_size_invalid)
+    assert (p.kv_tokens, p.kv_tokens_from) == (23648, "refusal") and 1478 * 16 == 23648
+    assert p.settings.context == 29000
+    assert p.kv_available is not None and p.kv_available.bytes == gib("2.89")
+
+
+# ------------------------------------------------------------------------------------------ V0, 0.6.5 to 0.8
+
+
+def test_pr10511_one_value_a_line_profile_table() -> None:
+    p = parsed("v065dev_llama3_8b_h100_pr10511.log")
+    assert p.engine == "V0"
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [("rank 0", gib("14.96"))]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("53.29")
+    assert p.non_torch is not None and p.non_torch.bytes == gib("1.79")
+    assert p.activation_peak is not None and p.activation_peak.bytes == gib("1.26")
+    assert p.usable is not None and p.usable.bytes == gib("71.29")
+    s = p.settings
+    assert s.gpu_total is not None and s.gpu_total.bytes == gib("79.22")
+    assert s.gpu_memory_utilization == 0.90
+
+
+def test_v07_command_line_and_refusal_2x4090() -> None:
+    p = parsed("v07_distill_qwen14b_2x4090_tp2_refusal.log")
+    assert p.model == "/root/autodl-tmp/deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"
+    s = p.settings
+    assert (s.tp, s.pp, s.gpu_memory_utilization, s.context) == (2, None, 0.98, 131072)
+    # the one loading line is a worker's; the driver's was cut off as published
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [("rank 0", gib("13.9476"))]
+    assert (p.kv_tokens, p.kv_tokens_from) == (81536, "refusal")
+    assert p.kv_available is None
+
+
+def test_v07_ray_two_nodes_tp8_pp2_h20() -> None:
+    p = parsed("v07_r1_h20_141gb_tp8_pp2_ray_2nodes.log")
+    s = p.settings
+    assert (s.tp, s.pp, s.context, s.gpu_memory_utilization) == (8, 2, 131072, 1.0)
+    assert (s.max_running_requests, s.max_num_batched_tokens) == (1, 1)
+    assert p.model == "/mnt/models/DeepSeek-R1-671B"
+    # no loading line survives: the profiler's "model weights take" is the driver's weights
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [("rank 0", gib("39.66"))]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("97.29")
+    assert p.non_torch is not None and p.non_torch.bytes == gib("2.53")
+    assert p.activation_peak is not None and p.activation_peak.bytes == gib("0.24")
+    assert p.usable is not None and p.usable.bytes == gib("139.72")
+    assert s.gpu_total is not None and s.gpu_total.bytes == gib("139.72")
+
+
+def test_v073_no_blocks_negative_pool_rtx4060() -> None:
+    p = parsed("v073dev_qwen25_7b_bnb_rtx4060_8gb_no_kv.log")
+    assert (p.version, p.engine) == ("0.7.3.dev233+gad5a35c2", "V0")
+    s = p.settings
+    assert (s.context, s.tp, s.pp, s.gpu_memory_utilization) == (4096, 1, 1, 0.70)
+    assert (s.quantization, s.kv_cache_dtype, s.enforce_eager, s.dtype) == (
+        "bitsandbytes",
+        "auto",
+        False,
+        "torch.bfloat16",
+    )
+    assert [w.figure.bytes for w in p.weights] == [gib("5.2032")]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("-1.05")
+    assert p.activation_peak is not None and p.activation_peak.bytes == gib("1.42")
+    # "# cuda blocks: 0" and "0.00x": no token count to compare, and a note that says why
+    assert (p.kv_blocks, p.kv_tokens, p.max_concurrency) == (0, None, None)
+    assert any("no KV cache blocks" in n for n in p.notes)
+
+
+def test_v080_bracketed_prefix_8gb_card() -> None:
+    p = parsed("v080dev_distill_qwen15b_8gb_card.log")
+    assert [w.figure.text for w in p.weights] == ["3.3414 GB"]
+    assert (p.kv_blocks, p.kv_tokens) == (5148, 5148 * 16)
+    assert p.kv_available is not None and p.kv_available.bytes == gib("2.20")
+    assert p.usable is not None and p.usable.bytes == gib("6.97")
+    assert (p.max_concurrency, p.settings.context) == (41.18, 2000)
+
+
+def test_v085_engine_line_wrapped_and_pp2_refusal_2x5090() -> None:
+    p = parsed("v085dev_qwq32b_bnb_2x5090_pp2_refusal.log")
+    assert (p.version, p.engine, p.model) == (
+        "0.8.5.dev169+gce17db808.d20250423",
+        "V0",
+        "/models/QwQ-32B-unsloth-bnb-4bit",
+    )
+    s = p.settings
+    assert (s.context, s.tp, s.pp, s.quantization) == (60000, 1, 2, "bitsandbytes")
+    assert (p.kv_tokens, p.kv_tokens_from, p.weights) == (58384, "refusal", ())
+
+
+# ------------------------------------------------------------------------------------------ V1
+
+
+def test_v084_v1_tokens_and_concurrency_l40s() -> None:
+    p = parsed("v084_v1_llama31_8b_l40s_32k.log")
+    assert (p.engine, p.version, p.kv_available) == ("V1", None, None)
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("14.9889"), "14.9889 GiB")
+    ]
+    assert (p.kv_tokens, p.kv_tokens_from) == (158656, "size")
+    assert (p.max_concurrency, p.concurrency_len, p.settings.context) == (4.84, 32768, 32768)
+
+
+# ------------------------------------------------------------------------------------------ formats
+
+
+def test_command_lines_as_published() -> None:
+    assert _command(" deepseek-ai/DeepSeek-R1-Distill-Qwen-32B --tensor-parallel-size 2 --enforce-eager") == {
+        "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+        "tensor_parallel_size": "2",
+        "enforce_eager": "True",
+    }
+    assert (
+        _command(" --model m -tp 4 --max_model_len=8192 --kv-cache-dtype fp8")["tensor_parallel_size"] == "4"
+    )
+
+
+def test_v1_free_memory_summary_line() -> None:
+    # the v0.21+ summary as printed in noonghunna/club-3090 issue 1087 (a Qwen3.8-27B, TP 2, vLLM 0.26)
+    from vramplan.logs import parse_log
+
+    line = (
+        "(Worker_TP0 pid=223) INFO 08-22 04:42:13 [gpu_worker.py:789] Free memory on device (30.27/31.4 GiB) "
+        "on startup. Desired GPU memory utilization is (0.92, 28.88 GiB). Actual usage is 15.03 GiB for "
+        "consumed memory (weights + non-torch), 1.59 GiB for peak activation, and 0.09 GiB for CUDAGraph "
+        "memory. Replace gpu_memory_utilization config with `--kv-cache-memory=12917635953` (12.03 GiB) to "
+        "fit into requested memory, or `--kv-cache-memory=14405811712` (13.42 GiB) to fully utilize gpu "
+        "memory. Current kv cache memory in use is 12.26 GiB.\n"
+    )
+    p = parse_log(line)
+    assert (p.runtime, p.engine) == (Runtime.VLLM, "V1")
+    assert p.kv_available is not None and p.kv_available.bytes == gib("12.26")
+    assert p.activation_peak is not None and p.activation_peak.bytes == gib("1.59")
+    assert p.cuda_graph is not None and p.cuda_graph.bytes == gib("0.09")
+    assert p.usable is not None and p.usable.bytes == gib("28.88")
+    assert p.settings.gpu_total is not None and p.settings.gpu_total.bytes == gib("31.4")
+    assert p.settings.gpu_memory_utilization == 0.92
