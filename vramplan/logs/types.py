@@ -66,6 +66,13 @@ class Settings:
     pp: int | None = None
     gpu_memory_utilization: float | None = None
     mem_fraction_static: float | None = None
+    # SGLang (ServerArgs, or the launch_server command line when the log has no ServerArgs line)
+    dp: int | None = None  # dp_size / --dp (data parallel attention replicas with enable_dp_attention)
+    dp_attention: bool | None = None  # enable_dp_attention
+    nnodes: int | None = None  # nnodes / --nnodes (TP spanning several nodes)
+    max_total_tokens: int | None = None  # max_total_tokens / --max-total-tokens (caps the KV pool)
+    chunked_prefill_size: int | None = None  # ServerArgs or the scheduler's max_total_num_tokens line
+    cuda_graph_max_bs: int | None = None
     block_size: int | None = None
     # vLLM: --max-num-batched-tokens and --enforce-eager as the engine config / args state them
     max_num_batched_tokens: int | None = None
@@ -98,6 +105,11 @@ class ParsedLog:
     compute: tuple[Buffer, ...] = ()
     kv_tokens: int | None = None  # vLLM "GPU KV cache size: N tokens"; SGLang "#tokens: N"
     kv_available: Figure | None = None  # vLLM "Available KV cache memory" (per GPU)
+    # SGLang: "Load weight begin. avail mem=X GB" per rank (free memory before the weights)
+    avail_before_weights: tuple[Buffer, ...] = ()
+    # SGLang: "Capture cuda graph end. ... mem usage=X GB" per rank (CUDA-graph memory)
+    cuda_graph: tuple[Buffer, ...] = ()
+    kv_from_avail: bool = False  # SGLang: the KV pool is "Load weight end" - "Memory pool end" avail mem
     max_concurrency: float | None = None  # vLLM "Maximum concurrency for L tokens per request: Xx"
     concurrency_len: int | None = None  # the L of that line
     # vLLM: what the memory profiler printed besides the pool, per GPU (rank 0's, or the first printed)

@@ -1,0 +1,167 @@
+"""Real SGLang startup logs (tests/fixtures/logs/real/sglang, each with its source in its header and in
+index.yaml): every one parses into the figures and settings it prints, and `vramplan check` compares it
+(exit 0). How close the estimate comes is the benchmark's business, not these tests'."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import Result
+
+from vramplan.logs import read_log
+from vramplan.logs.sglang import parse
+from vramplan.logs.types import GiB
+from vramplan.runtimes import Runtime
+
+REAL = Path(__file__).parent / "fixtures" / "logs" / "real" / "sglang"
+INDEX: list[dict[str, Any]] = yaml.safe_load((REAL / "index.yaml").read_text())
+
+
+def gb(value: float) -> int:
+    return round(value * GiB)
+
+
+def per_rank(bufs: tuple[Any, ...]) -> list[tuple[str, int]]:
+    return [(b.device, b.figure.bytes) for b in bufs]
+
+
+def test_index_lists_every_log_once() -> None:
+    names = [e["file"] for e in INDEX]
+    assert sorted(names) == sorted(p.name for p in REAL.glob("*.log"))
+    keys = {"file", "source", "runtime", "version", "model", "same_architecture", "gpu", "args", "held_out"}
+    for e in INDEX:
+        assert set(e) == keys and e["runtime"] == "sglang" and e["held_out"] is False
+        header = (REAL / e["file"]).read_text().splitlines()[0]
+        assert header == f"# source: {e['source']}"
+
+
+def test_3090_distill_7b_early_2025_without_token_count_or_mem_usage() -> None:
+    p = read_log(REAL / "distill-qwen-7b_rtx3090_sglang-0.4.2.log")
+    assert (p.runtime, p.model) == (Runtime.SGLANG, "/sgl-workspace/models/DeepSeek-R1-Distill-Qwen-7B")
+    s = p.settings
+    assert (s.tp, s.dp, s.nnodes, s.context, s.mem_fraction_static, s.kv_cache_dtype) == (
+        1,
+        1,
+        1,
+        131072,
+        0.88,
+        "auto",
+    )
+    assert (s.chunked_prefill_size, s.max_running_requests, s.cuda_graph_max_bs, s.dp_attention) == (
+        2048,
+        2049,
+        8,
+        False,
+    )
+    assert s.max_total_tokens is None and s.quantization is None
+    # "Load weight begin. avail mem=22.76 GB" - "Load weight end. ... avail mem=8.37 GB"
+    assert per_rank(p.weights) == [("TP0", gb(14.39))]
+    assert any("drop in available memory" in n for n in p.notes)
+    # "KV Cache is allocated. K size: 2.82 GB, V size: 2.82 GB." has no token count: the scheduler's
+    assert per_rank(p.kv) == [("TP0", 2 * gb(2.82))] and p.kv_tokens == 105_531
+    assert per_rank(p.avail_before_weights) == [("TP0", gb(22.76))]
+    assert p.cuda_graph == () and not p.kv_from_avail
+
+
+def test_qwq_on_four_l4_per_rank_lines() -> None:
+    p = read_log(REAL / "qwq-32b_tp4_4xl4_sglang-0.4.3.post4.log")
+    s = p.settings
+    assert (s.tp, s.context, s.mem_fraction_static, s.chunked_prefill_size, s.cuda_graph_max_bs) == (
+        4,
+        131072,
+        0.85,
+        2048,
+        80,
+    )
+    ranks = ["TP0", "TP1", "TP2", "TP3"]
+    assert per_rank(p.weights) == [(r, gb(15.54)) for r in ranks]  # "mem usage=15.54 GB."
+    assert per_rank(p.kv) == [(r, 2 * gb(1.42)) for r in ranks] and p.kv_tokens == 46_611
+    assert per_rank(p.avail_before_weights) == [(r, gb(21.63)) for r in ranks]
+    # 0.4.3's order: "Capture cuda graph end. Time elapsed: 7.23 s. avail mem=0.53 GB. mem usage=0.93 GB."
+    assert per_rank(p.cuda_graph) == [(r, gb(0.93)) for r in ranks]
+    assert p.notes == ()
+
+
+def test_llama_8b_docs_log_of_january_2025() -> None:
+    p = read_log(REAL / "llama-3.1-8b_h100_sglang-docs-2025-01.log")
+    s = p.settings
+    assert (p.model, s.tp, s.context, s.mem_fraction_static, s.chunked_prefill_size) == (
+        "meta-llama/Meta-Llama-3.1-8B-Instruct", 1, 131072, 0.88, 8192,
+    )  # fmt: skip
+    assert per_rank(p.weights) == [("TP0", gb(78.81 - 63.72))]
+    assert per_rank(p.kv) == [("TP0", 2 * gb(27.13))] and p.kv_tokens == 444_500
+
+
+def test_llama_8b_24gb_excerpt_without_server_args() -> None:
+    p = read_log(REAL / "llama-3.1-8b_24gb_sglang-2025-07.log")
+    s = p.settings
+    assert p.model is None and s.mem_fraction_static is None
+    assert (s.tp, s.context, s.chunked_prefill_size, s.max_running_requests) == (1, 131072, 2048, 2048)
+    assert any("from the ranks it names" in n for n in p.notes)
+    assert per_rank(p.weights) == [("TP0", gb(15.02))]
+    assert per_rank(p.kv) == [("TP0", 2 * gb(2.33))] and p.kv_tokens == 38_141
+    # 0.4.5 on: "Capture cuda graph end. Time elapsed: 18.07 s. mem usage=0.11 GB. avail mem=0.83 GB."
+    assert per_rank(p.cuda_graph) == [("TP0", gb(0.11))]
+
+
+def test_r1_tp16_two_nodes_tp_from_the_command_line_and_pool_from_avail() -> None:
+    p = read_log(REAL / "r1_tp16_2x8xh100_mtp_sglang-0.4.3.log")
+    s = p.settings
+    assert (p.model, s.tp, s.nnodes) == ("deepseek-ai/DeepSeek-R1", 16, 2)
+    assert per_rank(p.weights) == [(r, gb(40.46)) for r in ("TP0", "TP1", "TP3", "TP7")]
+    # no MLA KV line in this version: "Load weight end ... avail mem=35.52 GB" - "Memory pool end. avail mem=16.08 GB"
+    assert p.kv_from_avail and per_rank(p.kv) == [("TP0", gb(19.44)), ("TP3", gb(19.44))]
+    assert p.kv_tokens is None
+
+
+def test_tp_from_every_form() -> None:
+    # ServerArgs beats the command line; the command line's long and short flags; the rank prefixes last
+    assert (
+        parse(
+            "server_args=ServerArgs(model_path='m', tp_size=4, dp_size=2, enable_dp_attention=True)"
+        ).settings.tp
+        == 4
+    )
+    for flag in ("--tp 8", "--tp-size 8", "--tensor-parallel-size 8", "--tp=8"):
+        s = parse(
+            f"python3 -m sglang.launch_server --model-path m {flag} --dp 8 --enable-dp-attention\n"
+        ).settings
+        assert (s.tp, s.dp, s.dp_attention) == (8, 8, True), flag
+    text = "\n".join(
+        f"[2025-11-04 05:27:13 DP{i} TP{i} EP{i}] Load weight end. type=DeepseekV3ForCausalLM, dtype=torch.bfloat16, "
+        "avail mem=75.11 GB, mem usage=107.07 GB."
+        for i in range(8)
+    )
+    assert parse(text).settings.tp == 8
+    assert (
+        parse(
+            "[gpu_id=1] Load weight end. type=Qwen2ForCausalLM, dtype=torch.bfloat16, avail mem=15.95 GB\n"
+        ).settings.tp
+        == 2
+    )
+
+
+def test_kv_line_with_dtype_2026() -> None:
+    p = parse(
+        "[2026-05-28 05:58:18] Load weight end. elapsed=3.30 s, type=LlamaForCausalLM, avail mem=39.15 GB, mem usage=15.49 GB.\n"
+        "[2026-05-28 05:58:21] KV Cache is allocated. dtype: torch.bfloat16, #tokens: 20480, K size: 1.25 GB, V size: 1.25 GB\n"
+    )
+    assert (
+        per_rank(p.weights) == [("TP0", gb(15.49))]
+        and per_rank(p.kv) == [("TP0", gb(2.5))]
+        and p.kv_tokens == 20480
+    )
+
+
+@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
+    r = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    parts = {p["part"] for p in data["parts"]}
+    assert "weights" in parts and "KV pool" in parts
