@@ -81,34 +81,6 @@ EXPECTED: dict[str, dict[str, Any]] = {
             kv_unified=None,
         ),
     },
-    "llama-cli_v3-q3_k_m_rtx4090-ngl5-ctk-q5_0_b4568.log": {
-        "version": "4568",
-        "commit": "a4417ddd",
-        "model": "DeepSeek V3 BF16",
-        "weights": [
-            ("CUDA0", "26072.59 MiB"),
-            *_mapped("43771.98", "43740.01", "44816.89", "43829.90", "44816.89", "43829.90", "13528.09"),
-        ],
-        "kv": [("CUDA0", "970.00 MiB"), ("CPU", "10864.00 MiB")],
-        "compute": [("CUDA0", "3630.00 MiB"), ("CUDA_Host", "88.01 MiB")],
-        "settings": dict(
-            n_ctx=4096,
-            context=4096,
-            parallel=1,
-            cells=4096,
-            n_batch=2048,
-            n_ubatch=512,
-            flash_attn=False,
-            type_k="q5_0",
-            type_v="f16",
-            gpu_name="NVIDIA GeForce RTX 4090",
-            gpu_layers=5,
-            layers_total=62,
-            gpu_repeating_layers=5,
-            output_on_gpu=False,
-            quantization="Q3_K - Medium",
-        ),
-    },
     "llama-perplexity_r1-q8_0_xeon-cpu-amx_4seq_b4905.log": {
         "version": "4905",
         "commit": "b1b132ef",
@@ -251,36 +223,50 @@ EXPECTED: dict[str, dict[str, Any]] = {
             parallel=None,
         ),
     },
-    "lmstudio-llamacpp_r1-0528-qwen3-8b-q8_0_rtx3060ti-ngl19-ctx131072_b59xx.log": {
+    # second batch
+    "llama-server_r1-q4_k_m_rtx4090-kv-on-gpu_ctx1024_b48xx-excerpt.log": {
         "version": None,
-        "model": "DeepSeek R1 0528 Qwen3 8B",
-        "weights": [("CUDA0", "3715.11 MiB"), ("CPU_Mapped", "4585.25 MiB")],
-        "kv": [("CUDA0", "9728.00 MiB"), ("CPU", "8704.00 MiB")],
-        "compute": [("CUDA0", "9240.00 MiB"), ("CUDA_Host", "264.01 MiB")],
+        "model": None,
+        "weights": [],
+        "kv": [("CUDA0", "4880.00 MiB")],
+        "compute": [("CUDA0", "5011.50 MiB"), ("CUDA_Host", "16.01 MiB")],
         "settings": dict(
-            n_ctx=131072,
-            context=131072,
+            n_ctx=1024,  # from `kv_size = 1024`: the excerpt starts at the KV lines
+            context=1024,
+            cells=1024,
+            type_k="f16",
+            type_v="f16",
+            v_cache_empty=False,
+            parallel=None,
+            n_ubatch=None,
+            flash_attn=None,
+            gpu_name=None,
+        ),
+    },
+    "llama-cli_r1-ud-iq1_s_2gpu-ngl61_ctx8192_b46xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [("CUDA0", "65208.70 MiB"), ("CUDA1", "67299.27 MiB"), ("CPU_Mapped", "1222.09 MiB")],
+        "kv": [],
+        "compute": [],
+        "settings": dict(
+            n_ctx=8192,
+            context=8192,
             parallel=1,
-            cells=131072,
-            streams=1,
-            kv_unified=True,
-            n_batch=512,
+            n_batch=2048,
             n_ubatch=512,
-            flash_attn=False,
-            gpu_name="NVIDIA GeForce RTX 3060 Ti",
-            gpu_layers=19,
-            layers_total=37,
-            gpu_repeating_layers=19,
-            output_on_gpu=False,
-            quantization="Q8_0",
+            gpu_layers=61,
+            layers_total=62,
+            gpu_repeating_layers=61,
+            output_on_gpu=False,  # -ngl 61 < n_layer + 1: output.weight stays in CPU_Mapped
+            type_k=None,
+            quantization=None,
         ),
     },
 }
 
 # `vramplan check` refuses what the estimator cannot model, in one line
-CHECK_ERRORS = {
-    "llama-cli_v3-q3_k_m_rtx4090-ngl5-ctk-q5_0_b4568.log": "the log's KV cache type 'q5_0' is not one vramplan models",
-}
+CHECK_ERRORS: dict[str, str] = {}
 
 
 def test_the_index_lists_every_log_once_with_its_keys() -> None:
@@ -377,6 +363,14 @@ def test_check_gives_a_comparison(entry: dict[str, Any], run: Callable[..., Resu
             "AMD Radeon RX 7900 XTX",
         ),
         ("ggml_metal_init: GPU name:   Apple M2", "gpu_name", "Apple M2"),
+        # LM Studio's engine, July 2025 (a space after the slash)
+        (
+            "llama_kv_cache_unified: size = 18432.00 MiB (131072 cells,  36 layers,  1/ 1 seqs), "
+            "K (f16): 9216.00 MiB, V (f16): 9216.00 MiB",
+            "streams",
+            1,
+        ),
+        ("load_tensors: offloading 19 repeating layers to GPU", "gpu_repeating_layers", 19),
         (
             "llama_kv_cache: size = 1024.00 MiB (  2048 cells,  32 layers,  4/4 seqs), K (f16):  512.00 MiB, "
             "V (f16):  512.00 MiB",
