@@ -263,6 +263,22 @@ EXPECTED: dict[str, dict[str, Any]] = {
             quantization=None,
         ),
     },
+    "snap-llama-server_distill-qwen-7b-q4_k_m_6gb-gpu_ctx4096_b66xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [("CUDA0", "4168.09 MiB"), ("CPU_Mapped", "292.36 MiB")],  # journald prefixes before them
+        "kv": [],
+        "compute": [],
+        "settings": dict(
+            n_ctx=4096,
+            context=4096,
+            parallel=1,
+            gpu_layers=29,
+            layers_total=29,
+            gpu_repeating_layers=28,
+            output_on_gpu=True,
+        ),
+    },
 }
 
 # `vramplan check` refuses what the estimator cannot model, in one line
