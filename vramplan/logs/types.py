@@ -85,6 +85,16 @@ class Settings:
     gpu_layers: int | None = None  # llama.cpp layers offloaded to GPUs
     layers_total: int | None = None  # llama.cpp offloadable layers (n_layer + output)
     n_ubatch: int | None = None
+    n_batch: int | None = None  # llama.cpp logical batch (-b), `n_batch = N`
+    kv_unified: bool | None = None  # llama.cpp `kv_unified = true|false` (printed since mid-2025): one
+    # KV stream that all n_seq_max sequences share (llama-server's default with auto --parallel)
+    n_outputs_max: int | None = None  # llama.cpp `n_outputs_max = N` (newest builds): logits rows reserved
+    pipeline_copies: int | None = None  # llama.cpp `pipeline parallelism enabled (n_copies=N)`
+    gpu_repeating_layers: int | None = None  # llama.cpp `offloading N repeating layers to GPU`
+    output_on_gpu: bool | None = None  # llama.cpp printed `offloading output layer to GPU` (False: the
+    # offload summary without it; which layers -ngl N puts where changed between builds, the log says it)
+    cpu_moe_blocks: tuple[int, ...] | None = None  # llama.cpp blocks whose routed experts a tensor
+    # override (-ot / --n-cpu-moe) put in host memory: `tensor blk.N.ffn_*_exps.weight ... overridden to CPU`
     cells: int | None = None  # llama.cpp KV cells per stream, from the KV size line
     streams: int | None = None
     gpus: int | None = None  # GPUs the log says it planned for (Ollama's offload line)
@@ -121,6 +131,9 @@ class ParsedLog:
     kv_tokens_from: str | None = None  # which line gave kv_tokens: "size", "blocks", "refusal"
     engine: str | None = None  # vLLM "V0" / "V1" by the lines printed (V0 was removed in v0.11)
     file_size: Figure | None = None  # llama.cpp "file size" of the GGUF
+    build_commit: str | None = None  # llama.cpp `build: N (commit)`: the commit beside the build number
+    repacked: tuple[Buffer, ...] = ()  # llama.cpp CPU repack buffers (CPU_AARCH64, CPU_REPACK, AMX, ...):
+    # copies of tensors in the layout the CPU kernels want, beside the mapped file (not in `weights`)
     hparams: tuple[tuple[str, str], ...] = ()  # llama.cpp print_info key / value pairs
     planner: bool = False  # the figures are Ollama's own prediction ("offload" line), not allocations
     notes: tuple[str, ...] = ()
