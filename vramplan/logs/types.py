@@ -100,6 +100,9 @@ class ParsedLog:
     file_size: Figure | None = None  # llama.cpp "file size" of the GGUF
     hparams: tuple[tuple[str, str], ...] = ()  # llama.cpp print_info key / value pairs
     planner: bool = False  # the figures are Ollama's own prediction ("offload" line), not allocations
+    # Ollama: which runner loaded the model, from its command line (llm/server.go): "ollama" (the Go
+    # engine, `--ollama-engine`), "llama" (the llama.cpp runner) or None (not printed)
+    engine: str | None = None
     notes: tuple[str, ...] = ()
 
     @property
