@@ -154,7 +154,9 @@ def parse(text: str) -> ParsedLog:
             fig = parse_size(m["size"], no)
             if fig is not None and fig.bytes:
                 what = "model weights" if "buffer=" in m[0] else "compute graph"
-                runner[what].append(Buffer(m["dev"], ggml.is_host_buffer(m["dev"]), fig))
+                # one line per buffer; a later line for the same buffer (a graph reserved again) replaces it
+                kept = [x for x in runner[what] if x.device != m["dev"]]
+                runner[what] = [*kept, Buffer(m["dev"], ggml.is_host_buffer(m["dev"]), fig)]
         elif RE_OFFLOAD.search(line):
             offload, offload_line = {}, line
             for item in RE_KV.finditer(line):
