@@ -160,9 +160,12 @@ def test_the_log_parses_into_what_it_prints(name: str) -> None:
     assert (s.context, s.n_ctx, s.parallel, s.gpu_layers, s.layers_total, s.gpus) == want.settings
     assert (s.gpu_name, p.model) == (want.gpu_name, want.model)
     assert p.version is None  # none of these excerpts prints the "Listening on" line
-    # no log here names a cache type or flash attention besides the 70B runner's llama.cpp lines
+    # no log here names a cache type; flash attention shows in the 70B runner's lines and the runner commands
     if name.startswith("llama-70b"):
         assert (s.type_k, s.type_v, s.flash_attn) == ("f16", "f16", False)
+    elif want.engine == "llama":
+        # the runner command lacks --flash-attn (llm/server.go adds it only when enabled)
+        assert (s.type_k, s.type_v, s.flash_attn) == (None, None, False)
     else:
         assert (s.type_k, s.type_v, s.flash_attn) == (None, None, None)
 

@@ -358,7 +358,7 @@ def _flags(cmd: str) -> dict[str, str]:
             continue
         nxt = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else "true"
         out[w[2:]] = nxt
-    return {
+    flags = {
         k2: out[k1]
         for k1, k2 in (
             ("ctx-size", "ctx"),
@@ -370,6 +370,11 @@ def _flags(cmd: str) -> dict[str, str]:
         )
         if k1 in out
     }
+    if "ctx-size" in out and "flash-attn" not in out:
+        # the llama.cpp runner's command carries --flash-attn when Ollama enables it (llm/server.go,
+        # up to v0.11; OLLAMA_FLASH_ATTENTION was off by default): without it, flash attention was off
+        flags["flash"] = "false"
+    return flags
 
 
 def _request(req: str) -> dict[str, str]:
