@@ -33,7 +33,7 @@ Format variants (each checked against ollama/ollama's tagged source):
   prediction, and the runner's llama.cpp lines, when present, are what it allocated.
 - the parallel sequences: `--parallel N` / `Parallel:N`, or the scheduler's `msg="new model will fit in
   available VRAM ..." ... parallel=4` (server/sched.go; OLLAMA_NUM_PARALLEL 0 meant 4 when memory allowed,
-  up to v0.11; 1 since).
+  up to v0.9.6; 1 from v0.10.0).
 """
 
 from __future__ import annotations
