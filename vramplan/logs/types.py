@@ -136,6 +136,9 @@ class ParsedLog:
     # copies of tensors in the layout the CPU kernels want, beside the mapped file (not in `weights`)
     hparams: tuple[tuple[str, str], ...] = ()  # llama.cpp print_info key / value pairs
     planner: bool = False  # the figures are Ollama's own prediction ("offload" line), not allocations
+    # Ollama: which runner loaded the model, from its command line (llm/server.go): "ollama" (the Go
+    # engine, `--ollama-engine`), "llama" (the llama.cpp runner) or None (not printed)
+    engine: str | None = None
     notes: tuple[str, ...] = ()
 
     @property
