@@ -120,11 +120,13 @@ def test_llama_server_lines_of_early_2025() -> None:
 def test_ollama_planner_line() -> None:
     p = read_log(log_path("ollama_offload_671b.log"))
     assert p.planner is True and p.model is None
+    # up to v0.6.0 memory.weights.total is blocks + KV without the output layer (llm/memory.go)
     assert [(x.device, x.figure.bytes, x.figure.text) for x in p.weights] == [
-        ("all devices", b(385.0, GiB), "385.0 GiB")
+        ("all devices", b(385.0, GiB) - b(9.5, GiB) + b(725.0, MiB), "385.0 GiB - 9.5 GiB + 725.0 MiB")
     ]
     assert [x.figure.bytes for x in p.kv] == [b(9.5, GiB)]
-    assert [x.figure.bytes for x in p.compute] == [b(654.0, MiB)]
+    # 5 of 62 layers on the GPU: memory.graph.partial on that GPU
+    assert [(x.device, x.figure.bytes) for x in p.compute] == [("CUDA0", b(1019.5, MiB))]
     s = p.settings
     assert (s.context, s.n_ctx, s.parallel, s.gpu_layers, s.layers_total, s.gpus) == (2048, 2048, 1, 5, 62, 1)
 

@@ -234,7 +234,7 @@ def test_v1_free_memory_summary_line() -> None:
     assert (p.runtime, p.engine) == (Runtime.VLLM, "V1")
     assert p.kv_available is not None and p.kv_available.bytes == gib("12.26")
     assert p.activation_peak is not None and p.activation_peak.bytes == gib("1.59")
-    assert p.cuda_graph is not None and p.cuda_graph.bytes == gib("0.09")
+    assert [b.figure.bytes for b in p.cuda_graph] == [gib("0.09")]
     assert p.usable is not None and p.usable.bytes == gib("28.88")
     assert p.settings.gpu_total is not None and p.settings.gpu_total.bytes == gib("31.4")
     assert p.settings.gpu_memory_utilization == 0.92

@@ -302,6 +302,7 @@ PKG = Path(__file__).resolve().parent.parent / "vramplan"
 # `Runtime.X in ...`) or ask `.is_ggml`: none of these is a memory rule.
 ALLOWED = {
     ("catalog.py", "_quant"): "catalog validation: an Ollama tag needs a quantization Ollama runs",
+    ("catalog.py", "Variant.plan_quant"): "which file a quantization names: a GGUF runtime loads the GGUF",
     ("request.py", "default_runtime"): "which runtime a quantization runs on when none is named",
     (
         "check.py",

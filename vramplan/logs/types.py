@@ -117,7 +117,8 @@ class ParsedLog:
     kv_available: Figure | None = None  # vLLM "Available KV cache memory" (per GPU)
     # SGLang: "Load weight begin. avail mem=X GB" per rank (free memory before the weights)
     avail_before_weights: tuple[Buffer, ...] = ()
-    # SGLang: "Capture cuda graph end. ... mem usage=X GB" per rank (CUDA-graph memory)
+    # CUDA-graph memory per rank: SGLang "Capture cuda graph end. ... mem usage=X GB", vLLM "Graph capturing
+    # finished in N secs, took X GiB" (or V1's "X GiB for CUDAGraph memory")
     cuda_graph: tuple[Buffer, ...] = ()
     kv_from_avail: bool = False  # SGLang: the KV pool is "Load weight end" - "Memory pool end" avail mem
     max_concurrency: float | None = None  # vLLM "Maximum concurrency for L tokens per request: Xx"
@@ -125,20 +126,19 @@ class ParsedLog:
     # vLLM: what the memory profiler printed besides the pool, per GPU (rank 0's, or the first printed)
     non_torch: Figure | None = None  # V0 "non_torch_memory takes X GiB" (NCCL, CUDA context growth)
     activation_peak: Figure | None = None  # V0 "PyTorch activation peak memory takes X GiB"
-    cuda_graph: Figure | None = None  # "Graph capturing finished in N secs, took X GiB"
     usable: Figure | None = None  # V0 "... x gpu_memory_utilization (U) = X GiB": total x U
     kv_blocks: int | None = None  # V0 / early V1 "# GPU blocks: N" ("# CUDA blocks" in 0.7-0.8)
     kv_tokens_from: str | None = None  # which line gave kv_tokens: "size", "blocks", "refusal"
-    engine: str | None = None  # vLLM "V0" / "V1" by the lines printed (V0 was removed in v0.11)
+    # vLLM: "V0" / "V1" by the lines printed (V0 was removed in v0.11). Ollama: which runner loaded the
+    # model, from its command line (llm/server.go): "ollama" (the Go engine, `--ollama-engine`), "llama"
+    # (the llama.cpp runner). None: not printed.
+    engine: str | None = None
     file_size: Figure | None = None  # llama.cpp "file size" of the GGUF
     build_commit: str | None = None  # llama.cpp `build: N (commit)`: the commit beside the build number
     repacked: tuple[Buffer, ...] = ()  # llama.cpp CPU repack buffers (CPU_AARCH64, CPU_REPACK, AMX, ...):
     # copies of tensors in the layout the CPU kernels want, beside the mapped file (not in `weights`)
     hparams: tuple[tuple[str, str], ...] = ()  # llama.cpp print_info key / value pairs
     planner: bool = False  # the figures are Ollama's own prediction ("offload" line), not allocations
-    # Ollama: which runner loaded the model, from its command line (llm/server.go): "ollama" (the Go
-    # engine, `--ollama-engine`), "llama" (the llama.cpp runner) or None (not printed)
-    engine: str | None = None
     notes: tuple[str, ...] = ()
 
     @property

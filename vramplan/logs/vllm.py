@@ -392,7 +392,9 @@ def parse(text: str) -> ParsedLog:
         concurrency_len=conc_len,
         non_torch=_first(non_torch),
         activation_peak=_first(activation),
-        cuda_graph=_first(graphs),
+        cuda_graph=tuple(
+            Buffer(d, False, f) for d, f in sorted(graphs.items(), key=lambda kv: int(kv[0].split()[-1]))
+        ),
         usable=usable,
         kv_blocks=blocks,
         kv_tokens_from=tokens_from,
