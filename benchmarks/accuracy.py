@@ -1,6 +1,10 @@
 """Estimate against measured: every case the project has, with the error of each part.
 
 Cases:
+- the corpus of real startup logs users published (tests/fixtures/logs/real/, run through
+  `vramplan check` by benchmarks/corpus.py): per runtime and part, the count, median and worst error,
+  the share within issue 9's tolerances, and every miss with its cause; the held-out logs (gathered
+  after the rules were final, run once) apart;
 - published startup logs of vLLM and SGLang serving R1 and the distills (each cited below);
 - llama.cpp (llama-cpp-python 0.3.36, CPU), measured here: every configuration of
   tests/test_llamacpp_measured.py (tiny random-weight GGUFs quantized by llama.cpp's own quantizer:
@@ -248,6 +252,24 @@ def _ctx_name(n_ctx: int, n_seq: int, kv: str, fa: bool, sized: bool) -> str:
     return f"-c {n_ctx} -np {n_seq} {kv} KV{' -fa' if fa else ''}{', sized' if sized else ''}"
 
 
+def corpus_sections() -> list[str]:
+    import corpus  # benchmarks/corpus.py, beside this file
+
+    entries = corpus.load_entries()
+    tuned = corpus.run_all([e for e in entries if not e.held_out])
+    held = corpus.run_all([e for e in entries if e.held_out])
+    tolerances = ", ".join(f"{part} {tol:.0%}" for part, tol in corpus.TOLERANCES.items())
+    return [
+        "Tolerances (issue 9): " + tolerances + f"; target: {corpus.TARGET_SHARE:.0%} of comparisons within.",
+        "A difference within the log's own rounding counts as 0. Every log carries a header with its source",
+        "URL, runtime and version, GPU, settings and what is inferred; the index beside it names the",
+        "`vramplan check` arguments used.",
+        "",
+        *corpus.markdown(tuned, "Real logs: the corpus the rules were built on"),
+        *corpus.markdown(held, "Held-out real logs: gathered after the rules were final, run once"),
+    ]
+
+
 def render(cases: list[Case], table: list[Row]) -> str:
     lines = [
         "# Accuracy: estimate against measured",
@@ -256,7 +278,8 @@ def render(cases: list[Case], table: list[Row]) -> str:
         "measured. Published logs give MiB / GiB with two decimals, so their last digit is the resolution;",
         "the llama.cpp rows are exact bytes from llama.cpp's API.",
         "",
-        "## Summary by part",
+        *corpus_sections(),
+        "## Calibration cases and llama.cpp measured here: summary by part",
         "",
         "| part | cases | equal to the byte | median error | worst error |",
         "|---|---|---|---|---|",

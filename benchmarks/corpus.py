@@ -211,6 +211,38 @@ def miss_lines(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def log_lines(outcomes: list[Outcome]) -> list[str]:
+    """One row per log: what it is and where it came from."""
+    lines = ["| log | runtime | version | GPU | compared with | source |", "|---|---|---|---|---|---|"]
+    for o in outcomes:
+        e = o.entry
+        lines.append(
+            f"| {e.name} | {e.runtime} | {e.version or 'not printed'} | {e.gpu or 'from the log'} | "
+            f"{e.model} | {e.source} |"
+        )
+    return lines
+
+
+def markdown(outcomes: list[Outcome], heading: str) -> list[str]:
+    """A section of docs/accuracy.md: the summary, every miss with its cause, and the logs."""
+    if not outcomes:
+        return [f"## {heading}", "", "No logs in this set yet.", ""]
+    return [
+        f"## {heading}",
+        "",
+        *summary_lines(outcomes),
+        "",
+        f"### Misses beyond the tolerances ({heading.lower()})",
+        "",
+        *miss_lines(outcomes),
+        "",
+        f"### The logs ({heading.lower()})",
+        "",
+        *log_lines(outcomes),
+        "",
+    ]
+
+
 def _fmt(x: float, unit: str) -> str:
     if unit == "bytes":
         return f"{x / (1 << 30):.2f} GiB" if x >= 1 << 30 else f"{x / (1 << 20):.1f} MiB"
