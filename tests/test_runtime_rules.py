@@ -316,7 +316,6 @@ ALLOWED = {
     ("deploy/plan.py", "make_plan"): "deploy: each target's own settings, names and files",
     ("deploy/render.py", "_files"): "deploy: which templates a target renders",
     ("deploy/render.py", "render"): "deploy: the Ollama Modelfile",
-    ("logs/__init__.py", "last_startup"): "log readers: which reader reads which runtime's log",
     ("logs/identify.py", "identify"): "log readers: GGUF names and hparams appear only in ggml logs",
 }
 

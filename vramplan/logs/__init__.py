@@ -9,15 +9,28 @@ beyond reading the file, no estimator.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from vramplan.errors import SourceError
 from vramplan.logs import ggml, ollama, sglang, vllm
 from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings
 from vramplan.runtimes import Runtime
 
-__all__ = ["Buffer", "Figure", "ParsedLog", "Settings", "detect", "parse_log", "read_log"]
+__all__ = [
+    "READERS",
+    "Buffer",
+    "Figure",
+    "LogReader",
+    "ParsedLog",
+    "Settings",
+    "detect",
+    "parse_log",
+    "read_log",
+    "reader_for",
+]
 
 _OLLAMA_SLOG = re.compile(r"level=\w+ source=\S+\.go:\d+ msg=")
 # Terminal colours and other escape sequences (ECMA-48 CSI and OSC): Ollama, vLLM and SGLang colour
@@ -25,36 +38,91 @@ _OLLAMA_SLOG = re.compile(r"level=\w+ source=\S+\.go:\d+ msg=")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
-def detect(text: str) -> Runtime | None:
-    """The runtime that wrote `text`, by the lines only it prints; None if none is recognised.
+class LogReader(Protocol):
+    """What every runtime's log reader gives; `READERS` holds one per runtime.
 
-    Ollama first (its log holds its runner's llama.cpp lines too), then vLLM and SGLang (whose logs may
-    mention the other), then llama.cpp."""
-    if _OLLAMA_SLOG.search(text) and any(m in text for m in ollama.MARKERS[:-1]):
-        return Runtime.OLLAMA
-    scores = {
-        Runtime.VLLM: sum(m in text for m in vllm.MARKERS[:-1]),
-        Runtime.SGLANG: sum(m in text for m in sglang.MARKERS[:-1]),
-        Runtime.LLAMA_CPP: sum(m in text for m in ggml.MARKERS),
-    }
+    - `runtime`: the runtime whose log it reads;
+    - `score(text)`: how many of the lines only this runtime prints `text` holds (0: not its log);
+    - `start` / `memory`: a line that begins a startup (a process or model load) / a memory line, which
+      cut a log that holds several startups to the last one with memory lines;
+    - `keep(line)`: a line before the chosen startup that still holds for it (Ollama's server lines);
+    - `parse(text)`: the settings and allocations of one startup, as a `ParsedLog`. Settings are typed
+      (`Settings`: ints, floats, bools); names of the runtime's own (cache types, dtypes) stay as printed
+      and are mapped to vramplan's types in one place (check's KV dtype table)."""
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    @property
+    def start(self) -> re.Pattern[str]: ...
+
+    @property
+    def memory(self) -> re.Pattern[str]: ...
+
+    def score(self, text: str) -> int: ...
+
+    def keep(self, line: str) -> bool: ...
+
+    def parse(self, text: str) -> ParsedLog: ...
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """A reader module (ggml, ollama, vllm, sglang) seen through the `LogReader` protocol."""
+
+    runtime: Runtime
+    markers: tuple[str, ...]  # lines only this runtime prints
+    start: re.Pattern[str]
+    memory: re.Pattern[str]
+    parser: Callable[[str], ParsedLog]
+    server: re.Pattern[str] | None = None  # lines kept from before the chosen startup
+    gate: re.Pattern[str] | None = None  # a line format the log must have before markers count
+
+    def score(self, text: str) -> int:
+        if self.gate is not None and not self.gate.search(text):
+            return 0
+        return sum(m in text for m in self.markers)
+
+    def keep(self, line: str) -> bool:
+        return self.server is not None and self.server.search(line) is not None
+
+    def parse(self, text: str) -> ParsedLog:
+        return self.parser(text)
+
+
+# Detection order: Ollama first (its log holds its runner's llama.cpp lines too, and wins whenever its
+# own structured lines are there), then vLLM and SGLang (whose logs may mention the other) by the most
+# markers, then llama.cpp. The last marker of vLLM / SGLang / Ollama is a weak one (their name), left
+# out of detection.
+READERS: tuple[LogReader, ...] = (
+    _Reader(
+        Runtime.OLLAMA,
+        ollama.MARKERS[:-1],
+        ollama.START,
+        ollama.MEMORY,
+        ollama.parse,
+        server=ollama.SERVER,
+        gate=_OLLAMA_SLOG,
+    ),
+    _Reader(Runtime.VLLM, vllm.MARKERS[:-1], vllm.START, vllm.MEMORY, vllm.parse),
+    _Reader(Runtime.SGLANG, sglang.MARKERS[:-1], sglang.START, sglang.MEMORY, sglang.parse),
+    _Reader(Runtime.LLAMA_CPP, ggml.MARKERS, ggml.START, ggml.MEMORY, ggml.parse),
+)
+_BY_RUNTIME = {r.runtime: r for r in READERS}
+
+
+def reader_for(runtime: Runtime) -> LogReader:
+    return _BY_RUNTIME[runtime]
+
+
+def detect(text: str) -> Runtime | None:
+    """The runtime that wrote `text`, by the lines only it prints; None if none is recognised."""
+    first = READERS[0]
+    if first.score(text):
+        return first.runtime
+    scores = {r.runtime: r.score(text) for r in READERS[1:]}
     best = max(scores, key=lambda r: scores[r])
     return best if scores[best] else None
-
-
-_PARSERS = {
-    Runtime.LLAMA_CPP: ggml.parse,
-    Runtime.OLLAMA: ollama.parse,
-    Runtime.VLLM: vllm.parse,
-    Runtime.SGLANG: sglang.parse,
-}
-
-
-_STARTUPS = {
-    Runtime.LLAMA_CPP: (ggml.START, ggml.MEMORY),
-    Runtime.OLLAMA: (ollama.START, ollama.MEMORY),
-    Runtime.VLLM: (vllm.START, vllm.MEMORY),
-    Runtime.SGLANG: (sglang.START, sglang.MEMORY),
-}
 
 
 def last_startup(text: str, runtime: Runtime) -> tuple[str, str | None]:
@@ -63,7 +131,8 @@ def last_startup(text: str, runtime: Runtime) -> tuple[str, str | None]:
     process or model load beginning) after memory lines. Lines of other startups become empty lines,
     so line numbers stay those of the file; Ollama's server lines (GPU, version, settings) before
     the chosen load are kept, as they hold for it."""
-    start, memory = _STARTUPS[runtime]
+    reader = _BY_RUNTIME[runtime]
+    start, memory = reader.start, reader.memory
     lines = text.splitlines()
     begins = [0]
     with_memory: list[int] = []
@@ -83,12 +152,12 @@ def last_startup(text: str, runtime: Runtime) -> tuple[str, str | None]:
     first = begins[k]
     end = begins[k + 1] if k + 1 < len(begins) else len(lines)
     kept = [""] * len(lines)
-    if runtime is Runtime.OLLAMA:
-        for i in range(first):
-            if "Listening on " in lines[i]:
-                kept[:i] = [""] * i  # a later server start: the earlier one's lines do not hold
-            if ollama.SERVER.search(lines[i]):
-                kept[i] = lines[i]
+    for i in range(first):
+        if not reader.keep(lines[i]):
+            continue
+        if "Listening on " in lines[i]:
+            kept[:i] = [""] * i  # a later server start: the earlier one's lines do not hold
+        kept[i] = lines[i]
     kept[first:end] = lines[first:end]
     which = "the last" if k == len(begins) - 1 else f"the last with memory lines (startup {k + 1})"
     note = f"the log holds {len(begins)} startups; this compares {which}, from line {first + 1}"
@@ -106,7 +175,7 @@ def parse_log(text: str, runtime: Runtime | None = None) -> ParsedLog:
             "(see docs/check.md for the lines vramplan reads)"
         )
     text, note = last_startup(text, rt)
-    parsed = _PARSERS[rt](text)
+    parsed = _BY_RUNTIME[rt].parse(text)
     if note is not None:
         parsed = replace(parsed, notes=(note, *parsed.notes))
     if not parsed.has_memory_lines:
