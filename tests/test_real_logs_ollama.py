@@ -51,6 +51,11 @@ class Expected:
     gpu_name: str | None = None
     model: str | None = None
     engine: str | None = None
+    # type_k, type_v, flash attention, where the log states them (None: the planner-only rule below)
+    cache: tuple[str | None, str | None, bool | None] | None = None
+    version: str | None = None
+    # a runner-only excerpt holds no Ollama line: index.yaml passes --runtime ollama
+    detected: Runtime = Runtime.OLLAMA
 
 
 CUDA8 = [f"CUDA{i}" for i in range(8)]
@@ -130,6 +135,30 @@ EXPECTED: dict[str, Expected] = {
         compute_devices=[],
         planner=False,
         settings=(2048, 8192, 4, 81, 81, None),  # n_ctx 8192, n_seq_max 4, offloaded 81/81
+        cache=("f16", "f16", False),
+        detected=Runtime.LLAMA_CPP,
+    ),
+    # ---- round 2: logs with the runner's own allocations
+    "r1-70b-q4km-3gpu-v0.5.x-runner-parallel4.log": Expected(
+        # the runner's llama.cpp lines win over the planner line printed before them
+        weights=b(13303.88 + 12951.00 + 13724.61, MiB),
+        kv=b(864.0 + 864.0 + 832.0, MiB),
+        compute=0,  # cut off after the KV lines
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 8192, 4, 81, 81, 3),  # --ctx-size 8192 --parallel 4, 3 GPUs in memory.available
+        engine="llama",
+        cache=("f16", "f16", False),
+    ),
+    "qwen2.5-14b-q4km-win-v0.5.x-runner-parallel4.log": Expected(
+        weights=b(8148.38 + 417.66, MiB),  # CUDA0 + the host's token embedding
+        kv=b(1536.0, MiB),
+        compute=0,
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 8192, 4, 49, 49, None),  # n_seq_max 4, offloaded 49/49
+        cache=("f16", "f16", False),
+        detected=Runtime.LLAMA_CPP,
     ),
 }
 
@@ -159,10 +188,10 @@ def test_the_log_parses_into_what_it_prints(name: str) -> None:
     assert p.planner is want.planner and p.engine == want.engine
     assert (s.context, s.n_ctx, s.parallel, s.gpu_layers, s.layers_total, s.gpus) == want.settings
     assert (s.gpu_name, p.model) == (want.gpu_name, want.model)
-    assert p.version is None  # none of these excerpts prints the "Listening on" line
-    # no log here names a cache type; flash attention shows in the 70B runner's lines and the runner commands
-    if name.startswith("llama-70b"):
-        assert (s.type_k, s.type_v, s.flash_attn) == ("f16", "f16", False)
+    assert p.version == want.version  # most excerpts lack the "Listening on" line
+    # planner-only logs name no cache type; flash attention shows in runner lines and runner commands
+    if want.cache is not None:
+        assert (s.type_k, s.type_v, s.flash_attn) == want.cache
     elif want.engine == "llama":
         # the runner command lacks --flash-attn (llm/server.go adds it only when enabled)
         assert (s.type_k, s.type_v, s.flash_attn) == (None, None, False)
@@ -173,8 +202,7 @@ def test_the_log_parses_into_what_it_prints(name: str) -> None:
 def test_the_ollama_lines_are_recognised_without_a_runtime_flag() -> None:
     for name in EXPECTED:
         text = (DIR / name).read_text(encoding="utf-8")
-        # the 70B excerpt holds only its runner's llama.cpp lines (index.yaml passes --runtime ollama)
-        assert detect(text) is (Runtime.LLAMA_CPP if name.startswith("llama-70b") else Runtime.OLLAMA)
+        assert detect(text) is EXPECTED[name].detected, name
 
 
 def test_a_planner_log_without_a_context_says_where_the_context_is() -> None:
