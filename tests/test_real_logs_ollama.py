@@ -160,6 +160,27 @@ EXPECTED: dict[str, Expected] = {
         cache=("f16", "f16", False),
         detected=Runtime.LLAMA_CPP,
     ),
+    "r1-32b-q4km-2gpu-v0.5.x-runner-pipeline.log": Expected(
+        weights=0,  # the excerpt skips the model buffer lines
+        kv=b(264.0 + 248.0, MiB),
+        # pipeline parallelism (n_copies=4): each GPU's compute buffer, plus the host's
+        compute=b(256.01, MiB) + b(363.02, MiB) + b(26.02, MiB),
+        compute_devices=["CUDA0", "CUDA1", "CUDA_Host"],
+        planner=False,
+        settings=(2048, 2048, None, None, None, None),  # kv_size 2048; n_seq_max is not in the excerpt
+        cache=("f16", "f16", False),
+        detected=Runtime.LLAMA_CPP,
+    ),
+    "r1-1.5b-q4km-cpu-only-v0.5.x-runner.log": Expected(
+        weights=b(1059.89, MiB),  # every layer on the CPU
+        kv=0,  # cut off before the KV lines
+        compute=0,
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 8192, 4, None, None, None),  # n_ctx 8192, n_seq_max 4
+        cache=(None, None, None),
+        detected=Runtime.LLAMA_CPP,
+    ),
 }
 
 
