@@ -180,6 +180,15 @@ EXPECTED: dict[str, Expected] = {
         settings=(2048, 8192, 4, None, None, None),  # n_ctx 8192, n_seq_max 4
         cache=(None, None, None),
         detected=Runtime.LLAMA_CPP,
+    ),  # the Go engine's per-device lines (v0.11.5+): what the runner allocated
+    "qwen3-8b-q8-rocm-r9700-v0.12.x-engine-devices.log": Expected(
+        weights=b(7.5, GiB) + b(741.9, MiB),  # ROCm0 + the token embedding on the CPU
+        kv=b(576.0, MiB),
+        compute=b(290.0, MiB),
+        compute_devices=["ROCm0"],
+        planner=False,
+        settings=(4096, 4096, 1, 37, None, None),  # KvSize:4096 Parallel:1 GPULayers:37
+        cache=(None, None, False),  # KvCacheType empty (f16), FlashAttention:false
     ),
 }
 
