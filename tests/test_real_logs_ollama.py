@@ -187,8 +187,30 @@ EXPECTED: dict[str, Expected] = {
         compute=b(290.0, MiB),
         compute_devices=["ROCm0"],
         planner=False,
-        settings=(4096, 4096, 1, 37, None, None),  # KvSize:4096 Parallel:1 GPULayers:37
+        settings=(4096, 4096, 1, 37, 37, None),  # KvSize:4096 Parallel:1, "offloaded 37/37 layers"
         cache=(None, None, False),  # KvCacheType empty (f16), FlashAttention:false
+    ),
+    "llama3-70b-q3ks-2gpu-3090ti-1070-v0.1.x-runner.log": Expected(
+        weights=b(430.55 + 21517.75 + 7524.23, MiB),  # v0.1.x names: "CUDA0 buffer size"
+        kv=b(488.0 + 152.0, MiB),  # split unevenly by the two cards' free memory
+        compute=0,  # the compute buffers failed to allocate (the issue's error)
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 2048, None, 81, 81, None),
+        gpu_name="NVIDIA GeForce RTX 3090 Ti",
+        cache=("f16", "f16", None),
+        detected=Runtime.LLAMA_CPP,
+    ),
+    "qwen2.5-coder-7b-q4km-win-v0.5.x-runner-weights.log": Expected(
+        weights=b(292.36 + 4168.09, MiB),
+        kv=0,
+        compute=0,
+        compute_devices=[],
+        planner=False,
+        settings=(None, None, None, 29, 29, None),
+        model="Qwen2.5 Coder 7B Instruct",
+        cache=(None, None, None),
+        detected=Runtime.LLAMA_CPP,
     ),
 }
 
