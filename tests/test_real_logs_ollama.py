@@ -51,6 +51,11 @@ class Expected:
     gpu_name: str | None = None
     model: str | None = None
     engine: str | None = None
+    # type_k, type_v, flash attention, where the log states them (None: the planner-only rule below)
+    cache: tuple[str | None, str | None, bool | None] | None = None
+    version: str | None = None
+    # a runner-only excerpt holds no Ollama line: index.yaml passes --runtime ollama
+    detected: Runtime = Runtime.OLLAMA
 
 
 CUDA8 = [f"CUDA{i}" for i in range(8)]
@@ -130,6 +135,82 @@ EXPECTED: dict[str, Expected] = {
         compute_devices=[],
         planner=False,
         settings=(2048, 8192, 4, 81, 81, None),  # n_ctx 8192, n_seq_max 4, offloaded 81/81
+        cache=("f16", "f16", False),
+        detected=Runtime.LLAMA_CPP,
+    ),
+    # ---- round 2: logs with the runner's own allocations
+    "r1-70b-q4km-3gpu-v0.5.x-runner-parallel4.log": Expected(
+        # the runner's llama.cpp lines win over the planner line printed before them
+        weights=b(13303.88 + 12951.00 + 13724.61, MiB),
+        kv=b(864.0 + 864.0 + 832.0, MiB),
+        compute=0,  # cut off after the KV lines
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 8192, 4, 81, 81, 3),  # --ctx-size 8192 --parallel 4, 3 GPUs in memory.available
+        engine="llama",
+        cache=("f16", "f16", False),
+    ),
+    "qwen2.5-14b-q4km-win-v0.5.x-runner-parallel4.log": Expected(
+        weights=b(8148.38 + 417.66, MiB),  # CUDA0 + the host's token embedding
+        kv=b(1536.0, MiB),
+        compute=0,
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 8192, 4, 49, 49, None),  # n_seq_max 4, offloaded 49/49
+        cache=("f16", "f16", False),
+        detected=Runtime.LLAMA_CPP,
+    ),
+    "r1-32b-q4km-2gpu-v0.5.x-runner-pipeline.log": Expected(
+        weights=0,  # the excerpt skips the model buffer lines
+        kv=b(264.0 + 248.0, MiB),
+        # pipeline parallelism (n_copies=4): each GPU's compute buffer, plus the host's
+        compute=b(256.01, MiB) + b(363.02, MiB) + b(26.02, MiB),
+        compute_devices=["CUDA0", "CUDA1", "CUDA_Host"],
+        planner=False,
+        settings=(2048, 2048, None, None, None, None),  # kv_size 2048; n_seq_max is not in the excerpt
+        cache=("f16", "f16", False),
+        detected=Runtime.LLAMA_CPP,
+    ),
+    "r1-1.5b-q4km-cpu-only-v0.5.x-runner.log": Expected(
+        weights=b(1059.89, MiB),  # every layer on the CPU
+        kv=0,  # cut off before the KV lines
+        compute=0,
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 8192, 4, None, None, None),  # n_ctx 8192, n_seq_max 4
+        cache=(None, None, None),
+        detected=Runtime.LLAMA_CPP,
+    ),  # the Go engine's per-device lines (v0.11.5+): what the runner allocated
+    "qwen3-8b-q8-rocm-r9700-v0.12.x-engine-devices.log": Expected(
+        weights=b(7.5, GiB) + b(741.9, MiB),  # ROCm0 + the token embedding on the CPU
+        kv=b(576.0, MiB),
+        compute=b(290.0, MiB),
+        compute_devices=["ROCm0"],
+        planner=False,
+        settings=(4096, 4096, 1, 37, 37, None),  # KvSize:4096 Parallel:1, "offloaded 37/37 layers"
+        cache=(None, None, False),  # KvCacheType empty (f16), FlashAttention:false
+    ),
+    "llama3-70b-q3ks-2gpu-3090ti-1070-v0.1.x-runner.log": Expected(
+        weights=b(430.55 + 21517.75 + 7524.23, MiB),  # v0.1.x names: "CUDA0 buffer size"
+        kv=b(488.0 + 152.0, MiB),  # split unevenly by the two cards' free memory
+        compute=0,  # the compute buffers failed to allocate (the issue's error)
+        compute_devices=[],
+        planner=False,
+        settings=(2048, 2048, None, 81, 81, None),
+        gpu_name="NVIDIA GeForce RTX 3090 Ti",
+        cache=("f16", "f16", None),
+        detected=Runtime.LLAMA_CPP,
+    ),
+    "qwen2.5-coder-7b-q4km-win-v0.5.x-runner-weights.log": Expected(
+        weights=b(292.36 + 4168.09, MiB),
+        kv=0,
+        compute=0,
+        compute_devices=[],
+        planner=False,
+        settings=(None, None, None, 29, 29, None),
+        model="Qwen2.5 Coder 7B Instruct",
+        cache=(None, None, None),
+        detected=Runtime.LLAMA_CPP,
     ),
 }
 
@@ -159,10 +240,10 @@ def test_the_log_parses_into_what_it_prints(name: str) -> None:
     assert p.planner is want.planner and p.engine == want.engine
     assert (s.context, s.n_ctx, s.parallel, s.gpu_layers, s.layers_total, s.gpus) == want.settings
     assert (s.gpu_name, p.model) == (want.gpu_name, want.model)
-    assert p.version is None  # none of these excerpts prints the "Listening on" line
-    # no log here names a cache type; flash attention shows in the 70B runner's lines and the runner commands
-    if name.startswith("llama-70b"):
-        assert (s.type_k, s.type_v, s.flash_attn) == ("f16", "f16", False)
+    assert p.version == want.version  # most excerpts lack the "Listening on" line
+    # planner-only logs name no cache type; flash attention shows in runner lines and runner commands
+    if want.cache is not None:
+        assert (s.type_k, s.type_v, s.flash_attn) == want.cache
     elif want.engine == "llama":
         # the runner command lacks --flash-attn (llm/server.go adds it only when enabled)
         assert (s.type_k, s.type_v, s.flash_attn) == (None, None, False)
@@ -173,8 +254,7 @@ def test_the_log_parses_into_what_it_prints(name: str) -> None:
 def test_the_ollama_lines_are_recognised_without_a_runtime_flag() -> None:
     for name in EXPECTED:
         text = (DIR / name).read_text(encoding="utf-8")
-        # the 70B excerpt holds only its runner's llama.cpp lines (index.yaml passes --runtime ollama)
-        assert detect(text) is (Runtime.LLAMA_CPP if name.startswith("llama-70b") else Runtime.OLLAMA)
+        assert detect(text) is EXPECTED[name].detected, name
 
 
 def test_a_planner_log_without_a_context_says_where_the_context_is() -> None:

@@ -34,6 +34,13 @@ Format variants (each checked against ollama/ollama's tagged source):
 - the parallel sequences: `--parallel N` / `Parallel:N`, or the scheduler's `msg="new model will fit in
   available VRAM ..." ... parallel=4` (server/sched.go; OLLAMA_NUM_PARALLEL 0 meant 4 when memory allowed,
   up to v0.9.6; 1 from v0.10.0).
+- the Go engine's layer count: `source=ggml.go:498 msg="offloaded 37/37 layers to GPU"` (ml/backend/ggml,
+  next to its per-device lines; seen in a v0.12.x log of ollama#13085, where the device lines come from
+  `source=backend.go`).
+- the runner's own llama.cpp lines, read by `ggml`, in every shape the real logs show: `llm_load_tensors:
+  CUDA0 buffer size` (v0.1.x, ollama#4284), `llm_load_tensors: CUDA0 model buffer size` and
+  `llama_new_context_with_model:` (v0.5.x), `load_tensors:` / `llama_context:` (v0.6+), with or without a
+  journald prefix (`Feb 24 16:32:42 host ollama[16860]: `) or a docker-compose prefix (`ollama  | `).
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ RE_RUNNER_WEIGHTS = re.compile(r'msg="model weights" buffer=(?P<dev>\S+) size="(
 RE_RUNNER_GRAPH = re.compile(
     r'msg="compute graph" backend=\S+ buffer_type=(?P<dev>\S+) size="(?P<size>[^"]+)"'
 )
+# the Go engine's offload summary (ml/backend/ggml/ggml.go, printed before its per-device lines)
+RE_ENGINE_OFFLOADED = re.compile(r'msg="offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU"')
 RE_SCHED_PARALLEL = re.compile(r'msg="new model will fit in available VRAM[^"]*".*?\bparallel=(?P<n>\d+)')
 RE_GPU_DEBUG = re.compile(
     r'msg="updating (?:cuda|rocm) memory data".*?\bname="(?P<name>[^"]+)"'
@@ -189,6 +198,8 @@ def parse(text: str) -> ParsedLog:
                 gpu_total = parse_size(m["total"], no)
         elif m := RE_SCHED_PARALLEL.search(line):
             sched_parallel = int(m["n"])
+        elif m := RE_ENGINE_OFFLOADED.search(line):
+            cmd["gpu_layers"], cmd["layers_total"] = m["n"], m["m"]
         elif m := RE_VERSION.search(line):
             version = m["v"]
         if first_date is None and (d := RE_DATE.search(line)):
