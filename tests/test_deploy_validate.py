@@ -33,7 +33,7 @@ import yaml
 from click.testing import Result
 from test_deploy_golden import BUNDLES, GOLDEN, PLANS
 
-from vramplan.deploy.plan import VLLM_IMAGE, VLLM_VERSION
+from vramplan.deploy.vllm import VLLM_IMAGE, VLLM_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_VERSIONS = [kubernetes_validate.utils.latest_version(), "1.31.0"]

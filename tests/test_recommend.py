@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from vramplan.arch import active_param_count, tensors
 from vramplan.catalog import Catalog, load_catalog
+from vramplan.deploy.targets import deploy_targets
 from vramplan.errors import PlanError, UnknownModelError, VramplanError
 from vramplan.estimate import Request, estimate
 from vramplan.hardware import GPUChoice, Machine, ProbedGPU, gpu_spec, parse_gpu
@@ -40,6 +41,7 @@ def gpu_target(name: str, **kw: object) -> Target:
 
 
 def rec(catalog: Catalog, target: Target, **kw: object) -> Recommendation:
+    kw.setdefault("deploy_targets", deploy_targets())  # as the CLI passes them
     return recommend(catalog, target, Options(**kw))  # type: ignore[arg-type]
 
 
@@ -205,7 +207,7 @@ def test_no_gpu_plans_host_ram_and_says_so(catalog: Catalog) -> None:
     assert t.notes[-1].startswith(
         "no GPU found: planning for host RAM (CPU inference) with llama.cpp and Ollama"
     )
-    r = recommend(catalog, t, Options())
+    r = recommend(catalog, t, Options(deploy_targets=deploy_targets()))
     assert r.candidates
     for c in r.candidates:
         assert c.cpu_plan and c.runtime.is_ggml and c.gpus_used == 0
@@ -246,7 +248,7 @@ def test_probed_gpus_and_their_commands(catalog: Catalog) -> None:
     )
     t = target_for(Machine(gpus, 128 * GiB, 32, ()), None)
     assert (t.gpu, t.gpus_per_node, t.host_memory_bytes, t.probed) == (card, 2, 128 * GiB, True)
-    r = recommend(catalog, t, Options(context=8192))
+    r = recommend(catalog, t, Options(context=8192, deploy_targets=deploy_targets()))
     for c in every(r):
         cmd = c.deploy_command or c.estimate_command
         if c.gpus_used == 2 or c.offload:

@@ -312,10 +312,7 @@ ALLOWED = {
     ("check.py", "_torch_parts"): "the log format: the line that states the KV pool (vLLM vs SGLang)",
     ("check.py", "check_log"): "the log format: ggml buffers per device vs per-rank figures",
     ("deploy/plan.py", "DeployPlan.estimate_command"): "deploy: the flags of the command a bundle prints",
-    ("deploy/plan.py", "runtime_for"): "deploy: which runtime a target starts",
-    ("deploy/plan.py", "make_plan"): "deploy: each target's own settings, names and files",
-    ("deploy/render.py", "_files"): "deploy: which templates a target renders",
-    ("deploy/render.py", "render"): "deploy: the Ollama Modelfile",
+    ("deploy/k8s.py", "files"): "deploy: the Kubernetes target writes a vLLM or an Ollama server",
     ("logs/identify.py", "identify"): "log readers: GGUF names and hparams appear only in ggml logs",
 }
 

@@ -206,6 +206,10 @@ class Options:
     offload: bool = True  # plan llama.cpp / Ollama partial offload to host RAM
     top: int = DEFAULT_TOP  # rows shown (one per variant and quantization class)
     per_model: int = DEFAULT_PER_MODEL  # rows per variant at most (0: no limit)
+    # runtime -> the `vramplan deploy --target` that runs it by itself (the deploy registry's
+    # `deploy_targets()`, which the CLI passes: the core does not import deploy); a runtime without
+    # one gets its `vramplan estimate` command instead
+    deploy_targets: tuple[tuple[Runtime, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -574,7 +578,13 @@ def _candidate(
         offload=kind,
         notes=tuple(extra),
     )
-    return replace(c, deploy_command=deploy_command(c, target), estimate_command=estimate_command(c, target))
+    return replace(c, estimate_command=estimate_command(c, target))
+
+
+def _with_deploy_commands(c: Candidate, target: Target, opts: Options) -> Candidate:
+    """`c` and its alternatives with the `vramplan deploy` command of each, where a target runs it."""
+    alternatives = tuple(_with_deploy_commands(a, target, opts) for a in c.alternatives)
+    return replace(c, deploy_command=deploy_command(c, target, opts), alternatives=alternatives)
 
 
 def _default_context(combo: _Combo, target: Target) -> int:
@@ -871,10 +881,10 @@ def _gpu_flags(c: Candidate, target: Target) -> list[str]:
     return flags
 
 
-def deploy_command(c: Candidate, target: Target) -> tuple[str, ...] | None:
-    """The `vramplan deploy` command that starts `c` (None for runtimes without a deploy target:
-    SGLang and llama.cpp, whose `vramplan estimate` command is given instead)."""
-    to = {Runtime.VLLM: "vllm", Runtime.OLLAMA: "ollama"}.get(c.runtime)
+def deploy_command(c: Candidate, target: Target, opts: Options) -> tuple[str, ...] | None:
+    """The `vramplan deploy` command that starts `c` (None for a runtime no deploy target runs by
+    itself, whose `vramplan estimate` command is given instead)."""
+    to = dict(opts.deploy_targets).get(c.runtime)
     if to is None:
         return None
     args = ["vramplan", "deploy", c.variant.id, "--target", to, "--quant", c.quant.name]
@@ -955,7 +965,7 @@ def recommend(catalog: Catalog, target: Target, opts: Options) -> Recommendation
             break
     fits.sort(key=rank_key)
     rows = _rows(fits, opts.per_model)
-    shown = rows[: opts.top]
+    shown = [_with_deploy_commands(c, target, opts) for c in rows[: opts.top]]
     chosen = _misfits_to_explain(misses, shown, fits)
     explained = tuple(_misfit(m, target, opts, fits, misses) for m in chosen)
     return Recommendation(

@@ -1,4 +1,5 @@
-"""`vramplan deploy MODEL --target ollama|vllm|k8s [...]`: write (and start) a deployment of a plan."""
+"""`vramplan deploy MODEL --target NAME [...]`: write (and start) a deployment of a plan; the targets
+come from the registry in vramplan.deploy.targets."""
 
 from __future__ import annotations
 
@@ -21,19 +22,30 @@ from vramplan.cli.common import (
     positive,
     print_json,
 )
+from vramplan.deploy.targets import TARGETS
 from vramplan.precision import KVDtype
 from vramplan.runtimes import Runtime
 
-TARGETS = ["ollama", "vllm", "k8s"]
+_TARGET_HELP = "What to write: " + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values()) + "."
+_RUNTIME_HELP = "; ".join(
+    f"{t.name}: {' (default) or '.join(r.value for r in t.runtimes)}"
+    for t in TARGETS.values()
+    if len(t.runtimes) > 1
+)
 
 
 @cli.command()
 @click.argument("model")
-@click.option("--target", "-t", type=click.Choice(TARGETS), required=True, help="What to write.")
+@click.option("--target", "-t", type=click.Choice(list(TARGETS)), required=True, help=_TARGET_HELP)
 @click.option(
     "--quant", "-q", help="Quantization (default: the model's own, or the first the runtime loads)."
 )
-@click.option("--runtime", "-r", type=click.Choice(RUNTIMES), help="k8s only: vllm (default) or ollama.")
+@click.option(
+    "--runtime",
+    "-r",
+    type=click.Choice(RUNTIMES),
+    help=f"Targets that run several runtimes only ({_RUNTIME_HELP}).",
+)
 @gpu_option
 @nodes_option("Nodes (vLLM).")
 @context_option("Tokens per request (default: what the runtime would use; written down either way).")
@@ -93,8 +105,9 @@ def deploy(
     from vramplan.report import deploy as report
     from vramplan.request import Choices
 
-    if dry_run_first and not (launch and target == "k8s"):
-        raise click.UsageError("--dry-run-first goes with --target k8s --launch")
+    if dry_run_first and not (launch and "dry_run_first" in TARGETS[target].launch_options):
+        which = ", ".join(t.name for t in TARGETS.values() if "dry_run_first" in t.launch_options)
+        raise click.UsageError(f"--dry-run-first goes with --launch and --target {which}")
     choices = Choices(
         model=model,
         quant=quant,
@@ -110,9 +123,7 @@ def deploy(
     )
     machine = None if choices.gpu else probe()
     folder = Path(out) if out is not None else None
-    bundle = dep.prepare(
-        catalog_from(ctx), choices, machine, dep.Target(target), out=folder, served_name=served_name
-    )
+    bundle = dep.prepare(catalog_from(ctx), choices, machine, target, out=folder, served_name=served_name)
     files = dep.write(bundle, force=force)
     out_console = Console(file=sys.stderr, highlight=False) if as_json else console()
     if not as_json:

@@ -108,6 +108,7 @@ def recommend(
     better options that do not fit say what would make them fit.
     """
     from vramplan import recommend as rec
+    from vramplan.deploy.targets import deploy_targets
     from vramplan.hardware import probe
     from vramplan.report import recommend as report
 
@@ -129,6 +130,7 @@ def recommend(
         offload=offload,
         top=top,
         per_model=per_model,
+        deploy_targets=deploy_targets(),
     )
     result = rec.recommend(catalog_from(ctx), target, options)
     if as_json:

@@ -1,9 +1,13 @@
 """`vramplan deploy`: turn a memory plan into the files that run it, write them, and start them.
 
-    prepare(...)  -> Bundle    the plan (deploy.plan), rendered from templates/<target>/ (deploy.render)
+    prepare(...)  -> Bundle    the plan (deploy.plan, with the settings of the runtime the target runs),
+                               rendered from templates/<target>/ (deploy.render)
     write(bundle) -> [Path]    atomic writes into --out, never over a different file without --force
-    launch(bundle, ...)        Ollama through its Python client, vLLM through docker compose or
-                               serve.sh, Kubernetes through kubectl (deploy.launch)
+    launch(bundle, ...)        the target's own launch (deploy.launch): Ollama through its Python
+                               client, vLLM through docker compose or serve.sh, Kubernetes through kubectl
+
+The targets are one registry (deploy.targets): a target is one module (deploy/ollama.py, vllm.py,
+k8s.py) and one template folder.
 
 jinja2, ollama and rich are imported inside the functions that use them.
 """
@@ -15,12 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vramplan.catalog import Catalog
-from vramplan.deploy.plan import DeployPlan, Target, make_plan, runtime_for
+from vramplan.deploy.plan import DeployPlan, make_plan
 from vramplan.deploy.render import RenderedFile, render
 from vramplan.hardware import Machine
 from vramplan.request import Choices
 
-__all__ = ["Bundle", "DeployPlan", "Target", "default_out", "prepare", "write"]
+__all__ = ["Bundle", "DeployPlan", "default_out", "prepare", "write"]
 
 
 @dataclass(frozen=True)
@@ -37,28 +41,31 @@ class Bundle:
 def default_out(plan: DeployPlan) -> Path:
     """./deploy/<model>-<target>/ (the model id with anything but letters, digits, '.', '_', '-' as '-')."""
     model = re.sub(r"[^A-Za-z0-9._-]+", "-", plan.model_id).strip(".-") or "model"
-    return Path("deploy") / f"{model}-{plan.target.value}"
+    return Path("deploy") / f"{model}-{plan.target}"
 
 
 def prepare(
     catalog: Catalog,
     choices: Choices,
     machine: Machine | None,
-    target: Target,
+    target: str,
     *,
     out: Path | None = None,
     served_name: str | None = None,
 ) -> Bundle:
-    """Plan `choices` for `target` (the target fixes the runtime), estimate it and render the bundle."""
+    """Plan `choices` for the target named `target` (which fixes the runtime), estimate it and render
+    the bundle."""
+    from vramplan.deploy.targets import get_target, settings_for
     from vramplan.estimate import estimate
     from vramplan.request import build_request, resolve_model
 
+    to = get_target(target)
     resolved = resolve_model(catalog, choices)
-    runtime = runtime_for(target, choices.runtime)
+    runtime = to.runtime_for(choices.runtime)
     req = build_request(catalog, replace(choices, runtime=runtime), machine)
     est = estimate(req)
     tag = (choices.model or "").strip() if resolved.via == "ollama" else None
-    plan = make_plan(req, est, target, served_name=served_name, ollama_tag=tag)
+    plan = make_plan(req, est, to.name, settings_for(runtime), served_name=served_name, ollama_tag=tag)
     return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan)))
 
 

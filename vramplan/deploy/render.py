@@ -1,4 +1,5 @@
-"""Render a `DeployPlan` into the files of a bundle, from the jinja2 templates in `templates/<target>/`.
+"""Render a `DeployPlan` into the files of a bundle, from the jinja2 templates its target names
+(`templates/<target>/`).
 
 jinja2 runs with `StrictUndefined` (a missing value is an error, not an empty string) and
 `keep_trailing_newline`. No template prints a user or catalog value bare: YAML gets `yaml` (a JSON
@@ -14,18 +15,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from vramplan.deploy.plan import (
-    OLLAMA_IMAGE,
-    OLLAMA_PORT,
-    PROBE_PERIOD_S,
-    VLLM_IMAGE,
-    VLLM_PORT,
-    VLLM_VERSION,
-    DeployPlan,
-    Target,
-)
+from vramplan.deploy.ollama import OLLAMA_IMAGE, OLLAMA_PORT
+from vramplan.deploy.plan import PROBE_PERIOD_S, DeployPlan
+from vramplan.deploy.vllm import VLLM_IMAGE, VLLM_PORT, VLLM_VERSION
 from vramplan.errors import RenderError
-from vramplan.runtimes import Runtime
 
 GiB = 1 << 30
 
@@ -94,43 +87,6 @@ def _environment() -> Any:
     return env
 
 
-def _files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
-    """(template, output name, executable) for this plan."""
-    if plan.target is Target.OLLAMA:
-        return [
-            ("ollama/Modelfile.j2", "Modelfile", False),
-            ("ollama/ollama.env.j2", "ollama.env", False),
-            ("ollama/run.sh.j2", "run.sh", True),
-            ("ollama/README.md.j2", "README.md", False),
-        ]
-    if plan.target is Target.VLLM:
-        return [
-            ("vllm/serve.sh.j2", "serve.sh", True),
-            ("vllm/docker-compose.yaml.j2", "docker-compose.yaml", False),
-            ("vllm/README.md.j2", "README.md", False),
-        ]
-    if plan.runtime is Runtime.OLLAMA:
-        return [
-            ("k8s/ollama-pvc.yaml.j2", "pvc.yaml", False),
-            ("k8s/ollama-configmap.yaml.j2", "configmap.yaml", False),
-            ("k8s/ollama-deployment.yaml.j2", "deployment.yaml", False),
-            ("k8s/ollama-service.yaml.j2", "service.yaml", False),
-            ("k8s/README.md.j2", "README.md", False),
-        ]
-    if plan.multi_node:
-        return [
-            ("k8s/vllm-leaderworkerset.yaml.j2", "leaderworkerset.yaml", False),
-            ("k8s/vllm-service.yaml.j2", "service.yaml", False),
-            ("k8s/README.md.j2", "README.md", False),
-        ]
-    return [
-        ("k8s/vllm-pvc.yaml.j2", "pvc.yaml", False),
-        ("k8s/vllm-deployment.yaml.j2", "deployment.yaml", False),
-        ("k8s/vllm-service.yaml.j2", "service.yaml", False),
-        ("k8s/README.md.j2", "README.md", False),
-    ]
-
-
 def context(plan: DeployPlan) -> dict[str, Any]:
     return {
         "plan": plan,
@@ -141,20 +97,20 @@ def context(plan: DeployPlan) -> dict[str, Any]:
         "vllm_port": VLLM_PORT,
         "ollama_port": OLLAMA_PORT,
         "probe_period": PROBE_PERIOD_S,
-        "engine_args": plan.vllm_engine_args,
     }
 
 
 def render(plan: DeployPlan) -> list[RenderedFile]:
-    """Every file of the bundle for `plan`, in a stable order."""
+    """Every file of the bundle for `plan` (its target's files), in a stable order."""
     import jinja2
+
+    from vramplan.deploy.targets import get_target
 
     env = _environment()
     ctx = context(plan)
-    if plan.runtime is Runtime.OLLAMA:
-        ctx["modelfile"] = env.get_template("ollama/Modelfile.j2").render(ctx)
+    ctx.update(plan.settings.template_values(lambda name, c: str(env.get_template(name).render(c)), ctx))
     out: list[RenderedFile] = []
-    for template, name, executable in _files(plan):
+    for template, name, executable in get_target(plan.target).files(plan):
         try:
             text = env.get_template(template).render(ctx)
         except jinja2.TemplateError as exc:  # a bug in a template, reported as such

@@ -16,19 +16,11 @@ if TYPE_CHECKING:
 def deploy_json(bundle: Bundle, files: list[Path], launched: bool) -> dict[str, Any]:
     """The `deploy --json` document: {"target", "out", "files", "launched"}."""
     return {
-        "target": bundle.plan.target.value,
+        "target": bundle.plan.target,
         "out": str(bundle.out),
         "files": [str(p) for p in files],
         "launched": launched,
     }
-
-
-_START = {
-    "ollama": "{out}/run.sh   (or vramplan deploy ... --launch)",
-    "vllm": "cd {out} && docker compose up -d   (or ./serve.sh)",
-    "vllm-multi": "on each node: NODE_RANK=<rank> HEAD_ADDR=<head address> {out}/serve.sh",
-    "k8s": "kubectl apply -f {out}",
-}
 
 
 def print_written(bundle: Bundle, files: list[Path], console: Console) -> None:
@@ -44,7 +36,7 @@ def print_written(bundle: Bundle, files: list[Path], console: Console) -> None:
     console.print(f"wrote {len(files)} files to {bundle.out}/:", markup=False, soft_wrap=True)
     for p in files:
         console.print(f"  {p.name}", markup=False, soft_wrap=True)
-    key = plan.target.value
-    if key == "vllm" and plan.multi_node:
-        key = "vllm-multi"
-    console.print(f"start: {_START[key].format(out=bundle.out)}", markup=False, soft_wrap=True)
+    from vramplan.deploy.targets import get_target
+
+    hint = get_target(plan.target).start_hint(plan, bundle.out)
+    console.print(f"start: {hint}", markup=False, soft_wrap=True)
