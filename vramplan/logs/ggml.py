@@ -70,6 +70,12 @@ RE_KV_SELF = re.compile(
     + _NUM
     + r", K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
 )
+# The MLA cache line of the DeepSeek MLA branch of llama.cpp PR 11446 (early 2025, not merged; the
+# ik_llama.cpp fork prints the same `c^KV (type)` part): `KV self size = X MiB, K^R (f16): Y MiB,
+# c^KV (f16): Z MiB` -- a latent-only cache (no V part), printed after the standard cache's line.
+RE_KV_SELF_MLA = re.compile(
+    r"\b\w+: KV self size\s*=\s*" + _NUM + r",(?: K\^R \(\w+\):\s*[\d.]+ MiB,)? c\^KV \((?P<tk>\w+)\):"
+)
 RE_KV_INIT = re.compile(
     _KV_PREFIX + r" kv_size = (?P<cells>\d+),.*?type_k = '(?P<tk>\w+)', type_v = '(?P<tv>\w+)'"
 )
@@ -161,6 +167,9 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
             kv_self = _fig(m, no)
         elif m := RE_KV_SELF.search(line):
             s.update(type_k=m["tk"], type_v=m["tv"], v_empty=float(m["v"]) == 0)
+            kv_self = _fig(m, no)
+        elif m := RE_KV_SELF_MLA.search(line):
+            s.update(type_k=m["tk"], type_v=m["tk"], v_empty=True)
             kv_self = _fig(m, no)
         elif m := RE_KV_INIT.search(line):
             s.update(cells=int(m["cells"]), type_k=m["tk"], type_v=m["tv"])
