@@ -342,6 +342,15 @@ EXPECTED: dict[str, dict[str, Any]] = {
             gpu_name="Apple M4",  # `ggml_metal_init: GPU name:`
         ),
     },
+    "gpustack-llama-server_distill-qwen-32b_cpu-only-np4_ctx8192_b46xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [],
+        "kv": [("all devices", "2048.00 MiB")],  # only the "KV self size" line: CPU-only, no buffer line
+        "compute": [("CPU", "696.01 MiB")],
+        # n_ctx from `setting dry_penalty_last_n to ctx_size = 8192`, 4 slots from `n_slots = 4`
+        "settings": dict(n_ctx=8192, context=2048, parallel=4, type_k="f16", type_v="f16", gpu_name=None),
+    },
     "llama-cli_r1-or-v3-671b_2gpu-mla-pr11446_ctx32768_b46xx-excerpt.log": {
         "version": None,
         "model": None,
@@ -396,7 +405,7 @@ def test_host_buffers_are_told_from_device_buffers(parsed: dict[str, ParsedLog])
         "CPU", "CPU_Mapped", "CPU_AARCH64", "AMX", "CUDA_Host", "Vulkan_Host", "SYCL_Host", "ROCm_Host",
     }  # fmt: skip
     assert {d for d, host in hosts if not host} == {
-        "CUDA0", "CUDA1", "CUDA2", "CUDA3", "Vulkan0", "SYCL0", "Metal",
+        "CUDA0", "CUDA1", "CUDA2", "CUDA3", "Vulkan0", "SYCL0", "Metal", "all devices",
         "ROCm0", "ROCm1", "ROCm2", "ROCm3", "ROCm4",
     }  # fmt: skip
 

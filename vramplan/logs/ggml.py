@@ -103,6 +103,9 @@ RE_VULKAN_DEVICE = re.compile(r"\bggml_vulkan: \d+ = (?P<name>.+?) \(")
 RE_METAL_DEVICE = re.compile(r"\bggml_metal_init: GPU name:\s+(?P<name>.+?)\s*$")
 RE_SERVER_SLOTS = re.compile(r"initializing, n_slots = (?P<n>\d+), n_ctx_slot = (?P<c>\d+)")
 RE_SERVER_SLOTS_OLD = re.compile(r"initializing slots, n_slots = (?P<n>\d+)")
+# common/common.cpp `common_init_from_params` prints llama_n_ctx() here (llama-cli / llama-server, since
+# the DRY sampler, mid-2024): the context when an excerpt starts after the context lines.
+RE_DRY_CTX = re.compile(r"\bsetting dry_penalty_last_n to ctx_size = (?P<n>\d+)")
 RE_AUTO_PARALLEL = re.compile(r"setting n_parallel = (?P<n>\d+) and kv_unified = (?P<u>true|false)")
 RE_PIPELINE = re.compile(r"pipeline parallelism enabled \(n_copies=(?P<n>\d+)\)")
 RE_OVERRIDE = re.compile(
@@ -119,7 +122,18 @@ RE_FILE_SIZE = re.compile(r"^" + _NUM)
 START = re.compile(r"\bggml_cuda_init:|" + RE_BUILD.pattern.removeprefix("^"))
 MEMORY = any_of(RE_MODEL_BUF, RE_KV_BUF, RE_KV_SIZE, RE_KV_SELF, RE_COMPUTE)
 
-MARKERS = ("load_tensors:", "llama_kv_cache", "print_info:", "llm_load_print_meta:", "llama_model_loader:")
+# The context constructor's prefixes too (`llama_new_context_with_model:` to late 2024,
+# `llama_init_from_model:` b4500-b4880, `llama_context:` since): an excerpt may start at "KV self size".
+MARKERS = (
+    "load_tensors:",
+    "llama_kv_cache",
+    "print_info:",
+    "llm_load_print_meta:",
+    "llama_model_loader:",
+    "llama_new_context_with_model:",
+    "llama_init_from_model:",
+    "llama_context:",
+)
 
 
 # CPU "extra" buffer types that hold repacked copies of weights (ggml/src/ggml-cpu: repack.cpp names its
@@ -201,6 +215,8 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
             s.update(slots=int(m["n"]), slot_ctx=int(m["c"]))
         elif m := RE_SERVER_SLOTS_OLD.search(line):
             s.setdefault("slots", int(m["n"]))
+        elif m := RE_DRY_CTX.search(line):
+            s.setdefault("dry_ctx", int(m["n"]))
         elif m := RE_AUTO_PARALLEL.search(line):
             s.update(slots=int(m["n"]), unified=m["u"] == "true")
         elif m := RE_PIPELINE.search(line):
@@ -287,6 +303,8 @@ def _settings(
     n_ctx = _int(ctx.get("n_ctx"))
     if n_ctx is None and isinstance(s.get("cells"), int) and not s.get("streams"):
         n_ctx = s["cells"]  # type: ignore[assignment]  # kv_size = n_ctx when the context lines are cut off
+    if n_ctx is None and isinstance(s.get("dry_ctx"), int):
+        n_ctx = s["dry_ctx"]  # type: ignore[assignment]  # the `ctx_size = N` line of common_init_from_params
     n_seq = _int(ctx.get("n_seq_max")) or s.get("slots") or (slots_old or None)
     per_seq = _int(ctx.get("n_ctx_seq") or ctx.get("n_ctx_per_seq")) or s.get("slot_ctx")
     if per_seq is None and n_ctx is not None:
