@@ -325,7 +325,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "weights": [],
         "kv": [("CPU", "96.00 MiB"), ("ROCm0", "128.00 MiB")],  # a host and a device KV buffer
         "compute": [],
-        "settings": dict(n_ctx=None, cells=None, type_k="f16", type_v="f16", v_cache_empty=False),
+        # n_ctx from KV self size / (28 layers x (512 + 512) x 2 B): the excerpt lost the kv_size line
+        "settings": dict(
+            n_ctx=4096, context=4096, cells=None, type_k="f16", type_v="f16", v_cache_empty=False
+        ),
     },
     "llama-server_qwen2.5-1.5b-q4_k_m_apple-m4-metal_ctx4096_b4406-excerpt.log": {
         "version": None,

@@ -182,6 +182,7 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
         elif m := RE_KV_SELF.search(line):
             s.update(type_k=m["tk"], type_v=m["tv"], v_empty=float(m["v"]) == 0)
             kv_self = _fig(m, no)
+            s["kv_self_bytes"] = kv_self.bytes
         elif m := RE_KV_SELF_MLA.search(line):
             s.update(type_k=m["tk"], type_v=m["tk"], v_empty=True)
             kv_self = _fig(m, no)
@@ -292,6 +293,24 @@ def _int(v: str | None) -> int | None:
     return int(v) if v is not None and v.isdigit() else None
 
 
+# bytes per element of the unquantized cache types (ggml.c type_traits)
+_KV_ELEM_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def _cells_from_kv_self(info: dict[str, str], s: dict[str, object]) -> int | None:
+    """n_ctx of a single-sequence excerpt that lost its context lines but kept `KV self size` and the
+    print_info hyper-parameters: KV bytes = cells x n_layer x (n_embd_k_gqa x K size + n_embd_v_gqa x V
+    size) (llama-kv-cache.cpp allocates one [n_embd_*_gqa, kv_size] tensor per layer). Unquantized
+    caches only; None unless the division is exact."""
+    kv_self = s.get("kv_self_bytes")
+    k_size, v_size = _KV_ELEM_BYTES.get(str(s.get("type_k"))), _KV_ELEM_BYTES.get(str(s.get("type_v")))
+    n_layer, k, v = (_int(info.get(key)) for key in ("n_layer", "n_embd_k_gqa", "n_embd_v_gqa"))
+    if not (isinstance(kv_self, int) and k_size and v_size and n_layer and k and v):
+        return None
+    per_cell = n_layer * (k * k_size + v * v_size)
+    return kv_self // per_cell if kv_self % per_cell == 0 else None
+
+
 def _settings(
     ctx: dict[str, str],
     info: dict[str, str],
@@ -305,6 +324,8 @@ def _settings(
         n_ctx = s["cells"]  # type: ignore[assignment]  # kv_size = n_ctx when the context lines are cut off
     if n_ctx is None and isinstance(s.get("dry_ctx"), int):
         n_ctx = s["dry_ctx"]  # type: ignore[assignment]  # the `ctx_size = N` line of common_init_from_params
+    if n_ctx is None:
+        n_ctx = _cells_from_kv_self(info, s)
     n_seq = _int(ctx.get("n_seq_max")) or s.get("slots") or (slots_old or None)
     per_seq = _int(ctx.get("n_ctx_seq") or ctx.get("n_ctx_per_seq")) or s.get("slot_ctx")
     if per_seq is None and n_ctx is not None:
