@@ -279,6 +279,90 @@ EXPECTED: dict[str, dict[str, Any]] = {
             output_on_gpu=True,
         ),
     },
+    # round 2: ROCm, Metal, the MLA branch of PR 11446
+    "llama-server_qwen2.5-32b-q4_k_m_5x-mi50-rocm_ctx32768_b48xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [],
+        "kv": [
+            ("ROCm0", "1664.00 MiB"),
+            ("ROCm1", "1664.00 MiB"),
+            ("ROCm2", "1664.00 MiB"),
+            ("ROCm3", "1664.00 MiB"),
+            ("ROCm4", "1536.00 MiB"),
+        ],
+        "compute": [*[(f"ROCm{i}", "2664.00 MiB") for i in range(5)], ("ROCm_Host", "74.01 MiB")],
+        "settings": dict(
+            n_ctx=32768,
+            context=32768,
+            cells=32768,
+            type_k="f16",
+            type_v="f16",
+            flash_attn=None,
+            n_ubatch=None,
+            gpu_name=None,
+            gpu_layers=None,
+        ),
+    },
+    "llama-server_qwen2.5-coder-32b_rx7900xtx-rocm-ctk-q8_0_ctx32768_b45xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [],
+        "kv": [("ROCm0", "4352.00 MiB")],
+        "compute": [("ROCm0", "307.00 MiB"), ("ROCm_Host", "74.01 MiB")],
+        "settings": dict(
+            n_ctx=32768,
+            context=32768,
+            cells=32768,
+            type_k="q8_0",
+            type_v="q8_0",
+            gpu_name="AMD Radeon RX 7900 XTX",  # from the draft model's `using device` line
+        ),
+    },
+    "llama-cli_distill-qwen-7b_rx5500m-rocm-partial-offload_b46xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [],
+        "kv": [("CPU", "96.00 MiB"), ("ROCm0", "128.00 MiB")],  # a host and a device KV buffer
+        "compute": [],
+        # n_ctx from KV self size / (28 layers x (512 + 512) x 2 B): the excerpt lost the kv_size line
+        "settings": dict(
+            n_ctx=4096, context=4096, cells=None, type_k="f16", type_v="f16", v_cache_empty=False
+        ),
+    },
+    "llama-server_qwen2.5-1.5b-q4_k_m_apple-m4-metal_ctx4096_b4406-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [],
+        "kv": [("Metal", "112.00 MiB")],
+        "compute": [("Metal", "299.75 MiB"), ("CPU", "11.01 MiB")],
+        "settings": dict(
+            n_ctx=4096,
+            context=4096,
+            cells=4096,
+            type_k="f16",
+            type_v="f16",
+            gpu_name="Apple M4",  # `ggml_metal_init: GPU name:`
+        ),
+    },
+    "gpustack-llama-server_distill-qwen-32b_cpu-only-np4_ctx8192_b46xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [],
+        "kv": [("all devices", "2048.00 MiB")],  # only the "KV self size" line: CPU-only, no buffer line
+        "compute": [("CPU", "696.01 MiB")],
+        # n_ctx from `setting dry_penalty_last_n to ctx_size = 8192`, 4 slots from `n_slots = 4`
+        "settings": dict(n_ctx=8192, context=2048, parallel=4, type_k="f16", type_v="f16", gpu_name=None),
+    },
+    "llama-cli_r1-or-v3-671b_2gpu-mla-pr11446_ctx32768_b46xx-excerpt.log": {
+        "version": None,
+        "model": None,
+        "weights": [],
+        "kv": [("CUDA0", "2110.42 MiB"), ("CUDA1", "2042.34 MiB")],
+        "compute": [],
+        # the second `KV self size` line (K^R, c^KV) is the MLA cache: latent-only, no V part
+        "settings": dict(n_ctx=32768, cells=32768, type_k="f16", type_v="f16", v_cache_empty=True),
+    },
 }
 
 # `vramplan check` refuses what the estimator cannot model, in one line
@@ -321,10 +405,11 @@ def test_host_buffers_are_told_from_device_buffers(parsed: dict[str, ParsedLog])
         (b.device, b.host) for p in parsed.values() for b in (*p.weights, *p.repacked, *p.kv, *p.compute)
     }
     assert {d for d, host in hosts if host} == {
-        "CPU", "CPU_Mapped", "CPU_AARCH64", "AMX", "CUDA_Host", "Vulkan_Host", "SYCL_Host",
+        "CPU", "CPU_Mapped", "CPU_AARCH64", "AMX", "CUDA_Host", "Vulkan_Host", "SYCL_Host", "ROCm_Host",
     }  # fmt: skip
     assert {d for d, host in hosts if not host} == {
-        "CUDA0", "CUDA1", "CUDA2", "CUDA3", "Vulkan0", "SYCL0",
+        "CUDA0", "CUDA1", "CUDA2", "CUDA3", "Vulkan0", "SYCL0", "Metal", "all devices",
+        "ROCm0", "ROCm1", "ROCm2", "ROCm3", "ROCm4",
     }  # fmt: skip
 
 
@@ -392,6 +477,12 @@ def test_check_gives_a_comparison(entry: dict[str, Any], run: Callable[..., Resu
             "V (f16):  512.00 MiB",
             "streams",
             4,
+        ),
+        # the ik_llama.cpp fork prints the MLA line of PR 11446 without K^R (ik_llama.cpp PR 259 thread)
+        (
+            "llama_new_context_with_model: KV self size  = 1166.62 MiB, c^KV (q8_0): 1166.62 MiB, kv^T: not used",
+            "type_k",
+            "q8_0",
         ),
     ],
 )

@@ -70,6 +70,12 @@ RE_KV_SELF = re.compile(
     + _NUM
     + r", K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
 )
+# The MLA cache line of the DeepSeek MLA branch of llama.cpp PR 11446 (early 2025, not merged; the
+# ik_llama.cpp fork prints the same `c^KV (type)` part): `KV self size = X MiB, K^R (f16): Y MiB,
+# c^KV (f16): Z MiB` -- a latent-only cache (no V part), printed after the standard cache's line.
+RE_KV_SELF_MLA = re.compile(
+    r"\b\w+: KV self size\s*=\s*" + _NUM + r",(?: K\^R \(\w+\):\s*[\d.]+ MiB,)? c\^KV \((?P<tk>\w+)\):"
+)
 RE_KV_INIT = re.compile(
     _KV_PREFIX + r" kv_size = (?P<cells>\d+),.*?type_k = '(?P<tk>\w+)', type_v = '(?P<tv>\w+)'"
 )
@@ -97,6 +103,9 @@ RE_VULKAN_DEVICE = re.compile(r"\bggml_vulkan: \d+ = (?P<name>.+?) \(")
 RE_METAL_DEVICE = re.compile(r"\bggml_metal_init: GPU name:\s+(?P<name>.+?)\s*$")
 RE_SERVER_SLOTS = re.compile(r"initializing, n_slots = (?P<n>\d+), n_ctx_slot = (?P<c>\d+)")
 RE_SERVER_SLOTS_OLD = re.compile(r"initializing slots, n_slots = (?P<n>\d+)")
+# common/common.cpp `common_init_from_params` prints llama_n_ctx() here (llama-cli / llama-server, since
+# the DRY sampler, mid-2024): the context when an excerpt starts after the context lines.
+RE_DRY_CTX = re.compile(r"\bsetting dry_penalty_last_n to ctx_size = (?P<n>\d+)")
 RE_AUTO_PARALLEL = re.compile(r"setting n_parallel = (?P<n>\d+) and kv_unified = (?P<u>true|false)")
 RE_PIPELINE = re.compile(r"pipeline parallelism enabled \(n_copies=(?P<n>\d+)\)")
 RE_OVERRIDE = re.compile(
@@ -113,7 +122,18 @@ RE_FILE_SIZE = re.compile(r"^" + _NUM)
 START = re.compile(r"\bggml_cuda_init:|" + RE_BUILD.pattern.removeprefix("^"))
 MEMORY = any_of(RE_MODEL_BUF, RE_KV_BUF, RE_KV_SIZE, RE_KV_SELF, RE_COMPUTE)
 
-MARKERS = ("load_tensors:", "llama_kv_cache", "print_info:", "llm_load_print_meta:", "llama_model_loader:")
+# The context constructor's prefixes too (`llama_new_context_with_model:` to late 2024,
+# `llama_init_from_model:` b4500-b4880, `llama_context:` since): an excerpt may start at "KV self size".
+MARKERS = (
+    "load_tensors:",
+    "llama_kv_cache",
+    "print_info:",
+    "llm_load_print_meta:",
+    "llama_model_loader:",
+    "llama_new_context_with_model:",
+    "llama_init_from_model:",
+    "llama_context:",
+)
 
 
 # CPU "extra" buffer types that hold repacked copies of weights (ggml/src/ggml-cpu: repack.cpp names its
@@ -162,6 +182,10 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
         elif m := RE_KV_SELF.search(line):
             s.update(type_k=m["tk"], type_v=m["tv"], v_empty=float(m["v"]) == 0)
             kv_self = _fig(m, no)
+            s["kv_self_bytes"] = kv_self.bytes
+        elif m := RE_KV_SELF_MLA.search(line):
+            s.update(type_k=m["tk"], type_v=m["tk"], v_empty=True)
+            kv_self = _fig(m, no)
         elif m := RE_KV_INIT.search(line):
             s.update(cells=int(m["cells"]), type_k=m["tk"], type_v=m["tv"])
         elif m := RE_COMPUTE.search(line):
@@ -192,6 +216,8 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
             s.update(slots=int(m["n"]), slot_ctx=int(m["c"]))
         elif m := RE_SERVER_SLOTS_OLD.search(line):
             s.setdefault("slots", int(m["n"]))
+        elif m := RE_DRY_CTX.search(line):
+            s.setdefault("dry_ctx", int(m["n"]))
         elif m := RE_AUTO_PARALLEL.search(line):
             s.update(slots=int(m["n"]), unified=m["u"] == "true")
         elif m := RE_PIPELINE.search(line):
@@ -267,6 +293,24 @@ def _int(v: str | None) -> int | None:
     return int(v) if v is not None and v.isdigit() else None
 
 
+# bytes per element of the unquantized cache types (ggml.c type_traits)
+_KV_ELEM_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def _cells_from_kv_self(info: dict[str, str], s: dict[str, object]) -> int | None:
+    """n_ctx of a single-sequence excerpt that lost its context lines but kept `KV self size` and the
+    print_info hyper-parameters: KV bytes = cells x n_layer x (n_embd_k_gqa x K size + n_embd_v_gqa x V
+    size) (llama-kv-cache.cpp allocates one [n_embd_*_gqa, kv_size] tensor per layer). Unquantized
+    caches only; None unless the division is exact."""
+    kv_self = s.get("kv_self_bytes")
+    k_size, v_size = _KV_ELEM_BYTES.get(str(s.get("type_k"))), _KV_ELEM_BYTES.get(str(s.get("type_v")))
+    n_layer, k, v = (_int(info.get(key)) for key in ("n_layer", "n_embd_k_gqa", "n_embd_v_gqa"))
+    if not (isinstance(kv_self, int) and k_size and v_size and n_layer and k and v):
+        return None
+    per_cell = n_layer * (k * k_size + v * v_size)
+    return kv_self // per_cell if kv_self % per_cell == 0 else None
+
+
 def _settings(
     ctx: dict[str, str],
     info: dict[str, str],
@@ -278,6 +322,10 @@ def _settings(
     n_ctx = _int(ctx.get("n_ctx"))
     if n_ctx is None and isinstance(s.get("cells"), int) and not s.get("streams"):
         n_ctx = s["cells"]  # type: ignore[assignment]  # kv_size = n_ctx when the context lines are cut off
+    if n_ctx is None and isinstance(s.get("dry_ctx"), int):
+        n_ctx = s["dry_ctx"]  # type: ignore[assignment]  # the `ctx_size = N` line of common_init_from_params
+    if n_ctx is None:
+        n_ctx = _cells_from_kv_self(info, s)
     n_seq = _int(ctx.get("n_seq_max")) or s.get("slots") or (slots_old or None)
     per_seq = _int(ctx.get("n_ctx_seq") or ctx.get("n_ctx_per_seq")) or s.get("slot_ctx")
     if per_seq is None and n_ctx is not None:
