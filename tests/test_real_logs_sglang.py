@@ -158,6 +158,48 @@ def test_kv_line_with_dtype_2026() -> None:
     )
 
 
+def test_r1_decode_server_dp_attention_two_nodes_0_4_6() -> None:
+    # the launch_server command of the thread, then "[time DP2 TP2]" lines (DP attention, before the EP suffix)
+    p = read_log(REAL / "r1_decode_dp16_tp16_2x8xh20-3e_sglang-0.4.6.log")
+    s = p.settings
+    assert (p.model, s.tp, s.dp, s.dp_attention, s.nnodes) == (
+        "/pfs/pfs-iQ14no/models/DeepSeek-R1",
+        16,
+        16,
+        True,
+        2,
+    )
+    assert (s.context, s.mem_fraction_static, s.chunked_prefill_size, s.max_running_requests) == (
+        4096,
+        0.846,
+        81920,
+        4096,
+    )
+    assert s.kv_cache_dtype is None and s.max_total_tokens is None
+    # "Load weight end. ... avail mem=31.87 GB, mem usage=105.59 GB." on the ranks the copy shows
+    assert per_rank(p.weights) == [(r, gb(105.59)) for r in ("TP0", "TP2", "TP3")]
+    # MLA: "KV Cache is allocated. #tokens: 161488, KV size: 10.57 GB"
+    assert per_rank(p.kv) == [(r, gb(10.57)) for r in ("TP1", "TP3", "TP5", "TP7")]
+    assert p.kv_tokens == 161_488 and not p.kv_from_avail and p.cuda_graph == ()
+
+
+def test_v3_with_cpu_experts_kt_launch_2026() -> None:
+    # KTransformers' kt-kernel launch: `--model` (the alias of --model-path), `--tensor-parallel-size`
+    p = read_log(REAL / "v3_kt-cpu-experts_tp2_48gb_sglang-kt-2026-01.log")
+    s = p.settings
+    assert (p.model, s.tp, s.mem_fraction_static, s.max_total_tokens, s.max_running_requests) == (
+        "/home/models/DeepSeekV3",
+        2,
+        0.9,
+        10000,
+        10,
+    )
+    assert s.chunked_prefill_size == 4096 and s.context is None
+    assert per_rank(p.weights) == [("TP0", gb(13.06))]
+    assert per_rank(p.kv) == [("TP0", gb(0.65)), ("TP1", gb(0.65))] and p.kv_tokens == 10_000
+    assert p.avail_before_weights == () and p.cuda_graph == ()
+
+
 @pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
 def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     r = run("check", str(REAL / entry["file"]), *entry["args"], "--json")

@@ -80,6 +80,9 @@ _FLAGS = {
     "chunked-prefill-size": "chunked_prefill_size",
     "cuda-graph-max-bs": "cuda_graph_max_bs",
     "model-path": "model_path",
+    # `--model` is `--model-path`'s alias (server_args.py add_cli_args); the KTransformers kt-kernel launch
+    # of 2026-01 (tests/fixtures/logs/real/sglang/v3_kt-cpu-experts_tp2_48gb_sglang-kt-2026-01.log) uses it
+    "model": "model_path",
     "dtype": "dtype",
 }
 
