@@ -200,6 +200,34 @@ def test_v3_with_cpu_experts_kt_launch_2026() -> None:
     assert p.avail_before_weights == () and p.cuda_graph == ()
 
 
+@pytest.mark.parametrize(
+    ("name", "model", "context", "begin", "used"),
+    [
+        (
+            "distill-qwen-7b_h100-ci_sglang-docs-2025-06.log",
+            "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+            131072,
+            78.48,
+            43.12,
+        ),
+        ("qwen2.5-7b_h100-ci_sglang-docs-2025-06.log", "Qwen/Qwen2.5-7B-Instruct", 32768, 77.30, 30.79),
+    ],
+)
+def test_docs_ci_logs_of_june_2025_with_a_token_cap(
+    name: str, model: str, context: int, begin: float, used: float
+) -> None:
+    # the docs' CI launch: ServerArgs with pp_size (0.4.7 on) and max_total_tokens=20480
+    p = read_log(REAL / name)
+    s = p.settings
+    assert (p.model, s.tp, s.pp, s.dp, s.context, s.mem_fraction_static) == (model, 1, 1, 1, context, 0.874)
+    assert (s.max_total_tokens, s.max_running_requests, s.chunked_prefill_size) == (20480, 200, 8192)
+    # "mem usage" is the drop in free memory while loading, on a GPU other notebooks load on too
+    assert per_rank(p.weights) == [("TP0", gb(used))]
+    assert per_rank(p.avail_before_weights) == [("TP0", gb(begin))]
+    assert per_rank(p.kv) == [("TP0", 2 * gb(0.55))] and p.kv_tokens == 20480
+    assert p.cuda_graph == () and p.notes == ()
+
+
 @pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
 def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     r = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
