@@ -237,6 +237,14 @@ def test_r1_nvfp4_on_b200_tp_from_every_rank_line() -> None:
     assert p.kv == () and p.kv_tokens is None
 
 
+def test_r1_on_mi308x_weights_only_0_4_6() -> None:
+    p = read_log(REAL / "r1_tp8_8xmi308x_sglang-0.4.6.log")
+    assert p.settings.tp == 8 and p.model is None
+    # "Load weight end. ... avail mem=103.71 GB, mem usage=81.66 GB." on the five ranks the copy keeps
+    assert per_rank(p.weights) == [(r, gb(81.66)) for r in ("TP0", "TP2", "TP3", "TP5", "TP7")]
+    assert p.kv == () and p.avail_before_weights == ()
+
+
 @pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
 def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     r = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
