@@ -245,6 +245,15 @@ def test_r1_on_mi308x_weights_only_0_4_6() -> None:
     assert p.kv == () and p.avail_before_weights == ()
 
 
+def test_llama_8b_pr_excerpt_of_march_2025() -> None:
+    p = read_log(REAL / "llama-3.1-8b_h100_sglang-0.4.4-pr4760.log")
+    s = p.settings
+    assert (p.model, s.tp, s.context, s.mem_fraction_static) == (None, 1, None, None)
+    assert per_rank(p.weights) == [("TP0", gb(15.11))]
+    assert per_rank(p.kv) == [("TP0", 2 * gb(27.02))] and p.kv_tokens == 442_750
+    assert p.cuda_graph == ()  # the copy stops at "Capture cuda graph begin"
+
+
 @pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
 def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     r = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
