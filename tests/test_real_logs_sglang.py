@@ -254,6 +254,22 @@ def test_llama_8b_pr_excerpt_of_march_2025() -> None:
     assert p.cuda_graph == ()  # the copy stops at "Capture cuda graph begin"
 
 
+def test_eagle3_draft_lines_after_the_target_model_are_not_its_figures() -> None:
+    # the draft model loads after the target and prints its own weight and KV lines on the same rank
+    p = read_log(REAL / "llama-3.1-8b_eagle3_h100-ci_sglang-docs-2025-06.log")
+    s = p.settings
+    assert (p.model, s.dtype, s.mem_fraction_static, s.max_total_tokens, s.context) == (
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "float16",
+        0.6,
+        20480,
+        131072,
+    )
+    assert per_rank(p.weights) == [("TP0", gb(15.02))]  # not the draft's 1.82 GB
+    assert per_rank(p.kv) == [("TP0", 2 * gb(1.25))] and p.kv_tokens == 20480
+    assert per_rank(p.avail_before_weights) == [("TP0", gb(78.50))]
+
+
 @pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
 def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     r = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
