@@ -80,6 +80,9 @@ _FLAGS = {
     "chunked-prefill-size": "chunked_prefill_size",
     "cuda-graph-max-bs": "cuda_graph_max_bs",
     "model-path": "model_path",
+    # `--model` is `--model-path`'s alias (server_args.py add_cli_args); the KTransformers kt-kernel launch
+    # of 2026-01 (tests/fixtures/logs/real/sglang/v3_kt-cpu-experts_tp2_48gb_sglang-kt-2026-01.log) uses it
+    "model": "model_path",
     "dtype": "dtype",
 }
 
@@ -137,7 +140,10 @@ def parse(text: str) -> ParsedLog:
     sched: dict[str, str] = {}
     notes: list[str] = []
     drop_weights = False
+    named: set[int] = set()  # every rank a line's prefix names, memory line or not
     for no, line in enumerate(text.splitlines(), 1):
+        if (r := RE_RANK.search(line)) is not None:
+            named.add(int(r["tp"] if r["tp"] is not None else r["gpu"]))
         if m := RE_SERVER_ARGS.search(line):
             args = args or m["args"]
         elif m := RE_COMMAND.search(line):
@@ -195,7 +201,9 @@ def parse(text: str) -> ParsedLog:
     running = sched.get("max_running_requests") or get("max_running_requests")
     frac = get("mem_fraction_static")
     tp = _int(get("tp_size"))
-    ranks = [int(d[2:]) for d in (*weights, *kv, *begin, *pool_end, *end_avail)]
+    # any per-rank line counts: a copy may keep the memory lines of TP0 only and other ranks' lines
+    # (sglang PR 9162: "[... TP3] Applied flashinfer weight processing ...")
+    ranks = [*named, *(int(d[2:]) for d in (*weights, *kv, *begin, *pool_end, *end_avail))]
     if tp is None and ranks:  # no settings line: at least as many ranks as the log names (one node's)
         tp = max(ranks) + 1
         notes.append(f"the log states no tensor parallel size; {tp} from the ranks it names (TP0-TP{tp - 1})")
