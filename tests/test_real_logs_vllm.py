@@ -358,3 +358,18 @@ def test_records_join_only_a_hard_wrapped_log() -> None:
     # the same two lines in a log that was not wrapped stay two records
     plain = cut[:100] + "\n" + cut[100:] + "\n"
     assert [ln for _, ln in _records(plain)] == [cut[:100], cut[100:]]
+
+
+def test_v0151_eager_offline_llm_a100_40gb() -> None:
+    # 0.15.1 prints "Model loading took X GiB memory and T seconds"; eager mode captures no graphs
+    p = parsed("v0151_llama31_8b_a100_40gb_eager_131k.log")
+    assert (p.version, p.engine) == ("0.15.1", "V1")
+    assert p.model == "/home/admin_iloh_altostrat_com/models/Meta-Llama-3.1-8B-Instruct"
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("14.99"), "14.99 GiB")
+    ]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("19.28")
+    assert (p.kv_tokens, p.max_concurrency, p.concurrency_len) == (157936, 1.2, 131072)
+    s = p.settings
+    assert (s.context, s.tp, s.enforce_eager, s.kv_cache_dtype) == (131072, 1, True, "auto")
+    assert p.cuda_graph == ()
