@@ -373,3 +373,16 @@ def test_v0151_eager_offline_llm_a100_40gb() -> None:
     s = p.settings
     assert (s.context, s.tp, s.enforce_eager, s.kv_cache_dtype) == (131072, 1, True, "auto")
     assert p.cuda_graph == ()
+
+
+def test_v0191_qwen3_8b_graph_pool_line_and_banner_version() -> None:
+    # 0.19.1: the version in the banner and the engine line; the graph pool printed twice (capture and pool)
+    p = parsed("v0191_qwen3_8b_a100_40gb_40k.log")
+    assert (p.version, p.engine, p.model) == ("0.19.1", "V1", "Qwen/Qwen3-8B")
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("15.27"), "15.27 GiB")
+    ]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("19.36")
+    assert (p.kv_tokens, p.max_concurrency, p.concurrency_len) == (140960, 3.44, 40960)
+    assert (p.settings.context, p.settings.tp, p.settings.enforce_eager) == (40960, 1, False)
+    assert [b.figure.bytes for b in p.cuda_graph] == [gib("2.44")]
