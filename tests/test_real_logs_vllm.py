@@ -238,3 +238,151 @@ def test_v1_free_memory_summary_line() -> None:
     assert p.usable is not None and p.usable.bytes == gib("28.88")
     assert p.settings.gpu_total is not None and p.settings.gpu_total.bytes == gib("31.4")
     assert p.settings.gpu_memory_utilization == 0.92
+
+
+# ------------------------------------------------------------------------------------------ V1, 0.8 to 0.10
+
+
+def test_v081_args_namespace_and_gb_loading_line() -> None:
+    # 0.8.1 V1 still prints "GB" in the loading line (gpu_model_runner.py); the value is GiB all the same
+    p = parsed("v081_distill_qwen15b_kind_131k.log")
+    assert (p.version, p.engine, p.model) == ("0.8.1", "V1", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("3.3465"), "3.3465 GB")
+    ]
+    assert (p.kv_tokens, p.kv_tokens_from, p.kv_available) == (525520, "size", None)
+    assert (p.max_concurrency, p.concurrency_len) == (4.01, 131072)
+    s = p.settings
+    assert (s.context, s.tp, s.gpu_memory_utilization, s.max_num_batched_tokens) == (131072, 1, 0.9, 1024)
+    assert [b.figure.bytes for b in p.cuda_graph] == [gib("0.45")]
+
+
+def test_v082_lora_weights_line_and_namespace_settings() -> None:
+    p = parsed("v082_llama31_8b_lora_131k.log")
+    assert (p.version, p.engine, p.model) == ("0.8.2", "V1", "meta-llama/Llama-3.1-8B-Instruct")
+    # the LoRA slots load with the model: 15.1749 against the bare model's 14.99
+    assert [w.figure.bytes for w in p.weights] == [gib("15.1749")]
+    assert (p.kv_tokens, p.max_concurrency, p.concurrency_len) == (148096, 1.13, 131072)
+    s = p.settings
+    # the Namespace prints max_num_seqs=None (the post's YAML says 1024: another revision of the deployment)
+    assert (s.context, s.tp, s.gpu_memory_utilization, s.max_running_requests) == (131072, 1, 0.9, None)
+    assert [b.figure.bytes for b in p.cuda_graph] == [gib("0.74")]
+
+
+def test_v085post1_a10_tokens_concurrency_graphs() -> None:
+    p = parsed("v085post1_qwen25_15b_a10_32k.log")
+    assert (p.version, p.engine, p.model) == ("0.8.5.post1", "V1", "Qwen/Qwen2.5-1.5B-Instruct")
+    assert [w.figure.bytes for w in p.weights] == [gib("2.8871")]
+    assert (p.kv_tokens, p.max_concurrency, p.concurrency_len) == (567984, 17.33, 32768)
+    assert (p.settings.context, p.settings.gpu_memory_utilization) == (32768, 0.9)
+    assert [b.figure.bytes for b in p.cuda_graph] == [gib("0.45")]
+
+
+def test_v0901_non_default_args_without_context() -> None:
+    # 0.9.0.1's non-default args name only load_format: the context is the engine config's max_seq_len
+    p = parsed("v0901_distill_qwen15b_runai_131k.log")
+    assert (p.version, p.engine, p.model) == ("0.9.0.1", "V1", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")
+    assert [w.figure.bytes for w in p.weights] == [gib("3.3466")]
+    assert (p.kv_tokens, p.max_concurrency, p.settings.context) == (1131008, 8.63, 131072)
+
+
+# ------------------------------------------------------------------------------------------ V1, 0.10.1.1
+
+
+def test_v0101_hard_wrapped_log_reads_its_cut_records() -> None:
+    # dennislee22/vLLM-benchmarking published the log as the terminal wrapped it: the non-default args and
+    # the engine config are cut mid-word; joined back, they give the settings
+    p = parsed("v0101_qwen2_7b_a100_80gb_util025.log")
+    assert (p.version, p.engine, p.model) == ("0.10.1.1", "V1", "Qwen2-7B-Instruct")
+    s = p.settings
+    assert (s.context, s.tp, s.pp, s.gpu_memory_utilization, s.kv_cache_dtype) == (16384, 1, 1, 0.25, "auto")
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [("rank 0", gib("14.2488"))]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("5.01")
+    assert (p.kv_tokens, p.max_concurrency, p.concurrency_len) == (93872, 5.73, 16384)
+    assert [b.figure.bytes for b in p.cuda_graph] == [gib("0.50")]
+
+
+def test_v0101_half_the_card_single_a100() -> None:
+    p = parsed("v0101_qwen2_7b_a100_80gb_util05.log")
+    assert p.settings.gpu_memory_utilization == 0.5
+    assert p.kv_available is not None and p.kv_available.bytes == gib("24.83")
+    assert (p.kv_tokens, p.max_concurrency) == (464848, 28.37)
+
+
+@pytest.mark.parametrize(
+    ("name", "util", "pool", "tokens", "conc", "graphs"),
+    [
+        ("v0101_qwen2_7b_2x_a100_80gb_tp2_util025.log", 0.25, "12.02", 450192, 27.48, ["0.65", "0.65"]),
+        ("v0101_qwen2_7b_2x_a100_80gb_tp2_util05.log", 0.5, "31.83", 1192160, 72.76, ["0.65", "0.65"]),
+    ],
+)
+def test_v0101_tp2_workers_named_vllmworker_tpn(
+    name: str, util: float, pool: str, tokens: int, conc: float, graphs: list[str]
+) -> None:
+    # 0.10's multiprocessing workers print "(VllmWorker TP0 pid=...)": one loading line a rank
+    p = parsed(name)
+    assert (p.settings.tp, p.settings.gpu_memory_utilization) == (2, util)
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [
+        ("rank 0", gib("7.1217")),
+        ("rank 1", gib("7.1217")),
+    ]
+    assert p.kv_available is not None and p.kv_available.bytes == gib(pool)
+    assert (p.kv_tokens, p.max_concurrency) == (tokens, conc)
+    assert [(b.device, b.figure.bytes) for b in p.cuda_graph] == [
+        ("rank 0", gib(graphs[0])),
+        ("rank 1", gib(graphs[1])),
+    ]
+
+
+def test_v0101_ray_two_nodes_ranks_from_parallel_state() -> None:
+    # Ray workers print no rank in their prefix; "rank N in world size 2" names it (pid 1384 is rank 0,
+    # though its pid is the larger), and both loading lines were cut by the terminal
+    p = parsed("v0101_qwen2_7b_2x_a100_40gb_tp2_ray_2nodes.log")
+    assert (p.settings.tp, p.settings.gpu_memory_utilization, p.settings.context) == (2, 0.5, 16384)
+    assert [(w.device, w.figure.bytes) for w in p.weights] == [
+        ("rank 0", gib("7.1217")),
+        ("rank 1", gib("7.1217")),
+    ]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("11.03")
+    assert (p.kv_tokens, p.max_concurrency) == (412944, 25.2)
+    assert [(b.device, b.figure.bytes) for b in p.cuda_graph] == [("rank 0", gib("1.00"))]
+
+
+def test_records_join_only_a_hard_wrapped_log() -> None:
+    from vramplan.logs.vllm import _records
+
+    cut = "INFO 09-03 04:41:48 [gpu_model_runner.py:2007] Model loading took 7.1217 GiB and 198.6 seconds and more"
+    width = ["INFO " + "x" * 95] * 5  # five records of the terminal's width: the log was wrapped
+    wrapped = "\n".join([cut[:100], cut[100:], *width]) + "\n"
+    assert _records(wrapped)[0] == (1, cut)
+    # the same two lines in a log that was not wrapped stay two records
+    plain = cut[:100] + "\n" + cut[100:] + "\n"
+    assert [ln for _, ln in _records(plain)] == [cut[:100], cut[100:]]
+
+
+def test_v0151_eager_offline_llm_a100_40gb() -> None:
+    # 0.15.1 prints "Model loading took X GiB memory and T seconds"; eager mode captures no graphs
+    p = parsed("v0151_llama31_8b_a100_40gb_eager_131k.log")
+    assert (p.version, p.engine) == ("0.15.1", "V1")
+    assert p.model == "/home/admin_iloh_altostrat_com/models/Meta-Llama-3.1-8B-Instruct"
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("14.99"), "14.99 GiB")
+    ]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("19.28")
+    assert (p.kv_tokens, p.max_concurrency, p.concurrency_len) == (157936, 1.2, 131072)
+    s = p.settings
+    assert (s.context, s.tp, s.enforce_eager, s.kv_cache_dtype) == (131072, 1, True, "auto")
+    assert p.cuda_graph == ()
+
+
+def test_v0191_qwen3_8b_graph_pool_line_and_banner_version() -> None:
+    # 0.19.1: the version in the banner and the engine line; the graph pool printed twice (capture and pool)
+    p = parsed("v0191_qwen3_8b_a100_40gb_40k.log")
+    assert (p.version, p.engine, p.model) == ("0.19.1", "V1", "Qwen/Qwen3-8B")
+    assert [(w.device, w.figure.bytes, w.figure.text) for w in p.weights] == [
+        ("rank 0", gib("15.27"), "15.27 GiB")
+    ]
+    assert p.kv_available is not None and p.kv_available.bytes == gib("19.36")
+    assert (p.kv_tokens, p.max_concurrency, p.concurrency_len) == (140960, 3.44, 40960)
+    assert (p.settings.context, p.settings.tp, p.settings.enforce_eager) == (40960, 1, False)
+    assert [b.figure.bytes for b in p.cuda_graph] == [gib("2.44")]

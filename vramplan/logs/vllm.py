@@ -1,9 +1,17 @@
 """vLLM startup logs, V0 and V1.
 
-Each line may carry a worker prefix: `(VllmWorker rank=N pid=...)`, `(Worker_TPn pid=...)` (V1),
-`(VllmWorkerProcess pid=...)` (V0 multiprocessing), `(RayWorkerWrapper pid=..., ip=...)` (Ray), or
-none (the driver, rank 0). The V0 and Ray prefixes print no rank: those workers are numbered 1, 2, ...
-in the order of their pids (vLLM starts them in rank order), the unprefixed driver being rank 0.
+Each line may carry a worker prefix: `(VllmWorker rank=N pid=...)` (V1 until 0.9), `(VllmWorker TPn
+pid=...)` (V1 0.10, vllm/v1/executor/multiproc_executor.py), `(Worker_TPn pid=...)` (V1 0.11 and later),
+`(VllmWorkerProcess pid=...)` (V0 multiprocessing), `(RayWorkerWrapper pid=..., ip=...)` (Ray, V0 and V1;
+behind `(EngineCore_0 pid=...)` in V1), or none (the driver, rank 0). The V0 and Ray prefixes print no rank:
+a worker that prints `rank N in world size M` (vllm/distributed/parallel_state.py, 0.7 and later) is rank N;
+the others are numbered 1, 2, ... in the order of their pids (vLLM starts them in rank order), the
+unprefixed driver being rank 0.
+
+A log saved from a terminal may be hard-wrapped: each record cut at the terminal width, mid-word (as
+published in dennislee22/vLLM-benchmarking, vLLM 0.10.1.1). In a log whose longest line (the terminal's
+width) is reached by 5 lines or more, a line that begins no record (no worker prefix, level or timestamp)
+after a line of 100 characters or more is read as the rest of that line; an unwrapped log has no such lines.
 
 Line formats (vllm-project/vllm), each named with the versions that print it:
 
@@ -119,7 +127,16 @@ RE_V0 = re.compile(
 RE_V1 = re.compile(
     r"V1 LLM engine|Available KV cache memory|GPU KV cache size|EngineCore|gpu_model_runner|gpu_worker"
 )
-RE_RANK = re.compile(r"\((?:\w+ )?(?:rank=(?P<rank>\d+)|\w*?_TP(?P<tp>\d+))")
+RE_RANK = re.compile(r"\((?:\w+ )?(?:rank=(?P<rank>\d+)|\w*?_?TP(?P<tp>\d+) )")
+# vllm/distributed/parallel_state.py (0.7 and later): "rank 1 in world size 2 is assigned as DP rank 0, ..."
+RE_WORLD_RANK = re.compile(r"\brank (?P<rank>\d+) in world size \d+")
+# the start of a log record: a process prefix, a level, a timestamp, a progress bar or a traceback line
+RE_RECORD = re.compile(
+    r"^(?:\(|\[|INFO|WARNING|ERROR|DEBUG|CRITICAL|\d{4}-\d\d-\d\d|\d\d-\d\d "
+    r"|Loading|Capturing|Traceback|\s+File |#)"
+)
+_WRAPPED_MIN = 100  # a terminal that wraps a log is at least this wide
+_WRAPPED_LINES = 5  # lines of exactly the terminal's width that show a log was hard-wrapped
 RE_PID = re.compile(r"\((?:VllmWorkerProcess|RayWorkerWrapper) pid=(?P<pid>\d+)")
 
 # A fresh engine: the API server's first lines and the engine's config line.
@@ -215,10 +232,13 @@ class _Ranks:
     """Worker prefixes to "rank N": printed ranks as printed; pid-only prefixes (V0, Ray) in pid order,
     from 1 when the unprefixed driver printed its own loading line (it is rank 0), else from 0."""
 
-    def __init__(self, text: str) -> None:
-        pids = sorted({int(m["pid"]) for m in RE_PID.finditer(text)})
-        driver = any(RE_LOADING.search(ln) and not ln.lstrip().startswith("(") for ln in text.splitlines())
+    def __init__(self, lines: list[str]) -> None:
+        pids = sorted({int(m["pid"]) for ln in lines for m in RE_PID.finditer(ln)})
+        driver = any(RE_LOADING.search(ln) and not ln.lstrip().startswith("(") for ln in lines)
         self.by_pid = {pid: i + int(driver) for i, pid in enumerate(pids)}
+        for ln in lines:  # a worker that prints its rank has that rank
+            if (p := RE_PID.search(ln)) and (w := RE_WORLD_RANK.search(ln)):
+                self.by_pid[int(p["pid"])] = int(w["rank"])
 
     def device(self, line: str) -> str:
         m = RE_RANK.search(line)
@@ -227,6 +247,23 @@ class _Ranks:
         if p := RE_PID.search(line):
             return f"rank {self.by_pid[int(p['pid'])]}"
         return "rank 0"
+
+
+def _records(text: str) -> list[tuple[int, str]]:
+    """The log's records with the number of their first line. A hard-wrapped log (its longest line, the
+    terminal's width, at least 100 characters, reached by 5 lines or more) has its cut records joined back:
+    a line that begins no record, after a line of 100 characters or more, is the rest of that line."""
+    lines = text.splitlines()
+    body = [len(ln) for ln in lines if not ln.startswith("# ")]
+    width = max(body, default=0)
+    wrapped = width >= _WRAPPED_MIN and body.count(width) >= _WRAPPED_LINES
+    out: list[tuple[int, str]] = []
+    for no, line in enumerate(lines, 1):
+        if wrapped and out and line and len(out[-1][1]) >= _WRAPPED_MIN and not RE_RECORD.match(line):
+            out[-1] = (out[-1][0], out[-1][1] + line)
+        else:
+            out.append((no, line))
+    return out
 
 
 def _gib(text: str, no: int) -> Figure:
@@ -241,7 +278,8 @@ def _first(per_dev: dict[str, Figure]) -> Figure | None:
 def parse(text: str) -> ParsedLog:
     version = None
     cfg: dict[str, str] = {}
-    ranks = _Ranks(text)
+    records = _records(text)
+    ranks = _Ranks([ln for _, ln in records])
     weights: dict[str, Buffer] = {}
     profiled: dict[str, Buffer] = {}  # V0's "model weights take", used when no loading line is printed
     pools: dict[str, Figure] = {}
@@ -262,7 +300,7 @@ def parse(text: str) -> ParsedLog:
         if value is not None and value != "None":
             cfg.setdefault(f"{source}:{key}", value)
 
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in records:
         if m := RE_ENGINE.search(line):
             version = version or m["v"].lstrip("v")
             if " V0 " in line or " V1 " in line:
