@@ -57,7 +57,7 @@ def test_vllm_defaults_are_shown_with_their_source(run: Run) -> None:
         "--max-num-batched-tokens": ("2048", "default"),
     }
     out = run(*BASE, "--runtime", "vllm").stdout
-    assert "inputs: --gpu-memory-utilization 0.92 (default)  --max-num-seqs 256 (default)" in out
+    assert "inputs: --gpu-memory-utilization 0.92 (default), --max-num-seqs 256 (default)" in out
 
 
 def test_gpu_memory_utilization_sets_the_usable_share(run: Run) -> None:

@@ -137,7 +137,7 @@ def print_estimate(e: Estimate, console: Console) -> None:
     settings = "  ".join(f"{k} {v}" for k, v in e.settings)
     console.print(f"{e.runtime} settings: {settings}")
     if e.inputs:
-        inputs = "  ".join(f"{f} {v} ({src})" for f, v, src in e.inputs)
+        inputs = ", ".join(f"{f} {v} ({src})" for f, v, src in e.inputs)
         console.print(f"inputs: {inputs}")
     for n in e.notes:
         console.print(f"note: {n}")
