@@ -223,6 +223,11 @@ def test_used_memory_comes_off_a_llamacpp_plan(run: Run, probe_used: Callable[[s
     assert doc["gpu_in_use_bytes"] == 6 * GiB
     assert g["usable_bytes"] == g["capacity_bytes"] - 6 * GiB  # llama.cpp allocates from free memory
     assert any(n.startswith("6.0 GiB of GPU 0's 24.0 GiB was in use before the start") for n in doc["notes"])
+    table = run("estimate", "deepseek-r1-distill-qwen-14b", "-q", "q4_K_M", "--context", "8192").stdout
+    assert (
+        "note: 6.0 GiB of GPU 0's 24.0 GiB was in use before the start (other processes, a desktop, the "
+        "driver's reservation; NVML): the plan takes it off every GPU, leaving 18.0 GiB free"
+    ) in " ".join(line.rstrip() for line in table.splitlines())
 
 
 def test_used_memory_makes_vllm_lower_its_share(run: Run, probe_used: Callable[[str, int], None]) -> None:
@@ -259,4 +264,14 @@ def test_used_memory_shrinks_the_sglang_pool(run: Run, probe_used: Callable[[str
     assert (
         g["usable_bytes"]
         == int(0.5 * g["capacity_bytes"]) - 2 * GiB + g["activation_bytes"] + g["overhead_bytes"]
+    )
+
+
+def test_a_little_used_memory_leaves_vllm_unchanged(run: Run, probe_used: Callable[[str, int], None]) -> None:
+    probe_used("rtx_4090", 1 * GiB)  # a desktop: 0.92 x total is still free
+    doc = doc_of(run, "estimate", "deepseek-r1-distill-qwen-1.5b", "-r", "vllm", "--context", "8192")
+    g = doc["per_gpu"][0]
+    assert g["usable_bytes"] == int(g["capacity_bytes"] * 0.92)
+    assert any(
+        n.endswith("vLLM's 0.92 x total is still free, so the plan is unchanged") for n in doc["notes"]
     )

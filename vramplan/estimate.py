@@ -875,13 +875,20 @@ def _in_use_notes(req: Request, st: _Static) -> list[str]:
     assert st.capacity is not None
     cap, used, rules = st.capacity, req.gpu_in_use_bytes, st.rules
     free = cap - used
-    out = [
+    util, mfs = req.gpu_memory_utilization, req.mem_fraction_static
+    seen = (
         f"{_gib(used)} of GPU {req.gpu_in_use_index}'s {_gib(cap)} was in use before the start (other "
-        f"processes, a desktop, the driver's reservation; NVML): the plan takes it off every GPU, leaving "
-        f"{_gib(free)} free"
-    ]
-    util = req.gpu_memory_utilization
-    if rules.gpu_memory_utilization is not None and int(cap * rules.usable_fraction(util)) > free:
+        "processes, a desktop, the driver's reservation; NVML)"
+    )
+
+    def usable(in_use: int) -> int:
+        return rules.usable_bytes(cap, utilization=util, mem_fraction_static=mfs, in_use=in_use)
+
+    if usable(used) >= usable(0):
+        share = rules.usable_fraction(util)
+        return [f"{seen}: {rules.label}'s {share:g} x total is still free, so the plan is unchanged"]
+    out = [f"{seen}: the plan takes it off every GPU, leaving {_gib(free)} free"]
+    if rules.gpu_memory_utilization is not None:
         share = int(free / cap * 100) / 100
         out.append(
             f"{rules.label} refuses to start when the free memory is below --gpu-memory-utilization "
