@@ -167,10 +167,57 @@ def test_estimate_commands_reproduce_the_plan(run: Run) -> None:
     )
     c = doc["candidates"][0]
     assert c["offload"] == "experts" and f"--n-cpu-moe {c['cpu_moe_layers']}" in c["estimate_command"]
+    assert "--gpu rtx-4090:4 --host-memory 256GiB --context" in c["estimate_command"]
     est = json.loads(run(*shlex.split(c["estimate_command"])[1:], "--json").stdout)
     peak = max(d["total_bytes"] for d in est["per_gpu"])
     assert peak == c["per_gpu_peak_bytes"]
     assert est["host"]["weights_bytes"] > 0
+
+
+# Machines and filters whose plans cover every kind of estimate line recommend prints: vLLM and SGLang
+# (the runtime defaults of --gpu-memory-utilization, --max-num-seqs, --max-num-batched-tokens and
+# --mem-fraction-static), llama.cpp and Ollama offload by layers and by experts with --host-memory
+# given as GiB alone, as 512G and as 96GiB, and CPU plans on the probed host RAM.
+REPRODUCE = [
+    ["--gpu", "h100-80gb:8"],
+    ["--gpu", "h200:8", "-r", "sglang"],
+    [
+        "--gpu",
+        "rtx-4090",
+        "--host-memory",
+        "96GiB",
+        "--context",
+        "8192",
+        "-m",
+        "deepseek-r1-distill-llama-70b",
+    ],
+    ["--gpu", "rtx-4090:2", "--host-memory", "512G", "-m", "deepseek-r1", "--top", "3"],
+    ["--gpu", "l4", "--host-memory", "64", "-r", "ollama", "-m", "deepseek-r1-distill-qwen-32b"],
+    [],  # conftest's machine: no GPU, 64 GiB of host RAM
+]
+
+
+@pytest.mark.parametrize("args", REPRODUCE, ids=lambda a: " ".join(a) or "probed-host")
+def test_every_estimate_command_reproduces_its_plan(run: Run, args: list[str]) -> None:
+    """Each candidate's (and alternative's) `vramplan estimate ...` line, run, gives the same memory per
+    GPU and on the host, checked against the same host RAM; recommend keeps headroom on top, so what it
+    recommends also fits the estimate."""
+    doc = doc_of(run, ["recommend", *args, "--per-model", "0"])
+    plans = [p for c in doc["candidates"] for p in (c, *c["alternatives"])]
+    assert any(p.get("fits", True) for p in plans)
+    host = doc["machine"]["host_memory_bytes"]
+    for p in plans:
+        res = run(*shlex.split(p["estimate_command"])[1:], "--json")
+        assert res.exit_code == 0, (p["estimate_command"], res.output)
+        est = json.loads(res.stdout)
+        gpus = [d["total_bytes"] for d in est["per_gpu"]]
+        peak = max(gpus) if gpus else est["host"]["total_bytes"]
+        assert peak == p["per_gpu_peak_bytes"], p["estimate_command"]
+        if p.get("fits", True):  # alternatives are the other plans that fit
+            assert est["fits"] is True, p["estimate_command"]
+        if est["host"]["total_bytes"]:
+            assert est["host"]["capacity_bytes"] == host, p["estimate_command"]
+            assert ("--host-memory" in p["estimate_command"]) == (host is not None)
 
 
 ERRORS = [

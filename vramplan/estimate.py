@@ -17,10 +17,11 @@ from typing import NamedTuple
 from vramplan.arch import Architecture, Split, Tensor, tensors
 from vramplan.catalog import Quant, Variant
 from vramplan.errors import PlanError
-from vramplan.hardware import GPUSpec
+from vramplan.hardware import GPUSpec, size_text
 from vramplan.precision import KVDtype
 from vramplan.quantmix import Scheme, tensor_bytes
 from vramplan.runtimes import (
+    BatchShape,
     Cells,
     Device,
     GiB,
@@ -69,6 +70,16 @@ class Request:
     # the shared experts, attention and norms of those blocks stay on their GPU)
     cpu_moe_layers: int = 0
     headroom: float = 0.0  # share of what the runtime may use that the plan keeps free (recommend)
+    max_num_seqs: int | None = None  # vLLM --max-num-seqs (None: its default for the GPU)
+    max_num_batched_tokens: int | None = None  # vLLM --max-num-batched-tokens (None: its default)
+    mem_fraction_static: float | None = None  # SGLang --mem-fraction-static (None: its default)
+    # memory already in use on the fullest planned GPU before the runtime starts (NVML's used memory:
+    # other processes, a desktop, the driver's reservation), and that GPU's index
+    gpu_in_use_bytes: int = 0
+    gpu_in_use_index: int = 0
+    # where each input came from: (flag, source) pairs the CLI fills ("flag", "probe"); a flag not
+    # named is the runtime's default
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,9 @@ class Estimate:
     batch_tokens: int  # the worst-case batch the activation / compute-buffer term is sized for
     batch_sequences: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # the runtime inputs the plan used: (flag, value, source), source "flag", "probe" or "default"
+    inputs: tuple[tuple[str, str, str], ...] = ()
+    gpu_in_use_bytes: int = 0  # memory in use on a GPU before the start, taken off what is usable
 
     @property
     def total_bytes(self) -> int:
@@ -481,12 +495,38 @@ class _Static(NamedTuple):
     rules: Rules
 
 
+def batch_shape(rules: Rules, req: Request, device: Device, concurrency: int) -> BatchShape:
+    """The runtime's batch for `concurrency` requests, with vLLM's --max-num-seqs and
+    --max-num-batched-tokens in place of its defaults where they were given."""
+    b = rules.batch_shape(device, concurrency)
+    tokens = req.max_num_batched_tokens or b.tokens
+    seqs = req.max_num_seqs or b.sequences
+    return BatchShape(tokens, seqs)
+
+
+def _usable(st: _Static, reserved: int) -> int | None:
+    """What the plan may fill of one GPU whose activations and overhead are `reserved` bytes."""
+    if st.capacity is None:
+        return None
+    req = st.req
+    use = st.rules.usable_bytes(
+        st.capacity,
+        utilization=req.gpu_memory_utilization,
+        mem_fraction_static=req.mem_fraction_static,
+        in_use=req.gpu_in_use_bytes,
+        reserved=reserved,
+    )
+    if use == int(st.capacity * st.rules.usable_fraction(req.gpu_memory_utilization)):
+        return st.usable  # the runtime's share alone: the same rounding as the plan's other figures
+    return int(use * (1 - req.headroom))
+
+
 def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[DeviceUse], DeviceUse]:
     req, arch = st.req, st.req.variant.architecture
     tp = st.topo.tensor_parallel
     per_layer = kv_layer_bytes(st.shape, st.dtype, tp)
     rules = st.rules
-    batch = rules.batch_shape(st.device, concurrency)
+    batch = batch_shape(rules, req, st.device, concurrency)
     pp = st.topo.pipeline_parallel
     gpus: list[DeviceUse] = []
     host_kv = host_act = 0
@@ -526,7 +566,7 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
                 act,
                 over,
                 st.capacity,
-                st.usable,
+                _usable(st, act + over),
                 layers,
                 st.placement.read.get(dev, 0),
             )
@@ -617,8 +657,7 @@ def _prepare(req: Request) -> _Static:
     placement = _place(req, topo, shape, rules)
     n_dev = 0 if req.cpu_only else topo.gpus_used
     cap = req.gpu.memory_bytes if req.gpu else None
-    if req.gpu_memory_utilization is not None and not 0 < req.gpu_memory_utilization <= 1:
-        raise PlanError(f"--gpu-memory-utilization must be in (0, 1], got {req.gpu_memory_utilization}")
+    _check_inputs(req, rules)
     fraction = rules.usable_fraction(req.gpu_memory_utilization) * (1 - req.headroom)
     usable = int(cap * fraction) if cap is not None else None
     host_cap = req.host_memory_bytes
@@ -647,7 +686,7 @@ def estimate(req: Request, *, solve_context: bool = True, solve_concurrency: boo
             f"--context {context} exceeds {req.variant.id}'s maximum of {arch.max_position_embeddings} tokens"
         )
     cells = rules.kv_cells(context, req.concurrency, st.block)
-    batch = rules.batch_shape(st.device, req.concurrency)
+    batch = batch_shape(rules, req, st.device, req.concurrency)
     gpus, host = _devices_use(st, cells, req.concurrency)
     fits = _fits(gpus, host, req.cpu_only)
 
@@ -659,7 +698,8 @@ def estimate(req: Request, *, solve_context: bool = True, solve_concurrency: boo
     if fits is not None and solve_context:
         max_context = largest_true(lambda c: fits_at(c, req.concurrency), 1, arch.max_position_embeddings)
     if fits is not None and solve_concurrency:
-        max_conc = largest_true(lambda n: fits_at(context, n), 1, 1 << 16)
+        # vLLM serves at most --max-num-seqs requests at once
+        max_conc = largest_true(lambda n: fits_at(context, n), 1, req.max_num_seqs or 1 << 16)
     per_token = kv_layer_bytes(st.shape, st.dtype, 1) * arch.num_hidden_layers
     kv_total = sum(g.kv_cache_bytes for g in gpus) + host.kv_cache_bytes
     est = Estimate(
@@ -684,8 +724,75 @@ def estimate(req: Request, *, solve_context: bool = True, solve_concurrency: boo
         settings=cells.settings,
         batch_tokens=batch.tokens,
         batch_sequences=batch.sequences,
+        inputs=_inputs(req, st, batch, gpus),
+        gpu_in_use_bytes=req.gpu_in_use_bytes if st.capacity is not None and not req.cpu_only else 0,
     )
     return replace(est, notes=tuple(_notes(req, st, est, context)))
+
+
+def _check_inputs(req: Request, rules: Rules) -> None:
+    """The runtime flags of `req`: in range, and ones the runtime has (else one line naming its own)."""
+    rt = req.runtime.value
+    util, mfs = req.gpu_memory_utilization, req.mem_fraction_static
+    if util is not None:
+        if rules.gpu_memory_utilization is None:
+            hint = "; its share of the GPU is --mem-fraction-static" if rules.mem_fraction_option else ""
+            raise PlanError(f"--gpu-memory-utilization is a vLLM option; {rt} has no such setting{hint}")
+        if not 0 < util <= 1:
+            raise PlanError(f"--gpu-memory-utilization must be above 0 and at most 1, got {util:g}")
+    if mfs is not None:
+        if not rules.mem_fraction_option:
+            hint = "; its share of the GPU is --gpu-memory-utilization" if rules.batch_options else ""
+            raise PlanError(f"--mem-fraction-static is an SGLang option; {rt} has no such setting{hint}")
+        if not 0 < mfs < 1:
+            raise PlanError(f"--mem-fraction-static must be above 0 and below 1, got {mfs:g}")
+    for flag, value in (
+        ("--max-num-seqs", req.max_num_seqs),
+        ("--max-num-batched-tokens", req.max_num_batched_tokens),
+    ):
+        if value is None:
+            continue
+        if not rules.batch_options:
+            raise PlanError(f"{flag} is a vLLM option; {rt} has no such setting")
+        if value <= 0:
+            raise PlanError(f"{flag} must be at least 1, got {value}")
+    if req.max_num_seqs is not None and req.concurrency > req.max_num_seqs:
+        raise PlanError(
+            f"--concurrency {req.concurrency} exceeds --max-num-seqs {req.max_num_seqs}: vLLM runs at most "
+            "that many requests at once"
+        )
+    if req.gpu_in_use_bytes < 0:
+        raise PlanError(f"memory in use on a GPU cannot be negative, got {req.gpu_in_use_bytes}")
+
+
+def _inputs(
+    req: Request, st: _Static, batch: BatchShape, gpus: list[DeviceUse]
+) -> tuple[tuple[str, str, str], ...]:
+    """The runtime inputs the plan used, each with where it came from."""
+    given = dict(req.sources)
+    rules = st.rules
+    out: list[tuple[str, str, str]] = []
+
+    def add(flag: str, value: str, default: str = "default") -> None:
+        out.append((flag, value, given.get(flag, default)))
+
+    if rules.gpu_memory_utilization is not None:
+        add("--gpu-memory-utilization", f"{rules.usable_fraction(req.gpu_memory_utilization):g}")
+    if rules.batch_options:
+        add("--max-num-seqs", str(batch.sequences))
+        add("--max-num-batched-tokens", str(batch.tokens))
+    if rules.mem_fraction_option and req.mem_fraction_static is not None:
+        add("--mem-fraction-static", f"{req.mem_fraction_static:g}")
+    elif rules.mem_fraction_option and st.capacity and gpus:
+        # SGLang's default: the total less its reservation for activations and graphs, as a share
+        g = max(gpus, key=lambda d: d.activation_bytes + d.overhead_bytes)
+        add(
+            "--mem-fraction-static",
+            f"{(st.capacity - g.activation_bytes - g.overhead_bytes) / st.capacity:.3f}",
+        )
+    if req.host_memory_bytes is not None:
+        add("--host-memory", size_text(req.host_memory_bytes), "probe")
+    return tuple(out)
 
 
 def _gib(n: int) -> str:
@@ -731,12 +838,26 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         per_cell = g.kv_cache_bytes // est.kv_cells if est.kv_cells else 0
         parts = (st.capacity, g.weights_bytes, g.activation_bytes, g.overhead_bytes)
         util = req.gpu_memory_utilization
-        pool = st.rules.kv_pool_bytes(arch, st.topo.tensor_parallel, *parts, utilization=util)
+        pool = st.rules.kv_pool_bytes(
+            arch,
+            st.topo.tensor_parallel,
+            *parts,
+            utilization=util,
+            mem_fraction_static=req.mem_fraction_static,
+        )
         line = st.rules.kv_pool_words(*parts, util)
+        mfs = req.mem_fraction_static
+        if mfs is not None:
+            line = (
+                f"{rt.value} keeps --mem-fraction-static {mfs:g} x {_gib(st.capacity)} = "
+                f"{_gib(int(mfs * st.capacity))} per GPU for weights and KV cache"
+            )
         if pool is not None and line is not None:
             if pool > 0 and per_cell:
                 line += f"; its KV pool gets {_gib(pool)}, room for {pool // per_cell} tokens"
             notes.append(line)
+    if est.gpu_in_use_bytes and st.capacity is not None:
+        notes.extend(_in_use_notes(req, st))
     caveat = st.rules.kv_dtype_caveat(arch, q.gguf_mla)
     if caveat:
         notes.append(caveat)
@@ -747,3 +868,31 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
             f"does not fit: {where} needs {_gib(worst.total_bytes)} of {_gib(worst.usable_bytes or 0)} usable"
         )
     return notes
+
+
+def _in_use_notes(req: Request, st: _Static) -> list[str]:
+    """What memory already in use on a GPU does to the plan."""
+    assert st.capacity is not None
+    cap, used, rules = st.capacity, req.gpu_in_use_bytes, st.rules
+    free = cap - used
+    util, mfs = req.gpu_memory_utilization, req.mem_fraction_static
+    seen = (
+        f"{_gib(used)} of GPU {req.gpu_in_use_index}'s {_gib(cap)} was in use before the start (other "
+        "processes, a desktop, the driver's reservation; NVML)"
+    )
+
+    def usable(in_use: int) -> int:
+        return rules.usable_bytes(cap, utilization=util, mem_fraction_static=mfs, in_use=in_use)
+
+    if usable(used) >= usable(0):
+        share = rules.usable_fraction(util)
+        return [f"{seen}: {rules.label}'s {share:g} x total is still free, so the plan is unchanged"]
+    out = [f"{seen}: the plan takes it off every GPU, leaving {_gib(free)} free"]
+    if rules.gpu_memory_utilization is not None:
+        share = int(free / cap * 100) / 100
+        out.append(
+            f"{rules.label} refuses to start when the free memory is below --gpu-memory-utilization "
+            f"{rules.usable_fraction(util):g} x total; the plan assumes --gpu-memory-utilization {share:.2f} "
+            "(or free the memory)"
+        )
+    return out

@@ -7,6 +7,7 @@ NVML names to the table. This module imports both; neither imports it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -46,8 +47,10 @@ __all__ = [
     "gpu_spec",
     "match_nvml_name",
     "parse_gpu",
+    "parse_size",
     "probe",
     "probe_machine",
+    "size_text",
     "spec_for_nvml_name",
     "split_mig_name",
 ]
@@ -107,6 +110,51 @@ def parse_gpu(text: str, catalogs: Sequence[str] = ()) -> GPUChoice:
             "use --nodes for more"
         )
     return GPUChoice(spec, count)
+
+
+# A memory size on the command line (--host-memory): a number and an optional unit. A bare number is
+# GiB (what --host-memory always took); K / M / G / T alone are binary, as in `free -g` and Docker's
+# `--memory 512g`; KB / MB / GB / TB are decimal, as disk and RAM vendors write them.
+_SIZE = re.compile(
+    r"^\s*(?P<n>[-+]?[0-9]*\.?[0-9]+(?:e[0-9]+)?|[-+]?nan|[-+]?inf)\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE
+)
+_UNITS = {
+    "": GiB,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": MiB,
+    "mib": MiB,
+    "g": GiB,
+    "gib": GiB,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """`64`, `64GiB`, `512G`, `1.5TiB`, `500GB` -> bytes (a bare number is GiB); one clear error
+    naming `flag` otherwise."""
+    m = _SIZE.match(text)
+    unit = _UNITS.get(m["unit"].lower()) if m else None
+    if m is None or unit is None:
+        raise HardwareError(f"{flag} must be a size such as 64GiB, 512G or 64 (GiB), got {text!r}")
+    n = float(m["n"])
+    if not math.isfinite(n) or n <= 0 or int(n * unit) <= 0:
+        raise HardwareError(f"{flag} must be a positive size in GiB, got {text.strip()}")
+    return int(n * unit)
+
+
+def size_text(n: int) -> str:
+    """Bytes as `parse_size` reads them back exactly: 64GiB, 1536MiB, else a count of bytes."""
+    for unit, name in ((1 << 40, "TiB"), (GiB, "GiB"), (MiB, "MiB")):
+        if n % unit == 0:
+            return f"{n // unit}{name}"
+    return f"{n}B"
 
 
 # --------------------------------------------------------------------------- the local machine

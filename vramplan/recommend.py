@@ -20,7 +20,7 @@ from vramplan.arch import param_count
 from vramplan.catalog import Catalog, Quant, Variant
 from vramplan.errors import PlanError, UnknownModelError
 from vramplan.estimate import Estimate, Request, estimate, largest_true
-from vramplan.hardware import GPU_SPECS, GPUChoice, GPUSpec, Machine
+from vramplan.hardware import GPU_SPECS, GPUChoice, GPUSpec, Machine, size_text
 from vramplan.precision import WeightFormat
 from vramplan.quantmix import GGUF_FTYPES
 from vramplan.request import Choices, resolve_model
@@ -901,6 +901,9 @@ def estimate_command(c: Candidate, target: Target) -> tuple[str, ...]:
     """The `vramplan estimate` command that prints `c`'s plan (without the headroom)."""
     args = ["vramplan", "estimate", c.variant.id, "--quant", c.quant.name, "--runtime", c.runtime.value]
     args += _gpu_flags(c, target)
+    if c.estimate.host.total_bytes and c.request.host_memory_bytes is not None:
+        # a plan that uses host RAM (a CPU plan or an offload) is checked against the RAM planned for
+        args += ["--host-memory", size_text(c.request.host_memory_bytes)]
     args += ["--context", str(c.estimate.context)]
     if c.estimate.concurrency > 1:
         args += ["--concurrency", str(c.estimate.concurrency)]

@@ -62,6 +62,22 @@ class Choices:
     gpu_count: int | None = None
     gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
     runtime_version: str | None = None  # the runtime release to plan for (None: current releases)
+    max_num_seqs: int | None = None  # vLLM's --max-num-seqs (None: its default)
+    max_num_batched_tokens: int | None = None  # vLLM's --max-num-batched-tokens (None: its default)
+    mem_fraction_static: float | None = None  # SGLang's --mem-fraction-static (None: its default)
+    host_memory_bytes: int | None = None  # --host-memory (None: the probed machine's RAM)
+    # the runtime flags the user named (the rest are the runtime's defaults), for the estimate's
+    # "where each value came from"
+    given: tuple[str, ...] = ()
+
+
+def in_use(machine: Machine) -> tuple[int, int]:
+    """The most memory the probe saw in use on one of the GPUs a plan uses, and that GPU's index."""
+    gpus = machine.plan_gpus()
+    worst = max(gpus, key=lambda g: g.memory_used_bytes or 0, default=None)
+    if worst is None or not worst.memory_used_bytes:
+        return 0, 0
+    return worst.memory_used_bytes, worst.index
 
 
 def resolve_model(catalog: Catalog, choices: Choices) -> Resolved:
@@ -125,11 +141,17 @@ def build_request(
     rules = rules_for(runtime, choices.runtime_version)
     gpu = choices.gpu.spec if choices.gpu else None
     count = choices.gpu.count if choices.gpu else (choices.gpu_count or 1)
-    host = machine.host_memory_bytes if machine else None
+    if choices.host_memory_bytes is not None and choices.host_memory_bytes <= 0:
+        raise PlanError("--host-memory must be a positive size")
+    host = choices.host_memory_bytes
+    if host is None and machine is not None:
+        host = machine.host_memory_bytes
     cpu_only = False
+    used, used_index = 0, 0
     if choices.gpu is None and machine is not None:
         if machine.gpu_count():
             gpu, count = machine.gpu_spec(), machine.gpu_count()
+            used, used_index = in_use(machine)
         elif rules.runs_on_host:
             cpu_only = True
     if choices.nodes > 1 and choices.gpu is None:
@@ -154,4 +176,10 @@ def build_request(
         kv_layout=choices.kv_layout,
         gpu_memory_utilization=choices.gpu_memory_utilization,
         runtime_version=choices.runtime_version,
+        max_num_seqs=choices.max_num_seqs,
+        max_num_batched_tokens=choices.max_num_batched_tokens,
+        mem_fraction_static=choices.mem_fraction_static,
+        gpu_in_use_bytes=used,
+        gpu_in_use_index=used_index,
+        sources=tuple((flag, "flag") for flag in choices.given),
     )

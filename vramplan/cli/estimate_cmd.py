@@ -75,6 +75,37 @@ from vramplan.runtimes import KVLayout, Runtime
     default=0,
     help="llama.cpp --n-cpu-moe: keep the MoE experts of the first N layers in host RAM.",
 )
+@click.option(
+    "--gpu-memory-utilization",
+    type=float,
+    metavar="F",
+    help="vLLM: the share of each GPU's total memory it may use, above 0 and at most 1 (default: vLLM's).",
+)
+@click.option(
+    "--max-num-seqs",
+    type=int,
+    metavar="N",
+    help="vLLM: requests scheduled at once; sizes the sampler's profile (default: vLLM's for the GPU).",
+)
+@click.option(
+    "--max-num-batched-tokens",
+    type=int,
+    metavar="N",
+    help="vLLM: tokens in one scheduler step; sizes the activation profile (default: vLLM's for the GPU).",
+)
+@click.option(
+    "--mem-fraction-static",
+    type=float,
+    metavar="F",
+    help="SGLang: the share of each GPU's total memory for weights and KV cache, above 0 and below 1 "
+    "(default: SGLang's, from the GPU's memory).",
+)
+@click.option(
+    "--host-memory",
+    metavar="SIZE",
+    help="Host RAM for CPU plans and llama.cpp / Ollama offload: 64GiB, 512G, 500GB, or GiB alone "
+    "(default: this machine's; none with --gpu).",
+)
 @json_option
 @click.pass_context
 def estimate(
@@ -94,6 +125,11 @@ def estimate(
     flash_attn: bool,
     gpu_layers: int | None,
     cpu_moe_layers: int,
+    gpu_memory_utilization: float | None,
+    max_num_seqs: int | None,
+    max_num_batched_tokens: int | None,
+    mem_fraction_static: float | None,
+    host_memory: str | None,
     as_json: bool,
 ) -> None:
     """Memory of MODEL per GPU: weights, KV cache, activations and overhead, and what fits.
@@ -103,7 +139,7 @@ def estimate(
     repos, HF_HUB_OFFLINE=1 to use only what is cached). With --gguf FILE, the model is that file.
     """
     from vramplan.estimate import estimate as run_estimate
-    from vramplan.hardware import probe
+    from vramplan.hardware import parse_size, probe
     from vramplan.report import estimate as report
     from vramplan.request import Choices, build_request
 
@@ -123,6 +159,22 @@ def estimate(
         gpu_layers=gpu_layers,
         cpu_moe_layers=cpu_moe_layers,
         gguf=gguf,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        mem_fraction_static=mem_fraction_static,
+        host_memory_bytes=None if host_memory is None else parse_size(host_memory, "--host-memory"),
+        given=tuple(
+            flag
+            for flag, value in (
+                ("--gpu-memory-utilization", gpu_memory_utilization),
+                ("--max-num-seqs", max_num_seqs),
+                ("--max-num-batched-tokens", max_num_batched_tokens),
+                ("--mem-fraction-static", mem_fraction_static),
+                ("--host-memory", host_memory),
+            )
+            if value is not None
+        ),
     )
     machine = None if choices.gpu else probe()
     result = run_estimate(build_request(catalog_from(ctx), choices, machine))

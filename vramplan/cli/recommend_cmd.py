@@ -49,9 +49,9 @@ from vramplan.runtimes import Runtime
 )
 @click.option(
     "--host-memory",
-    type=float,
-    metavar="GIB",
-    help="Host RAM for CPU plans and partial offload (default: this machine's; none with --gpu).",
+    metavar="SIZE",
+    help="Host RAM for CPU plans and partial offload: 64GiB, 512G, 500GB, or GiB alone "
+    "(default: this machine's; none with --gpu).",
 )
 @click.option(
     "--host-bandwidth",
@@ -93,7 +93,7 @@ def recommend(
     quants: tuple[str, ...],
     models: tuple[str, ...],
     headroom: float,
-    host_memory: float | None,
+    host_memory: str | None,
     host_bandwidth: float | None,
     offload: bool,
     top: int,
@@ -109,7 +109,7 @@ def recommend(
     """
     from vramplan import recommend as rec
     from vramplan.deploy.targets import deploy_targets
-    from vramplan.hardware import probe
+    from vramplan.hardware import parse_size, probe
     from vramplan.report import recommend as report
 
     choice = parse_gpu_option(gpu)
@@ -117,7 +117,7 @@ def recommend(
         None if choice else probe(),
         choice,
         nodes=nodes,
-        host_memory_bytes=rec.bytes_from_gib(host_memory, "--host-memory"),
+        host_memory_bytes=None if host_memory is None else parse_size(host_memory, "--host-memory"),
         host_bandwidth_gbps=host_bandwidth,
     )
     options = rec.Options(

@@ -123,6 +123,10 @@ class DeployPlan:
         args += ["--kv-cache-dtype", self.kv_cache_dtype]
         if self.runtime is Runtime.VLLM:
             args += ["--tp", str(self.tensor_parallel), "--pp", str(self.pipeline_parallel)]
+            # the values the bundle's `vllm serve` line sets, so the estimate is of that server
+            args += ["--gpu-memory-utilization", self.gpu_memory_utilization]
+            args += ["--max-num-seqs", str(self.max_num_seqs)]
+            args += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
         if self.num_gpu is not None and not self.cpu_only:
             args += ["--gpu-layers", str(self.num_gpu)]
         if not self.flash_attn:

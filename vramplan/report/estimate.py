@@ -45,6 +45,8 @@ def estimate_json(e: Estimate) -> dict[str, Any]:
         "runtime_settings": dict(e.settings),
         "batch_tokens": e.batch_tokens,
         "batch_sequences": e.batch_sequences,
+        "inputs": [{"flag": f, "value": v, "source": src} for f, v, src in e.inputs],
+        "gpu_in_use_bytes": e.gpu_in_use_bytes,
         "notes": list(e.notes),
     }
 
@@ -134,5 +136,8 @@ def print_estimate(e: Estimate, console: Console) -> None:
         )
     settings = "  ".join(f"{k} {v}" for k, v in e.settings)
     console.print(f"{e.runtime} settings: {settings}")
+    if e.inputs:
+        inputs = ", ".join(f"{f} {v} ({src})" for f, v, src in e.inputs)
+        console.print(f"inputs: {inputs}")
     for n in e.notes:
         console.print(f"note: {n}")

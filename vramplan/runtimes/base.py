@@ -44,6 +44,10 @@ class Rules:
     default_block: ClassVar[int] = 1
     # the runtime's default --gpu-memory-utilization, None where it has no such setting
     gpu_memory_utilization: float | None = None
+    # vLLM's --max-num-seqs / --max-num-batched-tokens size the batch (`batch_shape`)
+    batch_options: ClassVar[bool] = False
+    # SGLang's --mem-fraction-static sizes the static pool (weights and KV cache)
+    mem_fraction_option: ClassVar[bool] = False
 
     def __init__(self, version: Version | None = None) -> None:
         self.version = version
@@ -103,6 +107,24 @@ class Rules:
         """The share of each GPU's total memory the plan may fill (`override`: a
         --gpu-memory-utilization the user or a log gives); the whole card unless the runtime reserves."""
         return override if override is not None else 1.0
+
+    def usable_bytes(
+        self,
+        capacity: int,
+        *,
+        utilization: float | None = None,
+        mem_fraction_static: float | None = None,
+        in_use: int = 0,
+        reserved: int = 0,
+    ) -> int:
+        """What the plan may fill of one GPU of `capacity` bytes when `in_use` bytes are already taken
+        before the runtime starts (other processes, a desktop; NVML's used memory): the runtime's share
+        of the total (`usable_fraction`), but never more than is free. That is vLLM V1's rule (it
+        refuses to start unless free memory covers --gpu-memory-utilization x total:
+        vllm/v1/worker/gpu_worker.py `init_device`) and llama.cpp's and Ollama's, which allocate from
+        free memory. `reserved` (the plan's activations and overhead on the GPU) is for runtimes whose
+        fraction covers only the static part (SGLang's --mem-fraction-static)."""
+        return min(int(capacity * self.usable_fraction(utilization)), capacity - in_use)
 
     # ------------------------------------------------------------------ batch, activations, overhead
 

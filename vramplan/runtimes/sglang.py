@@ -50,6 +50,7 @@ class SGLangRules(Rules):
     needs_native_precision: ClassVar[bool] = True
     # SGLang `--kv-cache-dtype`
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
+    mem_fraction_option: ClassVar[bool] = True
 
     def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
         """`auto` is the model dtype: bf16 for the R1 family, fp16 for fp16 checkpoints."""
@@ -64,6 +65,23 @@ class SGLangRules(Rules):
         """The whole card: SGLang's own reservation for activations and graphs is modelled as terms
         (`sglang_reserved_bytes`), so weights + KV stay within `--mem-fraction-static`."""
         return override if override is not None else 1.0
+
+    def usable_bytes(
+        self,
+        capacity: int,
+        *,
+        utilization: float | None = None,
+        mem_fraction_static: float | None = None,
+        in_use: int = 0,
+        reserved: int = 0,
+    ) -> int:
+        """The free memory; with --mem-fraction-static F, weights and KV cache within F x total less
+        what was in use before loading (model_runner.py `profile_max_num_token`: the pool is the free
+        memory after loading less (1 - F) x total), and activations and graphs beyond it."""
+        free = capacity - in_use
+        if mem_fraction_static is None:
+            return free
+        return min(int(mem_fraction_static * capacity) - in_use + reserved, free)
 
     def batch_shape(self, device: Device, concurrency: int) -> BatchShape:
         """chunked_prefill_size by GPU memory (`_sglang_sizes`)."""

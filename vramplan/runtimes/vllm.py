@@ -101,6 +101,7 @@ class VLLMRules(Rules):
     # vLLM `CacheDType` in vllm/config/cache.py
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
     default_block: ClassVar[int] = VLLM_BLOCK
+    batch_options: ClassVar[bool] = True
 
     def __init__(self, version: Version | None = None) -> None:
         super().__init__(version)
