@@ -311,7 +311,6 @@ ALLOWED = {
     ("check.py", "choices_from_log"): "the log format: which settings each runtime's log states",
     ("check.py", "_torch_parts"): "the log format: the line that states the KV pool (vLLM vs SGLang)",
     ("check.py", "check_log"): "the log format: ggml buffers per device vs per-rank figures",
-    ("deploy/plan.py", "DeployPlan.estimate_command"): "deploy: the flags of the command a bundle prints",
     ("deploy/k8s.py", "files"): "deploy: the Kubernetes target writes a vLLM or an Ollama server",
     ("logs/identify.py", "identify"): "log readers: GGUF names and hparams appear only in ggml logs",
 }

@@ -68,6 +68,10 @@ class OllamaSettings:
         return self.served_name
 
     @property
+    def estimate_args(self) -> list[str]:
+        return []  # context, concurrency and GPU layers are the plan's own flags
+
+    @property
     def env(self) -> list[tuple[str, str]]:
         """The Ollama server settings this plan depends on (ollama envconfig)."""
         env = [

@@ -44,6 +44,11 @@ class RuntimeSettings(Protocol):
         """Layers on the GPUs when the plan offloads some to the host (Ollama's num_gpu); None: all."""
         ...
 
+    @property
+    def estimate_args(self) -> list[str]:
+        """The `vramplan estimate` flags of this runtime that the bundle's settings fix."""
+        ...
+
     def template_values(
         self, render: Callable[[str, dict[str, Any]], str], ctx: dict[str, Any]
     ) -> dict[str, Any]:
@@ -121,12 +126,7 @@ class DeployPlan:
                 args += ["--nodes", str(self.nodes)]
         args += ["--context", str(self.context), "--concurrency", str(self.concurrency)]
         args += ["--kv-cache-dtype", self.kv_cache_dtype]
-        if self.runtime is Runtime.VLLM:
-            args += ["--tp", str(self.tensor_parallel), "--pp", str(self.pipeline_parallel)]
-            # the values the bundle's `vllm serve` line sets, so the estimate is of that server
-            args += ["--gpu-memory-utilization", self.gpu_memory_utilization]
-            args += ["--max-num-seqs", str(self.max_num_seqs)]
-            args += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
+        args += self.settings.estimate_args  # the runtime's own flags the bundle sets
         if self.num_gpu is not None and not self.cpu_only:
             args += ["--gpu-layers", str(self.num_gpu)]
         if not self.flash_attn:

@@ -67,6 +67,16 @@ class VLLMSettings:
         return None  # vLLM keeps every layer on the GPUs
 
     @property
+    def estimate_args(self) -> list[str]:
+        """The layout and the values the bundle's `vllm serve` sets, so the estimate is of that server."""
+        return [
+            *("--tp", str(self.tensor_parallel), "--pp", str(self.pipeline_parallel)),
+            *("--gpu-memory-utilization", self.gpu_memory_utilization),
+            *("--max-num-seqs", str(self.max_num_seqs)),
+            *("--max-num-batched-tokens", str(self.max_num_batched_tokens)),
+        ]
+
+    @property
     def flags(self) -> list[tuple[str, str | None]]:
         """`vllm serve` options after the model, without host, port and node flags, as
         (flag, value) pairs; value None for a switch."""
