@@ -144,11 +144,13 @@ def choices_from_log(
 
     version = _ollama_version(log, note) if rt is Runtime.OLLAMA else log.version
     rules = rules_for(rt, version)
-    if isinstance(rules, OllamaRules) and s.context is None:
+    derived = isinstance(rules, OllamaRules) and s.context is None  # _ollama_context lists its own
+    if isinstance(rules, OllamaRules) and derived:
         s = _ollama_context(log, ident, rules, note, notes)
     context = s.context
     if context is not None:
-        note("context", context, "the log")
+        if not derived:
+            note("context", context, "the log")
         if context > arch.max_position_embeddings:
             notes.append(
                 f"the log's context {context} exceeds the model's {arch.max_position_embeddings}; capped"
@@ -157,7 +159,8 @@ def choices_from_log(
     concurrency = 1
     if rt.is_ggml and s.parallel:
         concurrency = s.parallel
-        note("parallel sequences", concurrency, "the log")
+        if not derived:
+            note("parallel sequences", concurrency, "the log")
     kv = _kv_dtype(log, notes)
     note("KV cache type", kv.value, "the log" if (s.type_k or s.kv_cache_dtype) else "the runtime's default")
     spec: GPUSpec | None = gpu.spec if gpu else _gpu_from_log(log)
@@ -312,7 +315,7 @@ def _ollama_context(
         note(
             "num_ctx x parallel",
             cells,
-            f"the planner's KV {fig.text} / {per_token * arch.num_hidden_layers:,} bytes per token",
+            f"the planner's KV {fig.text} / {per_token:,} bytes per token",
         )
         parallel = next((p for p in defaults if cells == num_ctx * p), None)
         if parallel is not None:
@@ -324,8 +327,8 @@ def _ollama_context(
                 f"not {ver}'s default num_ctx {num_ctx} x parallel {' or '.join(map(str, defaults))}: "
                 "num_ctx or OLLAMA_NUM_PARALLEL was set"
             )
-        if s.parallel is None:
-            note("parallel sequences", parallel, par_src)
+        note("parallel sequences", parallel, par_src)
+        note("context", max(1, cells // parallel), "num_ctx x parallel / parallel")
         notes.append(
             f"num_ctx x parallel = {cells} follows from the planner's KV cache (llm/memory.go), {agree}; "
             "the KV cache is therefore not compared"
@@ -333,8 +336,7 @@ def _ollama_context(
         return replace(s, context=max(1, cells // parallel), parallel=parallel)
     parallel = defaults[-1]
     note("context", num_ctx, f"assumed: {ver}'s default num_ctx")
-    if s.parallel is None:
-        note("parallel sequences", parallel, par_src + ("" if len(defaults) == 1 else ", read as 1"))
+    note("parallel sequences", parallel, par_src + ("" if len(defaults) == 1 else ", read as 1"))
     return replace(s, context=num_ctx, parallel=parallel)
 
 
