@@ -201,3 +201,38 @@ def test_check_compares_the_kv_when_the_runner_command_states_the_context(catalo
     assert graph.scope.count("CUDA") == 8 and graph.error == 0.0  # 3.0 GiB on each GPU, partial = full
     weights = next(p for p in r.parts if p.part == "weights")
     assert weights.estimate < r.estimate.weights_bytes  # without the token embedding (untied)
+
+
+# Synthetic (not copied from a run): an Ollama v0.13.0 log of deepseek-r1:7b on the llama.cpp runner (no
+# --ollama-engine), whose device lines are Ollama's estimate (llm/server.go llamaServer.Load, v0.12.11+),
+# in the formats of ml/device.go BackendMemory.Log; two GPUs, every layer on them, num_ctx 4096.
+# Planner figures by fs/ggml GraphSize for qwen2 (28 layers, 4 KV heads x 128, 3584 hidden, 28 heads,
+# 152064 vocab): KV 4096 x 28 x 256 x 4 x 2 B = 224.0 MiB (112.0 MiB per GPU), the full-offload graph
+# 4 x 512 x (3584 + 152064) B = 304.0 MiB on each GPU.
+DEVICE_LINES_V0_13 = """\
+time=2025-11-20T08:00:00.000Z level=INFO source=routes.go:1 msg="Listening on 127.0.0.1:11434 (version 0.13.0)"
+time=2025-11-20T08:00:01.000Z level=INFO source=types.go:42 msg="inference compute" id=GPU-a library=CUDA name=CUDA0 description="NVIDIA GeForce RTX 4090" total="24.0 GiB" available="23.5 GiB"
+time=2025-11-20T08:00:05.000Z level=INFO source=server.go:1 msg="starting runner" cmd="/usr/bin/ollama runner --model /root/.ollama/models/blobs/sha256-0 --port 40000"
+time=2025-11-20T08:00:05.100Z level=INFO source=runner.go:1 msg=load request="{Operation:commit LoraPath:[] Parallel:1 BatchSize:512 FlashAttention:Disabled KvSize:4096 KvCacheType: NumThreads:8 GPULayers:29[ID:GPU-a Layers:15(0..14) ID:GPU-b Layers:14(15..28)] MultiUserCache:false ProjectorPath: MainGPU:0 UseMmap:false}"
+time=2025-11-20T08:00:05.200Z level=INFO source=device.go:1 msg="model weights" device=CUDA0 size="2.0 GiB"
+time=2025-11-20T08:00:05.200Z level=INFO source=device.go:1 msg="model weights" device=CUDA1 size="2.1 GiB"
+time=2025-11-20T08:00:05.200Z level=INFO source=device.go:1 msg="kv cache" device=CUDA0 size="112.0 MiB"
+time=2025-11-20T08:00:05.200Z level=INFO source=device.go:1 msg="kv cache" device=CUDA1 size="112.0 MiB"
+time=2025-11-20T08:00:05.200Z level=INFO source=device.go:1 msg="compute graph" device=CUDA0 size="304.0 MiB"
+time=2025-11-20T08:00:05.200Z level=INFO source=device.go:1 msg="compute graph" device=CUDA1 size="304.0 MiB"
+time=2025-11-20T08:00:05.200Z level=INFO source=device.go:1 msg="total memory" size="4.9 GiB"
+"""
+
+
+def test_check_device_lines_of_the_llama_runner_are_the_planner(catalog: Catalog, tmp_path: Path) -> None:
+    path = tmp_path / "ollama-0.13.log"
+    path.write_text(DEVICE_LINES_V0_13, encoding="utf-8")
+    log = read_log(path)
+    assert log.planner and log.version == "0.13.0"
+    r = check_log(catalog, log, str(path), model="deepseek-r1:7b")
+    parts = {p.part: p for p in r.parts}
+    assert parts["KV cache"].estimate == 224 * MiB and parts["KV cache"].error == 0.0
+    # from v0.12.11 the full-offload graph on each GPU, however many hold layers
+    assert parts["compute buffer"].estimate == 2 * 304 * MiB
+    assert parts["compute buffer"].scope == "planner, CUDA0, CUDA1"
+    assert _ollama("0.12.10").planner_graph_reserved(True, 2, False) == "partial"

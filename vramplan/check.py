@@ -355,8 +355,11 @@ def _ollama_planner_parts(log: ParsedLog, req: Request, e: Estimate, notes: list
     embd = 0 if arch.tie_word_embeddings else token_embedding_bytes(req)
     partial, full = planner_graph_bytes(arch, layout, cells, min(cells, PLANNER_BATCH), kv)
     s = log.settings
-    gpus = [b for b in log.compute if not b.host and b.device != "all devices"]
-    full_offload = s.gpu_layers is None or s.layers_total is None or s.gpu_layers >= s.layers_total
+    gpus = [b for b in log.compute if not b.host and b.device != "all devices" and b.figure.bytes > 0]
+    if s.gpu_layers is not None and s.layers_total is not None:
+        full_offload = s.gpu_layers >= s.layers_total
+    else:  # device lines (v0.12.11+): a layer or the output left on the CPU is a partial offload
+        full_offload = not any(b.host and b.figure.bytes > 0 for b in log.weights)
     metal = any(b.device.startswith("Metal") for b in gpus)
     which = rules.planner_graph_reserved(full_offload, len(gpus), metal)
     graph = full if which == "full" else partial

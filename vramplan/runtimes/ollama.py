@@ -71,6 +71,15 @@ RELEASE_DATES = (
     ("0.24.0", "2026-05-14"),
     ("0.30.0", "2026-06-01"),
 )
+# Whether the planner reserves the partial-offload graph whenever several GPUs hold layers: llm/memory.go
+# EstimateGPULayers ("multigpu should always use the partial graph size"), which printed the offload line
+# up to v0.12.10; from v0.12.11 the llama.cpp runner's device lines come from llamaServer.Load
+# (llm/server.go, commit f560bd077), which takes the full-offload graph whenever every layer is on the GPUs.
+PLANNER_MULTI_GPU_PARTIAL: Versioned[bool] = Versioned(
+    "ollama planner graph on several GPUs",
+    (None, True, "ollama llm/memory.go EstimateGPULayers: multigpu always uses the partial graph size"),
+    ("0.12.11", False, "ollama llm/server.go llamaServer.Load: the full graph when every layer is on GPUs"),
+)
 # Ollama's planner (llm/memory.go EstimateGPULayers) sizes the graph for a batch of min(num_ctx x parallel,
 # num_batch) tokens; num_batch defaults to 512 (api/types.go DefaultOptions NumBatch)
 PLANNER_BATCH = 512
@@ -189,12 +198,14 @@ class OllamaRules(LlamaCppRules):
         return on != (arch.gguf_arch in exceptions)
 
     def planner_graph_reserved(self, full_offload: bool, n_gpus: int, metal: bool) -> str:
-        """Which graph the planner adds to every GPU holding layers (llm/memory.go): the full-offload
-        graph when every layer and the output fit on one GPU, the partial one otherwise and always on
-        several GPUs ("multigpu should always use the partial graph size"); Metal always the full one."""
-        if metal or (full_offload and n_gpus <= 1):
+        """Which graph the planner adds to every GPU holding layers: the full-offload graph when every
+        layer and the output are on the GPUs, else the partial one; Metal always the full one
+        (llm/memory.go); and up to v0.12.10 the partial one on several GPUs (PLANNER_MULTI_GPU_PARTIAL)."""
+        if metal:
             return "full"
-        return "partial"
+        if not full_offload or (n_gpus > 1 and PLANNER_MULTI_GPU_PARTIAL.at(self.version)):
+            return "partial"
+        return "full"
 
     def _cell_settings(self, context: int, concurrency: int) -> tuple[tuple[str, str], ...]:
         """Ollama runs llama-server with `-c num_ctx x OLLAMA_NUM_PARALLEL -np OLLAMA_NUM_PARALLEL`
