@@ -19,18 +19,27 @@ Which parts each runtime's log gives, and what they are compared with (docs/chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from vramplan.arch import Architecture
 from vramplan.catalog import Catalog, Resolved
 from vramplan.errors import PlanError
-from vramplan.estimate import Estimate, Request, estimate
+from vramplan.estimate import Estimate, Request, _layer_bytes, _weights_key, estimate
 from vramplan.hardware import GPUChoice, GPUSpec, Machine, ProbedGPU, spec_for_nvml_name
 from vramplan.logs.identify import Identified, identify
-from vramplan.logs.types import Buffer, Figure, ParsedLog
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings
 from vramplan.precision import KVDtype
 from vramplan.request import Choices, build_request
 from vramplan.runtimes import KVLayout, Runtime, rules_for
+from vramplan.runtimes.ollama import (
+    AUTO_PARALLEL,
+    PLANNER_BATCH,
+    OllamaRules,
+    assumed_version,
+    planner_graph_bytes,
+    planner_kv_bytes,
+)
 
 
 @dataclass(frozen=True)
@@ -129,14 +138,19 @@ def choices_from_log(
     used: list[tuple[str, str, str]] = []
     notes: list[str] = []
     rt = log.runtime
-    rules = rules_for(rt, log.version)
 
     def note(name: str, value: object, source: str) -> None:
         used.append((name, str(value), source))
 
+    version = _ollama_version(log, note) if rt is Runtime.OLLAMA else log.version
+    rules = rules_for(rt, version)
+    derived = isinstance(rules, OllamaRules) and s.context is None  # _ollama_context lists its own
+    if isinstance(rules, OllamaRules) and derived:
+        s = _ollama_context(log, ident, rules, note, notes)
     context = s.context
     if context is not None:
-        note("context", context, "the log")
+        if not derived:
+            note("context", context, "the log")
         if context > arch.max_position_embeddings:
             notes.append(
                 f"the log's context {context} exceeds the model's {arch.max_position_embeddings}; capped"
@@ -145,7 +159,8 @@ def choices_from_log(
     concurrency = 1
     if rt.is_ggml and s.parallel:
         concurrency = s.parallel
-        note("parallel sequences", concurrency, "the log")
+        if not derived:
+            note("parallel sequences", concurrency, "the log")
     kv = _kv_dtype(log, notes)
     note("KV cache type", kv.value, "the log" if (s.type_k or s.kv_cache_dtype) else "the runtime's default")
     spec: GPUSpec | None = gpu.spec if gpu else _gpu_from_log(log)
@@ -181,6 +196,13 @@ def choices_from_log(
             layout = KVLayout.MLA_KV  # an MLA GGUF on llama.cpp before PR 19067 cached V as well
         if s.flash_attn is not None:
             note("flash attention", "on" if s.flash_attn else "off", "the log")
+        elif isinstance(rules, OllamaRules):
+            s = replace(s, flash_attn=rules.default_flash_attn(arch))
+            note(
+                "flash attention",
+                "on" if s.flash_attn else "off",
+                f"assumed: Ollama {version or 'current'}'s default without OLLAMA_FLASH_ATTENTION",
+            )
     else:
         tp, pp = s.tp or 1, s.pp or 1
         note("tensor parallel", tp, "the log" if s.tp else "default")
@@ -223,9 +245,156 @@ def choices_from_log(
         gpu_count=max(count or 1, 1) if choice is None and machine is None else None,
         # a runtime without the setting (its rules have no default for it) ignores a stated value
         gpu_memory_utilization=util if rules.gpu_memory_utilization is not None else None,
-        runtime_version=log.version,
+        runtime_version=version,
     )
     return choices, machine, used, notes
+
+
+# ------------------------------------------------------------------------------------------ Ollama
+
+
+def _ollama_version(log: ParsedLog, note: Callable[[str, object, str], None]) -> str | None:
+    """The log's Ollama version; when it prints none, the newest release its planner line's wording and
+    its date allow (runtimes.ollama.assumed_version), listed as assumed."""
+    if log.version is not None:
+        return log.version
+    version = assumed_version(log.format_versions, log.date)
+    if version is not None:
+        lo, hi = log.format_versions
+        why = [f"its line formats ({lo or 'any'} to {hi or 'current'})"] if lo or hi else []
+        if log.date:
+            why.append(f"its date {log.date}")
+        note("Ollama version", f"{version} rules", f"assumed: the newest allowed by {' and '.join(why)}")
+    else:
+        note("Ollama version", "current releases", "assumed: the log prints no version")
+    return version
+
+
+def _planner_cells(log: ParsedLog, per_token: int) -> int | None:
+    """num_ctx x parallel from the planner's KV figure: of the cell counts whose KV rounds to the printed
+    figure, the one with the largest power-of-two factor (users and defaults pick round contexts)."""
+    if not log.kv or per_token <= 0:
+        return None
+    fig = log.kv[0].figure
+    lo = max(1, -(-(2 * fig.bytes - fig.resolution) // (2 * per_token)))
+    hi = (2 * fig.bytes + fig.resolution) // (2 * per_token)
+    if lo > hi:
+        return max(1, round(fig.bytes / per_token))
+    return max(range(lo, hi + 1), key=lambda n: ((n & -n), -abs(n * per_token - fig.bytes)))
+
+
+def _ollama_context(
+    log: ParsedLog,
+    ident: Identified,
+    rules: OllamaRules,
+    note: Callable[[str, object, str], None],
+    notes: list[str],
+) -> Settings:
+    """The context and parallel sequences of an Ollama log that prints no runner command: num_ctx x
+    parallel from the planner's KV (memory.required.kv = cells x the KV bytes per token,
+    fs/ggml/ggml.go GraphSize), else this version's defaults, each listed with where it came from."""
+    s, arch = log.settings, ident.variant.architecture
+    layout = rules.kv_layout(arch, ident.quant.gguf_mla)
+    kv_type = (s.type_k or "f16").lower()
+    per_token = planner_kv_bytes(arch, layout, 1, kv_type)
+    cells = _planner_cells(log, per_token) if log.planner else None
+    num_ctx = rules.default_context(arch, s.gpu_total.bytes if s.gpu_total else None)
+    ver = f"Ollama {rules.version_text or 'current'}"
+    partial = s.gpu_layers is not None and s.layers_total is not None and s.gpu_layers < s.layers_total
+    # OLLAMA_NUM_PARALLEL's default: auto (4 for a model that fits whole with 4, else 1; server/sched.go
+    # pickBestFullFitByLibrary / pickBestPartialFitByLibrary) up to v0.9.6, 1 from v0.10.0
+    if s.parallel is not None:
+        defaults, par_src = [s.parallel], "the log"
+    elif rules.default_parallel == 0:
+        defaults = [1] if partial else [AUTO_PARALLEL, 1]
+        par_src = f"assumed: {ver}'s automatic parallel" + (" (1 for a partial offload)" if partial else "")
+    else:
+        defaults, par_src = [rules.default_parallel], f"assumed: {ver}'s OLLAMA_NUM_PARALLEL default"
+    if cells is not None:
+        fig = log.kv[0].figure
+        note(
+            "num_ctx x parallel",
+            cells,
+            f"the planner's KV {fig.text} / {per_token:,} bytes per token",
+        )
+        parallel = next((p for p in defaults if cells == num_ctx * p), None)
+        if parallel is not None:
+            agree = f"as {ver}'s default num_ctx {num_ctx} x parallel {parallel} gives"
+        else:
+            parallel = s.parallel or 1
+            par_src = "the log" if s.parallel else "assumed: the planner's figures depend on the product only"
+            agree = (
+                f"not {ver}'s default num_ctx {num_ctx} x parallel {' or '.join(map(str, defaults))}: "
+                "num_ctx or OLLAMA_NUM_PARALLEL was set"
+            )
+        note("parallel sequences", parallel, par_src)
+        note("context", max(1, cells // parallel), "num_ctx x parallel / parallel")
+        notes.append(
+            f"num_ctx x parallel = {cells} follows from the planner's KV cache (llm/memory.go), {agree}; "
+            "the KV cache is therefore not compared"
+        )
+        return replace(s, context=max(1, cells // parallel), parallel=parallel)
+    parallel = defaults[-1]
+    note("context", num_ctx, f"assumed: {ver}'s default num_ctx")
+    note("parallel sequences", parallel, par_src + ("" if len(defaults) == 1 else ", read as 1"))
+    return replace(s, context=num_ctx, parallel=parallel)
+
+
+def _ollama_planner_parts(log: ParsedLog, req: Request, e: Estimate, notes: list[str]) -> list[PartCheck]:
+    """Ollama's planner line (llm/memory.go) beside what that planner computes for the same settings
+    (runtimes.ollama): its weights without the token embedding of an untied model, its unpadded KV
+    cache, and its GraphSize graph on each GPU holding layers. vramplan's own estimate of what the
+    runner allocates is given in a note."""
+    arch = req.variant.architecture
+    rules = rules_for(Runtime.OLLAMA, req.runtime_version)
+    assert isinstance(rules, OllamaRules)
+    layout = KVLayout(e.kv_layout)
+    kv_type = {KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}.get(KVDtype(e.kv_cache_dtype), "f16")
+    cells = e.context * e.concurrency
+    kv = planner_kv_bytes(arch, layout, cells, kv_type)
+    embd = 0 if arch.tie_word_embeddings else token_embedding_bytes(req)
+    partial, full = planner_graph_bytes(arch, layout, cells, min(cells, PLANNER_BATCH), kv)
+    s = log.settings
+    gpus = [b for b in log.compute if not b.host and b.device != "all devices" and b.figure.bytes > 0]
+    if s.gpu_layers is not None and s.layers_total is not None:
+        full_offload = s.gpu_layers >= s.layers_total
+    else:  # device lines (v0.12.11+): a layer or the output left on the CPU is a partial offload
+        full_offload = not any(b.host and b.figure.bytes > 0 for b in log.weights)
+    metal = any(b.device.startswith("Metal") for b in gpus)
+    which = rules.planner_graph_reserved(full_offload, len(gpus), metal)
+    graph = full if which == "full" else partial
+    out: list[PartCheck] = []
+    # without a context in the log, num_ctx x parallel came from the KV figure (_ollama_context): not a test
+    kv_bufs = log.kv if log.settings.context is not None else ()
+    for part, bufs, est in (
+        ("weights", log.weights, e.weights_bytes - embd),
+        ("KV cache", kv_bufs, kv),
+        ("compute buffer", tuple(gpus) or log.compute, graph * max(len(gpus), 1)),
+    ):
+        if not bufs:
+            continue
+        total, res, text, line = _sum(list(bufs))
+        names = ", ".join(dict.fromkeys(b.device for b in bufs))
+        scope = f"planner, {names}"
+        out.append(PartCheck(part, scope, "bytes", total, est, _error(total, est, res), text, line))
+    notes.append(
+        "the planner rows are beside Ollama's planner as vramplan computes it (llm/memory.go, fs/ggml "
+        f"GraphSize: the {which}-offload graph per GPU"
+        + (", weights without the token embedding" if embd else "")
+        + f"); vramplan's estimate of what the runner allocates: weights {_gib(e.weights_bytes)}, "
+        f"KV cache {_gib(e.kv_cache_bytes)}, compute buffer "
+        f"{_gib(max((d.activation_bytes for d in e.per_gpu), default=e.host.activation_bytes))} per GPU"
+    )
+    return out
+
+
+def token_embedding_bytes(req: Request) -> int:
+    """The input embedding's bytes in the estimate's own weight table (estimate.py's per-block sums)."""
+    return _layer_bytes(_weights_key(req.variant, req.quant), 1, 1).embd[0]
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB"
 
 
 # ------------------------------------------------------------------------------------------ compare
@@ -398,7 +567,9 @@ def check_log(
     req = build_request(catalog, choices, machine, resolved=Resolved(ident.variant, ident.quant, "log"))
     est = estimate(req)
     notes = list(log.notes) + notes
-    if log.runtime.is_ggml:
+    if log.runtime is Runtime.OLLAMA and log.planner:
+        parts = _ollama_planner_parts(log, req, est, notes)
+    elif log.runtime.is_ggml:
         parts = _ggml_parts(log, est)
         if log.settings.cells is not None:
             streams = log.settings.streams or 1

@@ -235,6 +235,11 @@ def parse(text: str) -> ParsedLog:
     if sched_parallel is not None and "parallel" not in cmd and base.settings.parallel is None:
         cmd["parallel"] = str(sched_parallel)
     settings = _settings(base.settings, cmd, env, gpu_name, gpu_total)
+    formats: tuple[str | None, str | None] = (None, None)
+    if 'msg="offload to ' in offload_line:
+        formats = (None, "0.5.11")  # llm/memory.go logged "offload to <library>" up to v0.5.11
+    elif "msg=offload " in offload_line:
+        formats = ("0.5.12", "0.12.10")  # llm/server.go `slog.Info("offload", ...)`, v0.5.12-v0.12.10
     if planner and settings.context is None and kv:
         notes.append(
             "the log states no context: the planner's KV cache is num_ctx x parallel tokens times the "
@@ -250,6 +255,8 @@ def parse(text: str) -> ParsedLog:
         compute=compute,
         planner=planner,
         engine=engine,
+        date=first_date,
+        format_versions=formats,
         notes=tuple(notes),
     )
 

@@ -139,6 +139,10 @@ class ParsedLog:
     # copies of tensors in the layout the CPU kernels want, beside the mapped file (not in `weights`)
     hparams: tuple[tuple[str, str], ...] = ()  # llama.cpp print_info key / value pairs
     planner: bool = False  # the figures are Ollama's own prediction ("offload" line), not allocations
+    date: str | None = None  # the date (YYYY-MM-DD) of the log's first timestamp, where it prints one
+    # the oldest and newest release (None: open) whose line formats match the log's (Ollama: the
+    # planner's wording); with `date`, it bounds the version of a log that does not print one
+    format_versions: tuple[str | None, str | None] = (None, None)
     notes: tuple[str, ...] = ()
 
     @property
