@@ -15,7 +15,9 @@ tests/fixtures/logs/real/sglang:
   `Load weight end. type=..., dtype=..., avail mem=X GB` - before early 2025 (0.4.3) without
   `, mem usage=Y GB.`, so the weights are the drop in available memory between the two lines; 0.5
   prints `Load weight end. elapsed=3.30 s, type=..., avail mem=.., mem usage=..` and FP8 checkpoints of
-  2026 `Load weight end. quant=fp8, fmt=e4m3, avail mem=.., mem usage=..`.
+  2026 `Load weight end. quant=fp8, fmt=e4m3, avail mem=.., mem usage=..`. The begin line's avail mem
+  is the free memory the pool is sized from (`avail_before_weights`); where a copy lacks it, it is the
+  end line's avail mem plus its mem usage (load_model prints the difference of the two).
 - KV pool (mem_cache/memory_pool.py): `KV Cache is allocated. K size: X GB, V size: Y GB.` (MHA, to
   0.4.2, no token count), `KV Cache is allocated. #tokens: N, K size: X GB, V size: Y GB` (MHA, 0.4.3 on),
   `KV Cache is allocated. #tokens: N, KV size: X GB` (MLA, 0.4.5 on; MLA printed nothing before) and
@@ -120,6 +122,12 @@ def _diff(a: str, b: str, line: int) -> Figure:
     return figure(f"{float(a) - float(b):.{d}f}", "GB", line)
 
 
+def _sum_gb(a: str, b: str, line: int) -> Figure:
+    """`a + b` GB, printed to the finer of the two precisions."""
+    d = max(_decimals(a), _decimals(b))
+    return figure(f"{float(a) + float(b):.{d}f}", "GB", line)
+
+
 def _put(bufs: dict[str, Buffer], dev: str, fig: Figure) -> None:
     bufs.setdefault(dev, Buffer(dev, False, fig))
 
@@ -149,6 +157,8 @@ def parse(text: str) -> ParsedLog:
             end_avail.setdefault(dev, (m["avail"], no))
             if m["num"]:
                 _put(weights, dev, figure(m["num"], "GB", no))
+                if dev not in begin:  # no begin line copied: SGLang's mem usage is begin less end avail
+                    _put(begin, dev, _sum_gb(m["avail"], m["num"], no))
             elif dev in begin:  # before "mem usage" was printed: the drop in available memory
                 b = begin[dev].figure.text.split()[0]
                 _put(weights, dev, _diff(b, m["avail"], no))
