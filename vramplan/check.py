@@ -33,6 +33,7 @@ from vramplan.request import Choices, build_request
 from vramplan.runtimes import BatchShape, Device, KVLayout, Runtime, rules_for
 from vramplan.runtimes.sglang import SGLangRules
 from vramplan.runtimes.vllm import (
+    V0_CHUNKED_PREFILL_ABOVE,
     V0_REMOVED,
     VLLMRules,
     activation_bytes_v0,
@@ -411,7 +412,7 @@ def _torch_parts(
             tok_est = rules.v0_tokens_per_scheduler(tok_est // block, block, pp)
             notes.append(
                 f"V0 refusal: each of the {pp} pipeline virtual engines schedules 1/{pp} of the blocks "
-                "(worker.py raise_if_cache_size_invalid), so the tokens it names are 1/{pp} of the pool's"
+                f"(worker.py raise_if_cache_size_invalid), so the tokens it names are 1/{pp} of the pool's"
             )
         out.append(
             PartCheck(
@@ -496,9 +497,22 @@ def _vllm_pools(
             f"non-torch memory modelled ({vllm_non_torch_bytes(tp, pp) / (1 << 30):.2f} GiB); {counted}"
         )
     if log.engine == "V0":
+        b = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests)
+        if s.max_num_batched_tokens is not None:
+            why = "the log's max_num_batched_tokens"
+        elif e.context > V0_CHUNKED_PREFILL_ABOVE:
+            why = "V0's chunk: chunked prefill is on by default above 32K tokens"
+        else:
+            why = "max(max_model_len, 2048): chunked prefill is off by default up to 32K tokens"
+        seqs = (
+            "the log's max_num_seqs"
+            if s.max_running_requests is not None
+            else "assumed: V0's default max_num_seqs"
+        )
         notes.append(
-            "activations: V0's profile run (a whole max_model_len prompt without chunked prefill, then the "
-            "top-k / top-p sort of 256 rows of logits without FlashInfer's sampler)"
+            f"activations: V0's profile run over {b.tokens:,} tokens ({why}) in {b.sequences} sequences "
+            f"({seqs}); the sampling GPU then sorts {b.sequences} rows of logits for top-k / top-p "
+            "(vLLM's pip wheels have no FlashInfer sampler; with it the sort and its peak do not happen)"
         )
     notes.extend(rules.kv_pool_caveats())
     return pools[0], min(pools)
