@@ -456,6 +456,7 @@ def _vllm_pools(
     s = log.settings
     tp, pp = e.topology.tensor_parallel, e.topology.pipeline_parallel
     accounting, source = rules.non_torch_accounting(log.engine)
+    link = req.gpu.interconnect if req.gpu is not None else None
     pools: list[int] = []
     for i, g in enumerate(e.per_gpu):
         assert g.capacity_bytes is not None
@@ -467,7 +468,7 @@ def _vllm_pools(
             activations = activation_bytes_v0(arch, tp, batch if samples else BatchShape(batch.tokens, 0))
         overhead = g.overhead_bytes
         if log.non_torch is not None:
-            overhead += log.non_torch.bytes - vllm_non_torch_bytes(tp, pp)
+            overhead += log.non_torch.bytes - vllm_non_torch_bytes(tp, pp, link)
         pool = rules.kv_pool_bytes(
             arch, tp, capacity, g.weights_bytes, activations, overhead, utilization=req.gpu_memory_utilization
         )
@@ -494,7 +495,7 @@ def _vllm_pools(
         notes.append(f"non-torch memory: the log's {log.non_torch.text}, not modelled; {counted}")
     else:
         notes.append(
-            f"non-torch memory modelled ({vllm_non_torch_bytes(tp, pp) / (1 << 30):.2f} GiB); {counted}"
+            f"non-torch memory modelled ({vllm_non_torch_bytes(tp, pp, link) / (1 << 30):.2f} GiB); {counted}"
         )
     if log.engine == "V0":
         b = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests)

@@ -164,11 +164,16 @@ def activation_bytes_v0(arch: Architecture, tp: int, batch: BatchShape, act_byte
     return max(forward, rows * arch.vocab_size * V0_SAMPLER_BYTES_PER_LOGIT)
 
 
-def vllm_non_torch_bytes(tp: int, pp: int) -> int:
+def vllm_non_torch_bytes(tp: int, pp: int, interconnect: str | None = None) -> int:
     """vLLM's non-torch memory per GPU (CUDA context, cuBLAS, NCCL and custom all-reduce buffers):
-    0.75 GiB on one GPU, 2.5 GiB once GPUs talk ("non_torch_memory takes 2.53GiB" for R1 on
-    TP 8 x PP 2, vllm-project/vllm issue 13074)."""
-    return (5 * GiB) // 2 if tp * pp > 1 else (3 * GiB) // 4
+    0.75 GiB on one GPU; 2.5 GiB once GPUs talk over NVLink ("non_torch_memory takes 2.53GiB" for R1 on
+    TP 8 x PP 2, vllm-project/vllm issue 13074); 0.25 GiB between PCIe cards, where NCCL has no NVLink
+    (NVLS) buffers and vLLM's custom all-reduce is off (custom_all_reduce.py: no P2P on GeForce cards, or
+    more than two PCIe-only GPUs): "non_torch_memory takes 0.25GiB" on 2x RTX 4090 (vllm issue 13061),
+    0.20 GiB on 16x RTX 3090 (vllm PR 14447)."""
+    if tp * pp == 1:
+        return (3 * GiB) // 4
+    return GiB // 4 if interconnect == "pcie" else (5 * GiB) // 2
 
 
 def vllm_cudagraph_bytes(arch: Architecture, tp: int) -> int:
@@ -262,7 +267,7 @@ class VLLMRules(Rules):
 
     def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
         """Non-torch memory plus the CUDA-graph estimate (modelled; docs/accuracy.md)."""
-        return vllm_non_torch_bytes(tp, pp) + vllm_cudagraph_bytes(arch, tp)
+        return vllm_non_torch_bytes(tp, pp, device.interconnect) + vllm_cudagraph_bytes(arch, tp)
 
     def kv_pool_bytes(
         self,
