@@ -208,6 +208,11 @@ def test_vllm_v0_profile_batch(
     assert (b.tokens, b.sequences) == shape
 
 
+def test_vllm_v0_has_no_chunked_prefill_for_mla() -> None:
+    assert v0_profile_batch(163840, None, None, mla=True).tokens == 163840
+    assert v0_profile_batch(163840, None, None, mla=False).tokens == 2048
+
+
 @pytest.mark.parametrize(
     "name, model",
     [

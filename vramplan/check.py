@@ -463,7 +463,7 @@ def _vllm_pools(
         capacity = s.gpu_total.bytes if s.gpu_total is not None else g.capacity_bytes
         activations = g.activation_bytes
         if log.engine == "V0":
-            batch = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests)
+            batch = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests, arch.is_mla)
             samples = (i // tp) == pp - 1 and i % tp == 0  # the driver of the last pipeline stage
             activations = activation_bytes_v0(arch, tp, batch if samples else BatchShape(batch.tokens, 0))
         overhead = g.overhead_bytes
@@ -498,9 +498,11 @@ def _vllm_pools(
             f"non-torch memory modelled ({vllm_non_torch_bytes(tp, pp, link) / (1 << 30):.2f} GiB); {counted}"
         )
     if log.engine == "V0":
-        b = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests)
+        b = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests, arch.is_mla)
         if s.max_num_batched_tokens is not None:
             why = "the log's max_num_batched_tokens"
+        elif arch.is_mla:
+            why = "max_model_len: V0 has no chunked prefill for MLA models"
         elif e.context > V0_CHUNKED_PREFILL_ABOVE:
             why = "V0's chunk: chunked prefill is on by default above 32K tokens"
         else:

@@ -82,8 +82,10 @@ NON_TORCH_V1: Versioned[str] = Versioned(
 # V0's profile run (vllm/worker/model_runner.py `profile_run`): max_num_batched_tokens split over
 # max_num_seqs sequences. Without chunked prefill max_num_batched_tokens is max(max_model_len, 2048)
 # (vllm/config.py SchedulerConfig), so the profile runs a whole max_model_len prompt; V0 turns chunked
-# prefill on by default only above 32K tokens (vllm/engine/arg_utils.py), and then the chunk is 2048 or
-# less (the sampler, below, is the peak at those sizes for every model in the catalog).
+# prefill on by default only above 32K tokens (vllm/engine/arg_utils.py: `use_long_context =
+# max_model_len > 32768`), never for MLA models (`_set_default_args_v0`: "Chunked prefill not supported
+# for Multimodal or MLA in V0"), and then the chunk is 2048 or less (the sampler, below, is the peak at
+# those sizes for every model in the catalog).
 V0_DEFAULT_BATCHED_TOKENS = 2048
 V0_CHUNKED_PREFILL_ABOVE = 32 * 1024
 V0_DEFAULT_MAX_NUM_SEQS = 256
@@ -143,12 +145,12 @@ def activation_bytes_torch(arch: Architecture, tp: int, batch: BatchShape, act_b
 
 
 def v0_profile_batch(
-    context: int, max_num_batched_tokens: int | None, max_num_seqs: int | None
+    context: int, max_num_batched_tokens: int | None, max_num_seqs: int | None, mla: bool = False
 ) -> BatchShape:
     """The batch V0's profile run takes for a `context`-token max_model_len (the log's settings where it
     states them, else V0's defaults; `V0_DEFAULT_BATCHED_TOKENS`)."""
     if max_num_batched_tokens is None:
-        if context > V0_CHUNKED_PREFILL_ABOVE:
+        if context > V0_CHUNKED_PREFILL_ABOVE and not mla:
             max_num_batched_tokens = V0_DEFAULT_BATCHED_TOKENS
         else:
             max_num_batched_tokens = max(context, V0_DEFAULT_BATCHED_TOKENS)
