@@ -377,7 +377,7 @@ def test_vllm_v0_lines(catalog: Catalog) -> None:
     # the log's total_gpu_memory stands in for a GPU: the pool can be compared without --gpu
     r = check_log(catalog, p, "x")
     assert ("GPU", "23.58 GiB each", "the log") in r.settings
-    assert {x.part for x in r.parts} == {"weights", "KV pool"}
+    assert {x.part for x in r.parts} == {"weights", "KV pool", "activation peak"}
 
 
 @pytest.mark.parametrize(
@@ -489,7 +489,7 @@ def test_vllm_utilization_default_by_version(catalog: Catalog) -> None:
         "INFO [gpu_model_runner.py:1595] Model loading took 14.2488 GiB and 10.1 seconds\n"
     )
     old = check_log(catalog, parse_log(line.format(v="0.9.2")), "x", gpu=parse_gpu("l40s"))
-    assert ("gpu_memory_utilization", "0.9", "vLLM 0.9.2's default") in old.settings
+    assert ("gpu_memory_utilization", "0.9", "assumed: the default of vLLM 0.9.2") in old.settings
     assert old.request.gpu_memory_utilization == 0.9
     new = check_log(catalog, parse_log(line.format(v="0.33.0")), "x", gpu=parse_gpu("l40s"))
     assert new.request.gpu_memory_utilization is None  # the estimator's own default, 0.92 since 0.33

@@ -197,7 +197,11 @@ def test_v3_with_cpu_experts_kt_launch_2026() -> None:
     assert s.chunked_prefill_size == 4096 and s.context is None
     assert per_rank(p.weights) == [("TP0", gb(13.06))]
     assert per_rank(p.kv) == [("TP0", gb(0.65)), ("TP1", gb(0.65))] and p.kv_tokens == 10_000
-    assert p.avail_before_weights == () and p.cuda_graph == ()
+    # free memory before the weights from the end line: avail mem + mem usage = 33.80 + 13.06 GB
+    assert [(b.device, round(b.figure.bytes / 1e9, 2)) for b in p.avail_before_weights] == [
+        ("TP0", round(gb(33.80 + 13.06) / 1e9, 2))
+    ]
+    assert p.cuda_graph == ()
 
 
 @pytest.mark.parametrize(
@@ -242,7 +246,10 @@ def test_r1_on_mi308x_weights_only_0_4_6() -> None:
     assert p.settings.tp == 8 and p.model is None
     # "Load weight end. ... avail mem=103.71 GB, mem usage=81.66 GB." on the five ranks the copy keeps
     assert per_rank(p.weights) == [(r, gb(81.66)) for r in ("TP0", "TP2", "TP3", "TP5", "TP7")]
-    assert p.kv == () and p.avail_before_weights == ()
+    assert p.kv == ()
+    # free memory before the weights from each end line: avail mem + mem usage
+    assert [b.device for b in p.avail_before_weights] == ["TP0", "TP2", "TP3", "TP5", "TP7"]
+    assert all(abs(b.figure.bytes - gb(185.4)) < gb(0.5) for b in p.avail_before_weights)
 
 
 def test_llama_8b_pr_excerpt_of_march_2025() -> None:

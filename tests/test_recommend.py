@@ -300,7 +300,7 @@ def test_explains_a_shorter_context(catalog: Catalog) -> None:
     mc = m.estimate.max_context
     assert mc is not None and 8192 < mc < 131072
     assert m.reason.endswith(
-        f"; fits at context {mc} (--context {mc}), or fits on 4 x rtx-4090 (--gpu rtx-4090:4)"
+        f"; fits at context {mc} (--context {mc}), or fits on 2 x rtx-4090 (--gpu rtx-4090:2)"
     )
 
 

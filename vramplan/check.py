@@ -31,7 +31,7 @@ from vramplan.logs.identify import Identified, identify
 from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings
 from vramplan.precision import KVDtype
 from vramplan.request import Choices, build_request
-from vramplan.runtimes import KVLayout, Runtime, rules_for
+from vramplan.runtimes import BatchShape, Device, KVLayout, Runtime, rules_for
 from vramplan.runtimes.ollama import (
     AUTO_PARALLEL,
     PLANNER_BATCH,
@@ -39,6 +39,15 @@ from vramplan.runtimes.ollama import (
     assumed_version,
     planner_graph_bytes,
     planner_kv_bytes,
+)
+from vramplan.runtimes.sglang import SGLangRules
+from vramplan.runtimes.vllm import (
+    V0_CHUNKED_PREFILL_ABOVE,
+    V0_REMOVED,
+    VLLMRules,
+    activation_bytes_v0,
+    v0_profile_batch,
+    vllm_non_torch_bytes,
 )
 
 
@@ -143,6 +152,9 @@ def choices_from_log(
         used.append((name, str(value), source))
 
     version = _ollama_version(log, note) if rt is Runtime.OLLAMA else log.version
+    if version is None and not rt.is_ggml:
+        version, why = _torch_version_bound(log)
+        note(f"{rt.value} version", rules_for(rt, version).version_words, why)
     rules = rules_for(rt, version)
     derived = isinstance(rules, OllamaRules) and s.context is None  # _ollama_context lists its own
     if isinstance(rules, OllamaRules) and derived:
@@ -218,7 +230,15 @@ def choices_from_log(
             note("gpu_memory_utilization", util, "the log")
         elif rules.gpu_memory_utilization != rules_for(rt).gpu_memory_utilization:
             util = rules.gpu_memory_utilization  # this version's default, not today's
-            note("gpu_memory_utilization", util, f"{rules.label} {log.version}'s default")
+            note(
+                "gpu_memory_utilization", util, f"assumed: the default of {rules.label} {rules.version_words}"
+            )
+        elif rules.gpu_memory_utilization is not None:
+            note(
+                "gpu_memory_utilization",
+                rules.gpu_memory_utilization,
+                f"assumed: the default of {rules.label} {rules.version_words}",
+            )
         if s.mem_fraction_static is not None:
             note("mem_fraction_static", s.mem_fraction_static, "the log")
     machine: Machine | None = None
@@ -397,13 +417,30 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):.2f} GiB"
 
 
+# ------------------------------------------------------------------------------------------ vLLM / SGLang
+
+
+def _torch_version_bound(log: ParsedLog) -> tuple[str | None, str]:
+    """For a vLLM / SGLang log that prints no version: a release just before the first one that no
+    longer printed its lines (PEP 440 `X.dev0` sorts before X and after every release before it), so its
+    rules are those of the last releases the log can come from; and why. None: no bound known."""
+    if log.engine == "V0":  # vLLM's V0 engine (Ollama's runner names are "ollama" / "llama")
+        return f"{V0_REMOVED}.dev0", "assumed: the log prints no version; its lines are the V0 engine's"
+    if log.printed_before is not None:
+        return f"{log.printed_before}.dev0", "assumed: the log prints no version; its line formats"
+    return None, "assumed: the log prints no version and its lines bound none"
+
+
 # ------------------------------------------------------------------------------------------ compare
 
 
 def _error(measured: float, est: float, resolution: float) -> float:
+    """(est - measured) / |measured|: positive where the estimate is higher, also for a negative measured
+    figure (vLLM's pool when the model does not fit); a measured 0 is taken as half its last printed
+    digit, so the error stays finite (and JSON can carry it)."""
     if abs(est - measured) <= resolution / 2:
         return 0.0
-    return (est - measured) / measured if measured else float("inf")
+    return (est - measured) / max(abs(measured), resolution / 2, 1e-9)
 
 
 def _sum(bufs: list[Buffer]) -> tuple[int, int, str, int | None]:
@@ -497,21 +534,34 @@ def _torch_parts(
         if pool_fig is not None:
             notes.append("no GPU capacity known: give --gpu NAME[:COUNT] to compare the KV pool")
         return out
-    rules = rules_for(log.runtime, log.version)
-    pool = rules.kv_pool_bytes(
-        arch,
-        e.topology.tensor_parallel,
-        g.capacity_bytes,
-        g.weights_bytes,
-        g.activation_bytes,
-        g.overhead_bytes,
-        utilization=req.gpu_memory_utilization,
-        mem_fraction_static=log.settings.mem_fraction_static,
-    )
-    if pool is None:
-        return out
-    pool_est = pool
-    notes.extend(rules.kv_pool_caveats())
+    rules = rules_for(log.runtime, req.runtime_version)
+    tp, pp = e.topology.tensor_parallel, e.topology.pipeline_parallel
+    if isinstance(rules, VLLMRules):
+        pool_est, engine_pool = _vllm_pools(log, req, e, arch, rules, out, notes)
+    elif isinstance(rules, SGLangRules) and log.avail_before_weights:
+        free = min(b.figure.bytes for b in log.avail_before_weights)
+        frac = log.settings.mem_fraction_static
+        if frac is None:
+            frac = rules.default_mem_fraction_static(arch, Device(g.capacity_bytes), tp, pp)
+            notes.append(
+                f"mem_fraction_static not printed: {frac} assumed, SGLang's default at this release "
+                f"({rules.default_fraction_rule}; {rules.default_fraction_source})"
+            )
+        pool_est = engine_pool = rules.kv_pool_from_free(free, g.weights_bytes, frac)
+        notes.append(
+            f"KV pool: mem_fraction_static {frac} x the log's smallest free memory before the weights "
+            f"({free / (1 << 30):.2f} GiB) less the estimated weights (model_runner.py profile_max_num_token)"
+        )
+    else:
+        pool = rules.kv_pool_bytes(
+            arch, tp, g.capacity_bytes, g.weights_bytes, g.activation_bytes, g.overhead_bytes,
+            utilization=req.gpu_memory_utilization,
+            mem_fraction_static=log.settings.mem_fraction_static,
+        )  # fmt: skip
+        if pool is None:
+            return out
+        pool_est = engine_pool = pool
+        notes.extend(rules.kv_pool_caveats())
     if pool_fig is not None:
         out.append(
             PartCheck(
@@ -526,7 +576,14 @@ def _torch_parts(
             )
         )
     if tokens and per_token_est:
-        tok_est = pool_est // per_token_est
+        tok_est = int(max(engine_pool, 0) // per_token_est)
+        if isinstance(rules, VLLMRules) and log.kv_tokens_from == "refusal" and log.engine == "V0" and pp > 1:
+            block = rules.default_block
+            tok_est = rules.v0_tokens_per_scheduler(tok_est // block, block, pp)
+            notes.append(
+                f"V0 refusal: each of the {pp} pipeline virtual engines schedules 1/{pp} of the blocks "
+                f"(worker.py raise_if_cache_size_invalid), so the tokens it names are 1/{pp} of the pool's"
+            )
         out.append(
             PartCheck(
                 "KV tokens",
@@ -542,7 +599,7 @@ def _torch_parts(
     if log.max_concurrency is not None and log.concurrency_len and per_token_est:
         # one full request: the cells the estimate gives a sequence of the log's length (block-padded)
         per_req = per_token_est * (e.kv_cells / e.concurrency) * log.concurrency_len / e.context
-        conc_est = pool_est / per_req
+        conc_est = max(engine_pool, 0) / per_req
         out.append(
             PartCheck(
                 "max concurrency", "engine", "requests", log.max_concurrency, round(conc_est, 2),
@@ -551,6 +608,87 @@ def _torch_parts(
             )
         )  # fmt: skip
     return out
+
+
+def _vllm_pools(
+    log: ParsedLog,
+    req: Request,
+    e: Estimate,
+    arch: Architecture,
+    rules: VLLMRules,
+    out: list[PartCheck],
+    notes: list[str],
+) -> tuple[int, int]:
+    """vLLM's KV pool on GPU 0 and the engine's (the smallest over the GPUs: V0 and V1 take the fewest
+    blocks any worker can hold) with the rules of the log's release and engine, and the figures the
+    log states in place of modelled ones: each GPU's total (cudaMemGetInfo's, below the spec sheet's) and
+    the non-torch memory (which holds whatever else was on the GPU, by release: `non_torch_accounting`)."""
+    s = log.settings
+    tp, pp = e.topology.tensor_parallel, e.topology.pipeline_parallel
+    accounting, source = rules.non_torch_accounting(log.engine)
+    link = req.gpu.interconnect if req.gpu is not None else None
+    pools: list[int] = []
+    for i, g in enumerate(e.per_gpu):
+        assert g.capacity_bytes is not None
+        capacity = s.gpu_total.bytes if s.gpu_total is not None else g.capacity_bytes
+        activations = g.activation_bytes
+        if log.engine == "V0":
+            batch = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests, arch.is_mla)
+            samples = (i // tp) == pp - 1 and i % tp == 0  # the driver of the last pipeline stage
+            activations = activation_bytes_v0(arch, tp, batch if samples else BatchShape(batch.tokens, 0))
+        overhead = g.overhead_bytes
+        if log.non_torch is not None:
+            overhead += log.non_torch.bytes - vllm_non_torch_bytes(tp, pp, link)
+        pool = rules.kv_pool_bytes(
+            arch, tp, capacity, g.weights_bytes, activations, overhead, utilization=req.gpu_memory_utilization
+        )
+        assert pool is not None
+        pools.append(pool)
+        if i == 0 and log.activation_peak is not None:
+            f = log.activation_peak
+            out.append(
+                PartCheck(
+                    "activation peak", "GPU 0", "bytes", f.bytes, activations,
+                    _error(f.bytes, activations, f.resolution), f.text, f.line,
+                )
+            )  # fmt: skip
+    if s.gpu_total is not None:
+        notes.append(f"usable memory: the log's total_gpu_memory {s.gpu_total.text} x gpu_memory_utilization")
+    counted = (
+        f"{rules.label} {rules.version_words} counts it {accounting} ({source})"
+        if log.version is not None
+        else "what it holds depends on the release, which the log does not print (other processes on the "
+        "GPU count from 0.6.4 (PR 9352) and in V1 to 0.9.1; not in V0 from 0.6.5 (PR 10511) nor in V1 "
+        "from 0.9.2 (PR 19312))"
+    )
+    if log.non_torch is not None:
+        notes.append(f"non-torch memory: the log's {log.non_torch.text}, not modelled; {counted}")
+    else:
+        notes.append(
+            f"non-torch memory modelled ({vllm_non_torch_bytes(tp, pp, link) / (1 << 30):.2f} GiB); {counted}"
+        )
+    if log.engine == "V0":
+        b = v0_profile_batch(e.context, s.max_num_batched_tokens, s.max_running_requests, arch.is_mla)
+        if s.max_num_batched_tokens is not None:
+            why = "the log's max_num_batched_tokens"
+        elif arch.is_mla:
+            why = "max_model_len: V0 has no chunked prefill for MLA models"
+        elif e.context > V0_CHUNKED_PREFILL_ABOVE:
+            why = "V0's chunk: chunked prefill is on by default above 32K tokens"
+        else:
+            why = "max(max_model_len, 2048): chunked prefill is off by default up to 32K tokens"
+        seqs = (
+            "the log's max_num_seqs"
+            if s.max_running_requests is not None
+            else "assumed: V0's default max_num_seqs"
+        )
+        notes.append(
+            f"activations: V0's profile run over {b.tokens:,} tokens ({why}) in {b.sequences} sequences "
+            f"({seqs}); the sampling GPU then sorts {b.sequences} rows of logits for top-k / top-p "
+            "(vLLM's pip wheels have no FlashInfer sampler; with it the sort and its peak do not happen)"
+        )
+    notes.extend(rules.kv_pool_caveats())
+    return pools[0], min(pools)
 
 
 def check_log(

@@ -663,7 +663,11 @@ def _prepare(req: Request) -> _Static:
     host_cap = req.host_memory_bytes
     host_usable = int(host_cap * (1 - req.headroom)) if host_cap is not None else None
     g = req.gpu
-    device = Device(g.memory_bytes, g.compute_capability, g.name.startswith("a100")) if g else Device()
+    device = (
+        Device(g.memory_bytes, g.compute_capability, g.name.startswith("a100"), g.interconnect)
+        if g
+        else Device()
+    )
     block = rules.kv_block(arch, device, dtype)
     devices = tuple(range(n_dev))
     return _Static(

@@ -15,7 +15,11 @@ tests/fixtures/logs/real/sglang:
   `Load weight end. type=..., dtype=..., avail mem=X GB` - before early 2025 (0.4.3) without
   `, mem usage=Y GB.`, so the weights are the drop in available memory between the two lines; 0.5
   prints `Load weight end. elapsed=3.30 s, type=..., avail mem=.., mem usage=..` and FP8 checkpoints of
-  2026 `Load weight end. quant=fp8, fmt=e4m3, avail mem=.., mem usage=..`.
+  2026 `Load weight end. quant=fp8, fmt=e4m3, avail mem=.., mem usage=..`. The begin line's avail mem
+  is the free memory the pool is sized from (`avail_before_weights`); where a copy lacks it, it is the
+  end line's avail mem plus its mem usage (load_model prints the difference of the two). A log without
+  its version gets `printed_before`: "0.5" when its end line has no `elapsed=` (0.5 prints it), "0.4.3"
+  when its KV line has no `#tokens`.
 - KV pool (mem_cache/memory_pool.py): `KV Cache is allocated. K size: X GB, V size: Y GB.` (MHA, to
   0.4.2, no token count), `KV Cache is allocated. #tokens: N, K size: X GB, V size: Y GB` (MHA, 0.4.3 on),
   `KV Cache is allocated. #tokens: N, KV size: X GB` (MLA, 0.4.5 on; MLA printed nothing before) and
@@ -35,7 +39,7 @@ from __future__ import annotations
 import re
 
 from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure
-from vramplan.runtimes import Runtime
+from vramplan.runtimes import Runtime, parse_version
 
 _NUM = r"\d+(?:\.\d+)?"
 RE_SERVER_ARGS = re.compile(r"server_args=ServerArgs\((?P<args>.*)\)")
@@ -123,6 +127,18 @@ def _diff(a: str, b: str, line: int) -> Figure:
     return figure(f"{float(a) - float(b):.{d}f}", "GB", line)
 
 
+def _sum_gb(a: str, b: str, line: int) -> Figure:
+    """`a + b` GB, printed to the finer of the two precisions."""
+    d = max(_decimals(a), _decimals(b))
+    return figure(f"{float(a) + float(b):.{d}f}", "GB", line)
+
+
+def _earliest(releases: set[str]) -> str | None:
+    """The earliest of some release texts (None for none)."""
+    parsed = [(v.key, r) for r in releases if (v := parse_version(r)) is not None]
+    return min(parsed)[1] if parsed else None
+
+
 def _put(bufs: dict[str, Buffer], dev: str, fig: Figure) -> None:
     bufs.setdefault(dev, Buffer(dev, False, fig))
 
@@ -141,6 +157,7 @@ def parse(text: str) -> ParsedLog:
     notes: list[str] = []
     drop_weights = False
     named: set[int] = set()  # every rank a line's prefix names, memory line or not
+    bounds: set[str] = set()  # releases before which the log's line formats were printed
     for no, line in enumerate(text.splitlines(), 1):
         if (r := RE_RANK.search(line)) is not None:
             named.add(int(r["tp"] if r["tp"] is not None else r["gpu"]))
@@ -153,8 +170,12 @@ def parse(text: str) -> ParsedLog:
         elif m := RE_END.search(line):
             dev = _dev(line)
             end_avail.setdefault(dev, (m["avail"], no))
+            if "elapsed=" not in line:
+                bounds.add("0.5")
             if m["num"]:
                 _put(weights, dev, figure(m["num"], "GB", no))
+                if dev not in begin:  # no begin line copied: SGLang's mem usage is begin less end avail
+                    _put(begin, dev, _sum_gb(m["avail"], m["num"], no))
             elif dev in begin:  # before "mem usage" was printed: the drop in available memory
                 b = begin[dev].figure.text.split()[0]
                 _put(weights, dev, _diff(b, m["avail"], no))
@@ -166,6 +187,8 @@ def parse(text: str) -> ParsedLog:
             if m["kv"]:
                 fig = figure(m["kv"], "GB", no)
             else:
+                if not m["n"]:
+                    bounds.add("0.4.3")
                 k, v = figure(m["k"], "GB", no), figure(m["v"], "GB", no)
                 fig = Figure(k.bytes + v.bytes, k.resolution + v.resolution, f"{m['k']} GB + {m['v']} GB", no)
             _put(kv, dev, fig)
@@ -239,6 +262,7 @@ def parse(text: str) -> ParsedLog:
         avail_before_weights=ordered(begin),
         cuda_graph=ordered(graphs),
         kv_from_avail=kv_from_avail,
+        printed_before=_earliest(bounds),
         notes=tuple(notes),
     )
 

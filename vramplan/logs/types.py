@@ -133,6 +133,10 @@ class ParsedLog:
     # model, from its command line (llm/server.go): "ollama" (the Go engine, `--ollama-engine`), "llama"
     # (the llama.cpp runner). None: not printed.
     engine: str | None = None
+    # a log without its version: the first release that no longer printed one of its lines as it is
+    # printed here (SGLang "Load weight end." without "elapsed=": before 0.5), so `check` can take the
+    # rules of the last releases before it. None: no bound known.
+    printed_before: str | None = None
     file_size: Figure | None = None  # llama.cpp "file size" of the GGUF
     build_commit: str | None = None  # llama.cpp `build: N (commit)`: the commit beside the build number
     repacked: tuple[Buffer, ...] = ()  # llama.cpp CPU repack buffers (CPU_AARCH64, CPU_REPACK, AMX, ...):

@@ -59,6 +59,15 @@ class Rules:
     def version_text(self) -> str | None:
         return self.version.text if self.version is not None else None
 
+    @property
+    def version_words(self) -> str:
+        """The version for a note: "0.7.3"; "before 0.11" for the `X.dev0` bound `check` takes for a log
+        that prints no version; "current releases" for None."""
+        if self.version is None:
+            return "current releases"
+        text = self.version.text
+        return f"before {text.removesuffix('.dev0')}" if text.endswith(".dev0") else text
+
     # ------------------------------------------------------------------ KV layout and dtype
 
     def kv_layout(self, arch: Architecture, gguf_mla: bool | None) -> KVLayout:

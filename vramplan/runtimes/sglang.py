@@ -1,5 +1,6 @@
 """SGLang's memory rules: a token-granular KV pool inside `--mem-fraction-static`, whose default keeps a
-reservation for activations and CUDA graphs that depends on the GPU's memory."""
+reservation for activations and CUDA graphs; how that default is chosen changed between releases
+(`DEFAULT_MEM_FRACTION`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,62 @@ from vramplan.arch import Architecture
 from vramplan.precision import KVDtype, WeightFormat
 from vramplan.runtimes.base import Rules
 from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVShape, MiB, Runtime, gib_text
+from vramplan.runtimes.version import Version, Versioned
+
+# How SGLang picks --mem-fraction-static when it is not given (server_args.py). The first-release rows
+# are dated by each PR's merge date against the release dates, not read from the release tags.
+TP_TABLE, BY_GPU_MEMORY, RESERVATION = "tp table", "by GPU memory", "reservation"
+DEFAULT_MEM_FRACTION: Versioned[str] = Versioned(
+    "sglang default mem_fraction_static",
+    (
+        None,
+        TP_TABLE,
+        "sglang server_args.py ServerArgs.__post_init__ (0.3 to 0.4.6): by tp_size, 0.79 from 16, 0.81 "
+        "from 8 (0.83 in 2024 releases), 0.85 from 4, 0.87 from 2, else 0.88",
+    ),
+    (
+        "0.4.7",
+        BY_GPU_MEMORY,
+        "sgl-project/sglang PR 7054 'Simplify the heuristics for setting --mem-fraction-static' (merged "
+        "2025-06-10): (gpu_mem - reserved) / gpu_mem, reserved by GPU memory and tp x pp",
+    ),
+    (
+        "0.5.3",
+        RESERVATION,
+        "sgl-project/sglang PR 10975 (merged 2025-09-27): reserved = 512 MiB + 1.5 x chunked_prefill_size + "
+        "CUDA-graph and parallel terms (sglang_reserved_bytes, as 0.5.23 memory_hook.py computes it)",
+    ),
+)
+
+
+def mem_fraction_by_tp(tp: int) -> float:
+    """The tp-size table of server_args.py before PR 7054 (the tp >= 8 row as 2025 releases have it)."""
+    if tp >= 16:
+        return 0.79
+    if tp >= 8:
+        return 0.81
+    if tp >= 4:
+        return 0.85
+    if tp >= 2:
+        return 0.87
+    return 0.88
+
+
+def mem_fraction_by_gpu_memory(gpu_mem: int, tp: int, pp: int) -> float:
+    """PR 7054's default: (gpu_mem - reserved) / gpu_mem with reserved GiB = 2.8 + tp x pp / 10 below
+    35 GiB, 9.5 + tp x pp / 2 below 90 GiB, 12 + tp x pp / 2 below 160 GiB, else 32 (no speculative
+    decoding, no DP attention: those add 2 and 4 GiB)."""
+    n = tp * pp
+    mem = gpu_mem / GiB
+    if mem < 35:
+        reserved = 2.8 + n / 10
+    elif mem < 90:
+        reserved = 9.5 + n / 2
+    elif mem < 160:
+        reserved = 12 + n / 2
+    else:
+        reserved = 32.0
+    return round((mem - reserved) / mem, 3)
 
 
 def _sglang_sizes(gpu_mem: int | None, tp: int) -> tuple[int, int]:
@@ -52,9 +109,31 @@ class SGLangRules(Rules):
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
     mem_fraction_option: ClassVar[bool] = True
 
+    def __init__(self, version: Version | None = None) -> None:
+        super().__init__(version)
+        self.default_fraction_rule = DEFAULT_MEM_FRACTION.at(self.version)
+        self.default_fraction_source = DEFAULT_MEM_FRACTION.source_at(self.version)
+
     def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
         """`auto` is the model dtype: bf16 for the R1 family, fp16 for fp16 checkpoints."""
         return KVDtype.FP16 if weight_format is WeightFormat.FP16 else KVDtype.BF16
+
+    def default_mem_fraction_static(self, arch: Architecture, device: Device, tp: int, pp: int) -> float:
+        """The --mem-fraction-static this release picks when none is given (`DEFAULT_MEM_FRACTION`)."""
+        mem = device.memory_bytes if device.memory_bytes is not None else 80 * GiB
+        if self.default_fraction_rule == TP_TABLE:
+            return mem_fraction_by_tp(tp)
+        if self.default_fraction_rule == BY_GPU_MEMORY:
+            return mem_fraction_by_gpu_memory(mem, tp, pp)
+        act, over = sglang_reserved_bytes(arch, device, tp, pp)
+        return round((mem - act - over) / mem, 3)
+
+    def kv_pool_from_free(self, free_before_weights: int, weights: int, fraction: float) -> int:
+        """The pool `profile_max_num_token` sizes (model_runner.py, 0.3 to 0.5.x; the mixin
+        model_runner_kv_cache_mixin.py since): free memory after the weights less (1 - fraction) x the
+        free memory before them (the minimum over ranks, after the CUDA context and NCCL), that is
+        fraction x free_before - weights."""
+        return int(fraction * free_before_weights) - weights
 
     def _cells(self, context: int, concurrency: int, block: int) -> Cells:
         """A token-granular pool (page size 1 by default): context x concurrency tokens."""
@@ -123,9 +202,14 @@ class SGLangRules(Rules):
         mem_fraction_static: float | None = None,
     ) -> int | None:
         """mem_fraction_static x total less the weights; the default fraction leaves the reservation
-        (activations and overhead) out (model_runner.py `profile_max_num_token`)."""
+        (activations and overhead) out (model_runner.py `profile_max_num_token`); releases before the
+        reservation rule take their own default (`DEFAULT_MEM_FRACTION`, at tp and one pipeline stage)."""
         if mem_fraction_static is not None:
             usable = int(mem_fraction_static * capacity)
+        elif self.default_fraction_rule == TP_TABLE:
+            usable = int(mem_fraction_by_tp(tp) * capacity)
+        elif self.default_fraction_rule == BY_GPU_MEMORY:
+            usable = int(mem_fraction_by_gpu_memory(capacity, tp, 1) * capacity)
         else:
             usable = capacity - activations - overhead
         return usable - weights

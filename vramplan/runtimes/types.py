@@ -62,6 +62,7 @@ class Device(NamedTuple):
     memory_bytes: int | None = None
     compute_capability: tuple[int, int] | None = None
     is_a100: bool = False
+    interconnect: str | None = None  # nvlink, pcie, infinity-fabric (vramplan/gpus.py)
 
 
 class BatchShape(NamedTuple):

@@ -18,7 +18,7 @@ from vramplan.runtimes.types import (
     gib_text,
     pad,
 )
-from vramplan.runtimes.version import Version, Versioned
+from vramplan.runtimes.version import Version, Versioned, parse_version
 
 # vLLM pages the KV cache in blocks: 16 tokens by default; the MLA backends use 64
 # (FlashMLA requires block_size 64; vllm/platforms/cuda.py forces it for MLA models).
@@ -39,9 +39,75 @@ CUDAGRAPHS_BEFORE_POOL: Versioned[bool] = Versioned(
     ("0.21", True, "default since v0.21: `VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`"),
 )
 
+# The V0 engine (vllm/engine/llm_engine.py, vllm/worker/) was removed in v0.11; V1 became the default
+# in v0.8 and both ran until then (VLLM_USE_V1). A log's own lines say which engine ran.
+V0_REMOVED = "0.11"
+
+# What the non-torch memory a profile reports holds, by release (each engine's own table):
+# "since init": free memory at worker init less free memory after the profile, so memory other
+#   processes held before start cancels out (vllm/worker/worker.py determine_num_available_blocks, to 0.6.3);
+# "device-wide": (total - free) - torch's own, taken after the profile, so the CUDA context and every
+#   other process on the GPU count against utilization x total;
+# "since baseline": the growth over a snapshot taken at worker init (vllm/utils.py memory_profiling).
+NON_TORCH_V0: Versioned[str] = Versioned(
+    "vllm V0 non-torch memory accounting",
+    (None, "since init", "vllm/worker/worker.py determine_num_available_blocks (to v0.6.3)"),
+    (
+        "0.6.4",
+        "device-wide",
+        "vllm-project/vllm PR 9352 (v0.6.4): non_torch = (total - free) - torch reserved",
+    ),
+    (
+        "0.6.5",
+        "since baseline",
+        "vllm-project/vllm PR 10511 (v0.6.5): memory_profiling with a baseline snapshot",
+    ),
+)
+NON_TORCH_V1: Versioned[str] = Versioned(
+    "vllm V1 non-torch memory accounting",
+    (
+        None,
+        "device-wide",
+        "vllm/v1/worker/gpu_worker.py determine_available_memory (v0.7 to v0.9.1): non_torch_allocations "
+        "= (total - free) - torch allocated",
+    ),
+    (
+        "0.9.2",
+        "since baseline",
+        "vllm-project/vllm PR 19312 (merged June 2025; v0.9.2 by date): V1 reuses memory_profiling, so other "
+        "processes no longer count as non-torch",
+    ),
+)
+
+# V0's profile run (vllm/worker/model_runner.py `profile_run`): max_num_batched_tokens split over
+# max_num_seqs sequences. Without chunked prefill max_num_batched_tokens is max(max_model_len, 2048)
+# (vllm/config.py SchedulerConfig), so the profile runs a whole max_model_len prompt; V0 turns chunked
+# prefill on by default only above 32K tokens (vllm/engine/arg_utils.py: `use_long_context =
+# max_model_len > 32768`), never for MLA models (`_set_default_args_v0`: "Chunked prefill not supported
+# for Multimodal or MLA in V0"), and then the chunk is 2048 or less (the sampler, below, is the peak at
+# those sizes for every model in the catalog).
+V0_DEFAULT_BATCHED_TOKENS = 2048
+V0_CHUNKED_PREFILL_ABOVE = 32 * 1024
+V0_DEFAULT_MAX_NUM_SEQS = 256
+
+# V0's profile samples with top_p=0.99 and top_k=vocab-1 (`profile_run`: "Enable top-k sampling to
+# reflect the accurate memory usage"), so without FlashInfer's sampler (not in vLLM's pip wheels)
+# vllm/model_executor/layers/sampler.py `_apply_top_k_top_p` sorts the float32 logits. Bytes live per
+# logit at the sort: the model's bf16 logits (2), their float32 copy (4), the sorted values (4) and
+# int64 indices (8), torch's int64 index input to the pair sort (8) and the segmented sort's alternate
+# key and value buffers (4 + 8).
+V0_SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4 + 8 + 8 + 4 + 8
+
 # The sampler's float32 logits, probabilities and sort buffers over the vocabulary: three copies per
 # sampled row (vllm/v1/worker/gpu_model_runner.py `_dummy_sampler_run`); calibrated in docs/accuracy.md.
 SAMPLER_COPIES = 3
+
+
+def _release(text: str) -> Version:
+    """A release text of this module's tables, parsed."""
+    v = parse_version(text)
+    assert v is not None, text
+    return v
 
 
 def vllm_block_size(arch: Architecture, device: Device, kv_dtype: KVDtype) -> int:
@@ -78,11 +144,38 @@ def activation_bytes_torch(arch: Architecture, tp: int, batch: BatchShape, act_b
     return max(forward, sampler)
 
 
-def vllm_non_torch_bytes(tp: int, pp: int) -> int:
+def v0_profile_batch(
+    context: int, max_num_batched_tokens: int | None, max_num_seqs: int | None, mla: bool = False
+) -> BatchShape:
+    """The batch V0's profile run takes for a `context`-token max_model_len (the log's settings where it
+    states them, else V0's defaults; `V0_DEFAULT_BATCHED_TOKENS`)."""
+    if max_num_batched_tokens is None:
+        if context > V0_CHUNKED_PREFILL_ABOVE and not mla:
+            max_num_batched_tokens = V0_DEFAULT_BATCHED_TOKENS
+        else:
+            max_num_batched_tokens = max(context, V0_DEFAULT_BATCHED_TOKENS)
+    return BatchShape(max_num_batched_tokens, max_num_seqs or V0_DEFAULT_MAX_NUM_SEQS)
+
+
+def activation_bytes_v0(arch: Architecture, tp: int, batch: BatchShape, act_bytes: int = 2) -> int:
+    """The torch peak of V0's profile run on the GPU that samples: the forward pass over batch.tokens
+    (as `activation_bytes_torch`) or the top-k / top-p sort over one row of logits per sequence
+    (`V0_SAMPLER_BYTES_PER_LOGIT`), whichever is larger."""
+    forward = activation_bytes_torch(arch, tp, BatchShape(batch.tokens, 0), act_bytes)
+    rows = min(batch.tokens, batch.sequences)
+    return max(forward, rows * arch.vocab_size * V0_SAMPLER_BYTES_PER_LOGIT)
+
+
+def vllm_non_torch_bytes(tp: int, pp: int, interconnect: str | None = None) -> int:
     """vLLM's non-torch memory per GPU (CUDA context, cuBLAS, NCCL and custom all-reduce buffers):
-    0.75 GiB on one GPU, 2.5 GiB once GPUs talk ("non_torch_memory takes 2.53GiB" for R1 on
-    TP 8 x PP 2, vllm-project/vllm issue 13074)."""
-    return (5 * GiB) // 2 if tp * pp > 1 else (3 * GiB) // 4
+    0.75 GiB on one GPU; 2.5 GiB once GPUs talk over NVLink ("non_torch_memory takes 2.53GiB" for R1 on
+    TP 8 x PP 2, vllm-project/vllm issue 13074); 0.25 GiB between PCIe cards, where NCCL has no NVLink
+    (NVLS) buffers and vLLM's custom all-reduce is off (custom_all_reduce.py: no P2P on GeForce cards, or
+    more than two PCIe-only GPUs): "non_torch_memory takes 0.25GiB" on 2x RTX 4090 (vllm issue 13061),
+    0.20 GiB on 16x RTX 3090 (vllm PR 14447)."""
+    if tp * pp == 1:
+        return (3 * GiB) // 4
+    return GiB // 4 if interconnect == "pcie" else (5 * GiB) // 2
 
 
 def vllm_cudagraph_bytes(arch: Architecture, tp: int) -> int:
@@ -108,6 +201,19 @@ class VLLMRules(Rules):
         self.gpu_memory_utilization = GPU_MEMORY_UTILIZATION.at(self.version)
         self.gpu_memory_utilization_source = GPU_MEMORY_UTILIZATION.source_at(self.version)
         self.cudagraphs_before_pool = CUDAGRAPHS_BEFORE_POOL.at(self.version)
+
+    def non_torch_accounting(self, engine: str | None) -> tuple[str, str]:
+        """What this release's profile counts as non-torch memory for `engine` ("V0" / "V1"; None: V1
+        from 0.8, V0 before), and its source (`NON_TORCH_V0`, `NON_TORCH_V1`)."""
+        before_v1 = self.version is not None and self.version < _release("0.8")
+        v0 = engine == "V0" or (engine is None and before_v1)
+        table = NON_TORCH_V0 if v0 else NON_TORCH_V1
+        return table.at(self.version), table.source_at(self.version)
+
+    def v0_tokens_per_scheduler(self, blocks: int, block: int, pp: int) -> int:
+        """The tokens V0's refusal names: each of the pp virtual engines schedules blocks // pp blocks
+        (vllm/worker/worker.py `raise_if_cache_size_invalid`, vllm/core/scheduler.py)."""
+        return (blocks // pp) * block
 
     def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
         """`auto` is the model dtype: bf16 for the R1 family, fp16 for fp16 checkpoints."""
@@ -164,7 +270,7 @@ class VLLMRules(Rules):
 
     def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
         """Non-torch memory plus the CUDA-graph estimate (modelled; docs/accuracy.md)."""
-        return vllm_non_torch_bytes(tp, pp) + vllm_cudagraph_bytes(arch, tp)
+        return vllm_non_torch_bytes(tp, pp, device.interconnect) + vllm_cudagraph_bytes(arch, tp)
 
     def kv_pool_bytes(
         self,
@@ -198,7 +304,7 @@ class VLLMRules(Rules):
         if self.cudagraphs_before_pool:
             return ()
         return (
-            f"{self.label} {self.version_text} did not subtract CUDA graphs before sizing the KV pool "
+            f"{self.label} {self.version_words} did not subtract CUDA graphs before sizing the KV pool "
             "(v0.21 does)",
         )
 
