@@ -285,3 +285,29 @@ def test_error_is_finite_and_signed() -> None:
 def test_estimate_plans_for_current_releases() -> None:
     assert sglang(None).default_fraction_rule == DEFAULT_MEM_FRACTION.rows[-1][1]
     assert vllm(None).cudagraphs_before_pool is True
+
+
+def test_vllm_log_without_p2p_takes_pcie_non_torch(catalog: Catalog) -> None:
+    """custom_all_reduce.py's "lacks GPU P2P capability" line: NCCL over PCIe whatever the card's spec
+    (2x A100 80GB PCIe in one node, vLLM 0.10.1.1): the pool with NVLink's 2.5 GiB is 17 % low."""
+    from vramplan.hardware import parse_gpu
+
+    p = log("vllm/v0101_qwen2_7b_2x_a100_80gb_tp2_util025.log")
+    assert p.settings.p2p is False
+    r = check_log(catalog, p, "x", model="deepseek-r1-distill-qwen-7b", gpu=parse_gpu("a100-80gb:2"))
+    assert any("custom all-reduce is off for lack of GPU P2P" in n for n in r.notes)
+    pool = next(x for x in r.parts if x.part == "KV pool")
+    assert abs(pool.error) < 0.03
+    assert log("vllm/v084_v1_llama31_8b_l40s_32k.log").settings.p2p is None
+
+
+def test_sglang_max_total_tokens_caps_the_pool(catalog: Catalog) -> None:
+    from vramplan.hardware import parse_gpu
+
+    p = log("sglang/distill-qwen-7b_h100-ci_sglang-docs-2025-06.log")
+    assert p.settings.max_total_tokens == 20480
+    r = check_log(catalog, p, "x", model="deepseek-r1-distill-qwen-7b", gpu=parse_gpu("h100-80gb"))
+    assert any(n.startswith("--max-total-tokens 20,480 caps the KV pool") for n in r.notes)
+    tokens = next(x for x in r.parts if x.part == "KV tokens")
+    assert tokens.error == 0.0
+    assert SGLangRules.capped_pool(10, 1.0, None) == 10 and SGLangRules.capped_pool(10, 1.0, 4) == 4

@@ -562,6 +562,15 @@ def _torch_parts(
             return out
         pool_est = engine_pool = pool
         notes.extend(rules.kv_pool_caveats())
+    cap = log.settings.max_total_tokens
+    if isinstance(rules, SGLangRules) and cap is not None and per_token_est:
+        capped = rules.capped_pool(engine_pool, per_token_est, cap)
+        if capped < engine_pool:
+            notes.append(
+                f"--max-total-tokens {cap:,} caps the KV pool below what the memory holds "
+                f"({engine_pool / (1 << 30):.2f} GiB; model_runner.py init_memory_pool)"
+            )
+            pool_est = engine_pool = capped
     if pool_fig is not None:
         out.append(
             PartCheck(
@@ -627,6 +636,13 @@ def _vllm_pools(
     tp, pp = e.topology.tensor_parallel, e.topology.pipeline_parallel
     accounting, source = rules.non_torch_accounting(log.engine)
     link = req.gpu.interconnect if req.gpu is not None else None
+    planned_link = link
+    if s.p2p is False and tp * pp > 1 and link != "pcie":
+        link = "pcie"  # the log says the GPUs have no P2P: NCCL over PCIe, custom all-reduce off
+        notes.append(
+            "the log prints that custom all-reduce is off for lack of GPU P2P: non-torch memory of GPUs "
+            "without NVLink taken (vllm_non_torch_bytes)"
+        )
     pools: list[int] = []
     for i, g in enumerate(e.per_gpu):
         assert g.capacity_bytes is not None
@@ -638,7 +654,9 @@ def _vllm_pools(
             activations = activation_bytes_v0(arch, tp, batch if samples else BatchShape(batch.tokens, 0))
         overhead = g.overhead_bytes
         if log.non_torch is not None:
-            overhead += log.non_torch.bytes - vllm_non_torch_bytes(tp, pp, link)
+            overhead += log.non_torch.bytes - vllm_non_torch_bytes(tp, pp, planned_link)
+        elif link != planned_link:
+            overhead += vllm_non_torch_bytes(tp, pp, link) - vllm_non_torch_bytes(tp, pp, planned_link)
         pool = rules.kv_pool_bytes(
             arch, tp, capacity, g.weights_bytes, activations, overhead, utilization=req.gpu_memory_utilization
         )

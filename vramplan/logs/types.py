@@ -77,6 +77,9 @@ class Settings:
     # vLLM: --max-num-batched-tokens and --enforce-eager as the engine config / args state them
     max_num_batched_tokens: int | None = None
     enforce_eager: bool | None = None
+    # vLLM: False when it printed "Custom allreduce is disabled because your platform lacks GPU P2P
+    # capability" (custom_all_reduce.py): the GPUs talk over PCIe without P2P, whatever the card's spec
+    p2p: bool | None = None
     dtype: str | None = None  # model dtype (torch.bfloat16)
     quantization: str | None = None  # vLLM/SGLang quantization=; llama.cpp "file type"
     gpu_name: str | None = None  # the GPU's name as the log prints it

@@ -94,6 +94,8 @@ RE_TOKENS = re.compile(r"GPU KV cache size: (?P<n>[\d,]+) tokens")
 RE_CONCURRENCY = re.compile(
     r"Maximum concurrency for (?P<len>[\d,]+) tokens per request: (?P<x>\d+(?:\.\d+)?)x"
 )
+# custom_all_reduce.py (0.4 to current): the GPUs have no P2P (PCIe without it, or GeForce cards)
+RE_NO_P2P = re.compile(r"Custom allreduce is disabled because your platform lacks GPU P2P capability")
 RE_GRAPHS = re.compile(r"Graph capturing finished in \d+ secs?, took (?P<num>-?\d+(?:\.\d+)?) ?(?P<unit>GiB)")
 RE_REFUSAL_V0 = re.compile(
     r"The model's max seq len \((?P<len>\d+)\) is larger than the maximum number of tokens that can be "
@@ -286,6 +288,7 @@ def parse(text: str) -> ParsedLog:
     non_torch: dict[str, Figure] = {}
     activation: dict[str, Figure] = {}
     graphs: dict[str, Figure] = {}
+    no_p2p = False
     usable: Figure | None = None
     tokens = conc_len = blocks = None
     tokens_from: str | None = None
@@ -368,6 +371,8 @@ def parse(text: str) -> ParsedLog:
             conc, conc_len = float(m["x"]), int(m["len"].replace(",", ""))
         if m := RE_GRAPHS.search(line) or RE_GRAPH_POOL.search(line):
             graphs.setdefault(dev, figure(m["num"], m["unit"], no))
+        if RE_NO_P2P.search(line):
+            no_p2p = True
         if m := RE_FREE_SUMMARY.search(line):
             total = total or _gib(m["total"], no)
             util = util or float(m["util"])
@@ -414,6 +419,7 @@ def parse(text: str) -> ParsedLog:
         quantization=get("quantization"),
         max_running_requests=_intval(get("max_num_seqs")),
         gpu_total=total,
+        p2p=False if no_p2p else None,
     )
     if not weights:  # the profiler's figure stands in when no loading line was printed (or kept)
         weights = profiled

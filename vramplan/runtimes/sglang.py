@@ -189,6 +189,16 @@ class SGLangRules(Rules):
         """Its reservation less the activation share (`sglang_reserved_bytes`)."""
         return sglang_reserved_bytes(arch, device, tp, pp)[1]
 
+    @staticmethod
+    def capped_pool(pool: int, per_token: float, max_total_tokens: int | None) -> int:
+        """The pool under `--max-total-tokens`: SGLang takes the smaller of the tokens the memory holds
+        and that cap (python/sglang/srt/model_executor/model_runner.py `init_memory_pool`:
+        `self.max_total_num_tokens = min(self.max_total_num_tokens, max_total_tokens)`; there in every
+        release the corpus holds, 0.4.x to 0.5.x)."""
+        if max_total_tokens is None or per_token <= 0:
+            return pool
+        return min(pool, int(max_total_tokens * per_token))
+
     def kv_pool_bytes(
         self,
         arch: Architecture,
