@@ -27,6 +27,7 @@ from vramplan.runtimes import (
     KVLayout,
     KVShape,
     Rules,
+    RunSettings,
     Runtime,
     kv_layer_bytes,
     kv_shape,
@@ -64,6 +65,7 @@ class Request:
     kv_layout: KVLayout | None = None  # override the layout the runtime would use
     gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
     runtime_version: str | None = None  # the runtime release whose rules apply (None: current releases)
+    run: RunSettings | None = None  # a log's stated settings beyond these (llama.cpp n_ubatch, unified KV)
     # llama.cpp --n-cpu-moe N: the routed experts of blocks 0..N-1 stay in host RAM (common/arg.cpp
     # pushes one `blk\.i\.ffn_(up|down|gate|gate_up)_(ch|)exps` -> CPU buffer override per block i < N;
     # the shared experts, attention and norms of those blocks stay on their GPU)
@@ -165,12 +167,16 @@ def pp_layer_ranges(n_layers: int, pp: int) -> list[range]:
     return out
 
 
-def ggml_layer_devices(n_layers: int, n_gpus: int, gpu_layers: int) -> list[int]:
+def ggml_layer_devices(n_layers: int, n_gpus: int, gpu_layers: int, blocks_first: bool = False) -> list[int]:
     """llama.cpp's layer placement (llama-model.cpp `load_tensors`): with equal GPUs the split points
     are k / n_gpus; layers before i_gpu_start stay on the host; index n_layers is the output layer.
+    Current builds: i_gpu_start = max(n_layer + 1 - ngl, 0), so -ngl N < n_layer + 1 offloads the output
+    layer and the last N - 1 blocks. `blocks_first` (builds of early 2025, e.g. b4568, and LM Studio's
+    ~b59xx engine; their logs print "offloading N repeating layers" without "offloading output layer"):
+    i_gpu_start = max(n_layer - ngl, 0), the last N blocks, the output layer only when N > n_layer.
     Returns the device of each index 0..n_layers (HOST for host layers)."""
     act = min(gpu_layers, n_layers + 1)
-    start = max(n_layers + 1 - gpu_layers, 0)
+    start = max(n_layers - gpu_layers if blocks_first else n_layers + 1 - gpu_layers, 0)
     splits = [(k + 1) / n_gpus for k in range(n_gpus)]
     out = []
     for il in range(n_layers + 1):
@@ -340,6 +346,7 @@ def _place(req: Request, topo: Topology, shape: KVShape, rules: Rules) -> _Place
         req.gpu_layers,
         req.cpu_moe_layers,
         shape.heads,
+        rules.run.ngl_blocks_first,
     )
 
 
@@ -409,6 +416,7 @@ def _place_cached(
     gpu_layers: int | None,
     cpu_moe_layers: int,
     kv_heads: int,
+    ngl_blocks_first: bool = False,
 ) -> _Placement:
     """Which bytes and layers sit on which device; it does not depend on the context, so plans that
     differ only in context, concurrency or GPU model share it (memoised)."""
@@ -428,7 +436,7 @@ def _place_cached(
         ngl = n_layers + 1 if gpu_layers is None else gpu_layers
         if ngl < 0 or ngl > n_layers + 1:
             raise PlanError(f"--gpu-layers must be between 0 and {n_layers + 1}, got {ngl}")
-        devs = ggml_layer_devices(n_layers, n_gpus, ngl)
+        devs = ggml_layer_devices(n_layers, n_gpus, ngl, ngl_blocks_first)
         add(HOST, lb.embd)  # llama.cpp keeps the input layer on the CPU (llama-model.cpp dev_input)
         for il, (dense, experts) in enumerate(zip(lb.dense, lb.experts, strict=True)):
             add(devs[il], dense)
@@ -579,6 +587,8 @@ def _prepare(req: Request) -> _Static:
         )
     arch = v.architecture
     rules = rules_for(rt, req.runtime_version)
+    if req.run is not None:
+        rules = rules.with_run(req.run)
     layout = req.kv_layout or rules.kv_layout(arch, q.gguf_mla)
     if layout is not KVLayout.GQA and not arch.is_mla:
         raise PlanError(f"the {layout.value} KV layout needs an MLA model; {v.id} uses GQA")

@@ -18,7 +18,7 @@ from vramplan.errors import PlanError, SourceError, UnknownModelError
 from vramplan.estimate import Request
 from vramplan.hardware import GPUChoice, Machine
 from vramplan.precision import KVDtype
-from vramplan.runtimes import KVLayout, Runtime, rules_for
+from vramplan.runtimes import KVLayout, RunSettings, Runtime, rules_for
 
 
 def default_runtime(resolved: Resolved, quant: Quant) -> Runtime:
@@ -62,6 +62,7 @@ class Choices:
     gpu_count: int | None = None
     gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
     runtime_version: str | None = None  # the runtime release to plan for (None: current releases)
+    run: RunSettings | None = None  # settings a runtime's log states beyond these (vramplan check)
 
 
 def resolve_model(catalog: Catalog, choices: Choices) -> Resolved:
@@ -154,4 +155,5 @@ def build_request(
         kv_layout=choices.kv_layout,
         gpu_memory_utilization=choices.gpu_memory_utilization,
         runtime_version=choices.runtime_version,
+        run=choices.run,
     )
