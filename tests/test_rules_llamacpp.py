@@ -195,3 +195,32 @@ def test_no_override_is_inferred_when_the_gpu_holds_the_experts(catalog: Catalog
     assert "routed experts in host memory" not in _settings(r)
     r = _check(catalog, REAL / "llama-server_distill-qwen-1.5b-q6_k_rtx2060-vulkan_b4539.log")
     assert "routed experts in host memory" not in _settings(r)
+
+
+def test_op_offload_copies_a_host_weight_into_the_first_gpus_compute_buffer(catalog: Catalog) -> None:
+    from vramplan.arch import tensors
+    from vramplan.estimate import Request, estimate
+    from vramplan.hardware import gpu_spec
+    from vramplan.quantmix import tensor_bytes
+
+    v = catalog.get("deepseek-r1")
+    q = v.quant("q4_K_M")
+    base = dict(
+        variant=v, quant=q, runtime=Runtime.LLAMA_CPP, context=4096, gpu=gpu_spec("h200"), gpus_per_node=8
+    )
+
+    def plan(**kw: object) -> list[int]:
+        e = estimate(Request(**base, **kw), solve_context=False, solve_concurrency=False)  # type: ignore[arg-type]
+        return [g.activation_bytes for g in e.per_gpu]
+
+    on_gpu, moe10 = plan(), plan(cpu_moe_layers=10)
+    tl = tensors(v.architecture, mla_gguf=False)
+    sizes = tensor_bytes(v.architecture, q.scheme, tl)
+    largest = max(
+        b for t, b in zip(tl, sizes, strict=True) if t.is_expert and t.layer is not None and t.layer < 10
+    )
+    assert moe10[0] - on_gpu[0] == largest  # the first GPU only
+    assert moe10[1:] == on_gpu[1:]
+    # below 32 tokens a micro-batch runs on the CPU beside the weight: no copy
+    small = plan(cpu_moe_layers=10, run=RunSettings(n_ubatch=16))
+    assert small[0] == plan(run=RunSettings(n_ubatch=16))[0]

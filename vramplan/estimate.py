@@ -285,6 +285,7 @@ class _Placement(NamedTuple):
     output_device: int
     total_weights: int
     read: dict[int, int]  # weight bytes one decoded token reads, per device
+    host_largest: int = 0  # llama.cpp: the largest weight tensor in host memory that a GPU op may use
 
 
 def read_bytes(arch: Architecture, t: Tensor, b: int) -> int:
@@ -369,6 +370,8 @@ class _LayerBytes(NamedTuple):
     rest: tuple[int, int]  # the other tensors outside the blocks (output norm and head)
     dense: tuple[tuple[int, int], ...]  # per block: everything but the routed experts
     experts: tuple[tuple[int, int], ...]  # per block: the routed experts
+    largest: tuple[tuple[int, int], ...] = ()  # per block: its largest dense and routed-expert tensor
+    rest_largest: int = 0  # the largest tensor outside the blocks but the input embedding
 
 
 @lru_cache(maxsize=512)
@@ -383,19 +386,25 @@ def _layer_bytes(key: _WeightsKey, tp: int, kv_split: int) -> _LayerBytes:
         shares[split] = (f.numerator, f.denominator)
     dense = [[0, 0] for _ in range(n)]
     experts = [[0, 0] for _ in range(n)]
+    largest = [[0, 0] for _ in range(n)]
     embd = [0, 0]
     rest = [0, 0]
+    rest_largest = 0
     for t, b, rb in rows:
         num, den = shares[t.split]
+        share = -(-b * num // den)
         if t.name == "token_embd.weight":
             acc = embd
         elif t.layer is None:
             acc = rest
+            rest_largest = max(rest_largest, share)
         elif t.is_expert:
             acc = experts[t.layer]
+            largest[t.layer][1] = max(largest[t.layer][1], share)
         else:
             acc = dense[t.layer]
-        acc[0] += -(-b * num // den)
+            largest[t.layer][0] = max(largest[t.layer][0], share)
+        acc[0] += share
         acc[1] += -(-rb * num // den)
     return _LayerBytes(
         sum(b for _, b, _ in rows),
@@ -403,6 +412,8 @@ def _layer_bytes(key: _WeightsKey, tp: int, kv_split: int) -> _LayerBytes:
         (rest[0], rest[1]),
         tuple((w, r) for w, r in dense),
         tuple((w, r) for w, r in experts),
+        tuple((d, e) for d, e in largest),
+        rest_largest,
     )
 
 
@@ -438,17 +449,32 @@ def _place_cached(
             raise PlanError(f"--gpu-layers must be between 0 and {n_layers + 1}, got {ngl}")
         devs = ggml_layer_devices(n_layers, n_gpus, ngl, ngl_blocks_first)
         add(HOST, lb.embd)  # llama.cpp keeps the input layer on the CPU (llama-model.cpp dev_input)
+        host_largest = 0  # the input embedding is only looked up (GET_ROWS), never copied to a GPU
         for il, (dense, experts) in enumerate(zip(lb.dense, lb.experts, strict=True)):
             add(devs[il], dense)
             # --n-cpu-moe: the routed experts of blocks below N in host RAM
-            add(HOST if il < cpu_moe_layers else devs[il], experts)
+            exp_dev = HOST if il < cpu_moe_layers else devs[il]
+            add(exp_dev, experts)
+            if devs[il] == HOST:
+                host_largest = max(host_largest, lb.largest[il][0])
+            if exp_dev == HOST:
+                host_largest = max(host_largest, lb.largest[il][1])
         add(devs[n_layers], lb.rest)  # output_norm and output go with the output layer
+        if devs[n_layers] == HOST:
+            host_largest = max(host_largest, lb.rest_largest)
         for il in range(n_layers):
             layers.setdefault(devs[il], []).append(il)
         for k in range(n_gpus):
             weights.setdefault(k, 0)
             read.setdefault(k, 0)
-        return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, devs[n_layers], lb.total, read)
+        return _Placement(
+            weights,
+            {k: tuple(v) for k, v in layers.items()},
+            devs[n_layers],
+            lb.total,
+            read,
+            host_largest if n_gpus else 0,
+        )
     lb = _layer_bytes(key, tp, kv_heads if kv_heads > 1 else arch.num_key_value_heads)
     ranges = pp_layer_ranges(n_layers, pp)
     absorbed = mla_absorbed_bytes(arch, tp)
@@ -522,6 +548,8 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
                 has_output=has_output,
                 has_layers=bool(layers),
             )
+        if dev == 0:
+            act += rules.offload_copy_bytes(st.placement.host_largest, batch)
         over = over_gpu if dev != HOST else 0
         if dev == HOST:
             host_kv, host_act = kv, act

@@ -150,6 +150,11 @@ class Rules:
         """The activation / compute buffer on one device of the plan (the host is HOST in the estimate)."""
         raise NotImplementedError
 
+    def offload_copy_bytes(self, host_largest: int, batch: BatchShape) -> int:
+        """What the first GPU's compute buffer holds beyond `activation_bytes` to run ops on weights
+        kept in host memory (`host_largest`: the largest such tensor); 0 where weights never stay there."""
+        return 0
+
     def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
         """Memory beyond weights, KV cache and activations on each GPU."""
         raise NotImplementedError

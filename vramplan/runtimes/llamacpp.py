@@ -14,6 +14,9 @@ from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVLayout, KV
 LLAMA_CPP_CTX_PAD = 256
 # llama.cpp's micro-batch, the token count of its worst-case reserve graph (common/common.h `n_ubatch = 512`)
 LLAMA_CPP_UBATCH = 512
+# the smallest batch for which a GPU backend runs an op on a weight in host memory (ggml-cuda.cu
+# `ggml_backend_cuda_device_offload_op`: `const int min_batch_size = 32`, GGML_OP_OFFLOAD_MIN_BATCH)
+LLAMA_CPP_OFFLOAD_MIN_BATCH = 32
 
 
 def mla_layout_from_k(
@@ -213,6 +216,20 @@ class LlamaCppRules(Rules):
         return compute_buffer_ggml(
             arch, shape, cells.per_sequence, tokens, outputs, flash_attn, has_output=has_output
         )
+
+    def offload_copy_bytes(self, host_largest: int, batch: BatchShape) -> int:
+        """Op offload: with a micro-batch of at least 32 tokens, the GPU backend takes a matmul whose
+        weight sits in host memory and copies the weight into its compute buffer (ggml-backend.cpp
+        `ggml_backend_sched_backend_id_from_cur`, "1.off", asking the highest-priority GPU first;
+        ggml-cuda.cu `ggml_backend_cuda_device_offload_op`: batch >= 32, GGML_OP_OFFLOAD_MIN_BATCH).
+        Each such weight starts a split of its own, "so the memory of the previously offloaded weights
+        can be reused" (ggml-backend.cpp, pass 5), so the buffer holds at least the largest one. A
+        lower bound: published logs show more (R1 Q4_K_M with the experts in host RAM: 5011.50 MiB,
+        about two expert tensors, as ggml-alloc does not always fit the next copy into the freed one).
+        Ollama's runner does the same; its rules keep 0 until their owner checks their logs."""
+        if self.runtime is not Runtime.LLAMA_CPP or batch.tokens < LLAMA_CPP_OFFLOAD_MIN_BATCH:
+            return 0
+        return host_largest
 
     def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
         """The CUDA context, about 0.5 GiB (modelled; docs/accuracy.md)."""
