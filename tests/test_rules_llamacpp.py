@@ -224,3 +224,13 @@ def test_op_offload_copies_a_host_weight_into_the_first_gpus_compute_buffer(cata
     # below 32 tokens a micro-batch runs on the CPU beside the weight: no copy
     small = plan(cpu_moe_layers=10, run=RunSettings(n_ubatch=16))
     assert small[0] == plan(run=RunSettings(n_ubatch=16))[0]
+
+
+def test_check_quant_takes_any_llama_quantize_type(catalog: Catalog) -> None:
+    from vramplan.errors import UnknownModelError
+
+    path = REAL / "snap-llama-server_distill-qwen-7b-q4_k_m_6gb-gpu_ctx4096_b66xx-excerpt.log"
+    r = _check(catalog, path, model="deepseek-r1-distill-qwen-7b", quant="IQ4_XS")
+    assert r.identified.quant.name == "IQ4_XS"  # not a published build: sized by llama-quantize's rules
+    with pytest.raises(UnknownModelError, match="or any llama-quantize type"):
+        _check(catalog, path, model="deepseek-r1-distill-qwen-7b", quant="q9_X")
