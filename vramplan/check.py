@@ -31,7 +31,8 @@ from vramplan.logs.identify import Identified, identify
 from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings
 from vramplan.precision import KVDtype
 from vramplan.request import Choices, build_request
-from vramplan.runtimes import BatchShape, Device, KVLayout, Runtime, rules_for
+from vramplan.runtimes import BatchShape, Device, KVLayout, RunSettings, Runtime, rules_for
+from vramplan.runtimes.llamacpp import LLAMA_CPP_UBATCH, mla_layout_from_k
 from vramplan.runtimes.ollama import (
     AUTO_PARALLEL,
     PLANNER_BATCH,
@@ -193,6 +194,8 @@ def choices_from_log(
     util: float | None = None
     gpu_layers = None
     layout = None
+    run: RunSettings | None = None
+    cpu_moe = 0
     if rt.is_ggml:
         devices = _gpu_devices(log)
         if count is None:
@@ -215,6 +218,11 @@ def choices_from_log(
                 "on" if s.flash_attn else "off",
                 f"assumed: Ollama {version or 'current'}'s default without OLLAMA_FLASH_ATTENTION",
             )
+        else:
+            note("flash attention", "on", "assumed: the current default")
+        if rt is Runtime.LLAMA_CPP:
+            run, layout_read, context, cpu_moe = _llamacpp_run(log, arch, kv, context, note, notes)
+            layout = layout_read or layout
     else:
         tp, pp = s.tp or 1, s.pp or 1
         note("tensor parallel", tp, "the log" if s.tp else "default")
@@ -262,10 +270,12 @@ def choices_from_log(
         kv_layout=layout,
         flash_attn=s.flash_attn if s.flash_attn is not None else True,
         gpu_layers=gpu_layers,
+        cpu_moe_layers=cpu_moe,
         gpu_count=max(count or 1, 1) if choice is None and machine is None else None,
         # a runtime without the setting (its rules have no default for it) ignores a stated value
         gpu_memory_utilization=util if rules.gpu_memory_utilization is not None else None,
         runtime_version=version,
+        run=run,
     )
     return choices, machine, used, notes
 
@@ -431,7 +441,98 @@ def _torch_version_bound(log: ParsedLog) -> tuple[str | None, str]:
     return None, "assumed: the log prints no version and its lines bound none"
 
 
+# ------------------------------------------------------------------------------------------ llama.cpp
+
+
+def _llamacpp_run(
+    log: ParsedLog,
+    arch: Architecture,
+    kv: KVDtype,
+    context: int | None,
+    note: Callable[[str, object, str], None],
+    notes: list[str],
+) -> tuple[RunSettings, KVLayout | None, int | None, int]:
+    """What a llama.cpp log states beyond the CLI's choices, read with the rules of its build (see
+    vramplan/runtimes/llamacpp.py): the micro-batch, the KV streams, the logits rows, the MLA layout its
+    K size shows and the routed experts a tensor override kept in host memory. A setting the log does
+    not state is listed as assumed, with the value used."""
+    s = log.settings
+    if s.n_ubatch is not None:
+        note("micro-batch (n_ubatch)", s.n_ubatch, "the log")
+    else:
+        note("micro-batch (n_ubatch)", LLAMA_CPP_UBATCH, "assumed: llama.cpp's default")
+    unified = s.kv_unified
+    if unified is not None:
+        note("unified KV cache", "on" if unified else "off", "the log")
+    else:
+        unified = True  # one sequence: the same cells either way, so it is listed only for several
+        if (s.parallel or 1) > 1:
+            note("unified KV cache", "on", "assumed: one cache for all sequences before llama.cpp PR 14363")
+    if unified and s.n_ctx is not None:
+        context = s.n_ctx  # -c: the cells that every sequence shares
+    elif unified and context is not None and s.parallel:
+        context *= s.parallel
+    if s.n_outputs_max is not None:
+        note("logits rows reserved (n_outputs_max)", s.n_outputs_max, "the log")
+    else:
+        note("logits rows reserved", "every micro-batch token", "assumed: no n_outputs_max line")
+    # -ngl N below n_layer + 1: "offloading N repeating layers" without the output layer is the placement
+    # of early-2025 builds (the last N blocks); current builds offload the output layer and N - 1 blocks
+    blocks_first = (
+        s.gpu_layers is not None
+        and s.gpu_repeating_layers == s.gpu_layers
+        and s.output_on_gpu is False
+        and s.gpu_layers <= arch.num_hidden_layers
+    )
+    if blocks_first:
+        note(
+            "-ngl placement",
+            f"the last {s.gpu_layers} blocks, output layer on the CPU",
+            "the log's offload lines",
+        )
+    run = RunSettings(
+        n_ubatch=s.n_ubatch,
+        kv_unified=unified,
+        n_outputs_max=s.n_outputs_max,
+        all_outputs=s.n_outputs_max is None,
+        ngl_blocks_first=blocks_first,
+    )
+    layout = None
+    if arch.is_mla and s.k_cache is not None and s.cells and s.kv_layers:
+        layout = mla_layout_from_k(arch, s.k_cache.bytes, s.cells * (s.streams or 1), s.kv_layers, kv)
+        if layout is KVLayout.MLA_LATENT and s.v_cache_empty is False:
+            layout = KVLayout.MLA_KV
+        if layout is not None:
+            note("KV layout", layout.value, "the log's K size per cell and layer")
+    cpu_moe = 0
+    blocks = s.cpu_moe_blocks
+    if blocks and arch.is_moe:
+        n = max(blocks) + 1
+        if set(blocks) == {i for i in range(n) if arch.is_moe_layer(i)}:
+            cpu_moe = n
+            note("routed experts in host memory", f"blocks below {n}", "the log's tensor overrides")
+        else:
+            notes.append("the log keeps the routed experts of some blocks in host memory; not modelled")
+    return run, layout, context, cpu_moe
+
+
 # ------------------------------------------------------------------------------------------ compare
+
+
+def _experts_overridden(log: ParsedLog, req: Request, e: Estimate) -> bool:
+    """A tensor override (-ot exps=CPU, llama.cpp PR 11397) that the log does not print per tensor (its
+    builds before the `buffer type overridden` lines): every layer is offloaded, yet the GPU model
+    buffers are nearer the estimate without the routed experts than the one with them. Only then can
+    the experts have stayed in host memory; the weights compared are still the log's own buffers."""
+    arch, s = req.variant.architecture, log.settings
+    if not arch.is_moe or req.cpu_moe_layers or s.cpu_moe_blocks or req.gpu_layers is not None:
+        return False
+    gpu = sum(b.figure.bytes for b in log.weights if not b.host and b.device != "all devices")
+    if not gpu or not e.per_gpu:
+        return False
+    without = estimate(replace(req, cpu_moe_layers=arch.num_hidden_layers), solve_context=False)
+    lo = sum(g.weights_bytes for g in without.per_gpu)
+    return gpu < (lo + sum(g.weights_bytes for g in e.per_gpu)) / 2  # nearer the experts-less plan
 
 
 def _error(measured: float, est: float, resolution: float) -> float:
@@ -722,6 +823,16 @@ def check_log(
     choices, machine, used, notes = choices_from_log(log, ident, gpu)
     req = build_request(catalog, choices, machine, resolved=Resolved(ident.variant, ident.quant, "log"))
     est = estimate(req)
+    if log.runtime is Runtime.LLAMA_CPP and _experts_overridden(log, req, est):
+        req = replace(req, cpu_moe_layers=req.variant.architecture.num_hidden_layers)
+        est = estimate(req)
+        used.append(
+            (
+                "routed experts in host memory",
+                "all blocks",
+                "inferred: the GPU model buffers hold less than the model without its routed experts",
+            )
+        )
     notes = list(log.notes) + notes
     if log.runtime is Runtime.OLLAMA and log.planner:
         parts = _ollama_planner_parts(log, req, est, notes)

@@ -28,6 +28,7 @@ from vramplan.runtimes import (
     KVLayout,
     KVShape,
     Rules,
+    RunSettings,
     Runtime,
     kv_layer_bytes,
     kv_shape,
@@ -65,6 +66,7 @@ class Request:
     kv_layout: KVLayout | None = None  # override the layout the runtime would use
     gpu_memory_utilization: float | None = None  # vLLM's --gpu-memory-utilization (None: its default)
     runtime_version: str | None = None  # the runtime release whose rules apply (None: current releases)
+    run: RunSettings | None = None  # a log's stated settings beyond these (llama.cpp n_ubatch, unified KV)
     # llama.cpp --n-cpu-moe N: the routed experts of blocks 0..N-1 stay in host RAM (common/arg.cpp
     # pushes one `blk\.i\.ffn_(up|down|gate|gate_up)_(ch|)exps` -> CPU buffer override per block i < N;
     # the shared experts, attention and norms of those blocks stay on their GPU)
@@ -179,12 +181,16 @@ def pp_layer_ranges(n_layers: int, pp: int) -> list[range]:
     return out
 
 
-def ggml_layer_devices(n_layers: int, n_gpus: int, gpu_layers: int) -> list[int]:
+def ggml_layer_devices(n_layers: int, n_gpus: int, gpu_layers: int, blocks_first: bool = False) -> list[int]:
     """llama.cpp's layer placement (llama-model.cpp `load_tensors`): with equal GPUs the split points
     are k / n_gpus; layers before i_gpu_start stay on the host; index n_layers is the output layer.
+    Current builds: i_gpu_start = max(n_layer + 1 - ngl, 0), so -ngl N < n_layer + 1 offloads the output
+    layer and the last N - 1 blocks. `blocks_first` (builds of early 2025, e.g. b4568, and LM Studio's
+    ~b59xx engine; their logs print "offloading N repeating layers" without "offloading output layer"):
+    i_gpu_start = max(n_layer - ngl, 0), the last N blocks, the output layer only when N > n_layer.
     Returns the device of each index 0..n_layers (HOST for host layers)."""
     act = min(gpu_layers, n_layers + 1)
-    start = max(n_layers + 1 - gpu_layers, 0)
+    start = max(n_layers - gpu_layers if blocks_first else n_layers + 1 - gpu_layers, 0)
     splits = [(k + 1) / n_gpus for k in range(n_gpus)]
     out = []
     for il in range(n_layers + 1):
@@ -293,6 +299,7 @@ class _Placement(NamedTuple):
     output_device: int
     total_weights: int
     read: dict[int, int]  # weight bytes one decoded token reads, per device
+    host_largest: int = 0  # llama.cpp: the largest weight tensor in host memory that a GPU op may use
 
 
 def read_bytes(arch: Architecture, t: Tensor, b: int) -> int:
@@ -354,6 +361,7 @@ def _place(req: Request, topo: Topology, shape: KVShape, rules: Rules) -> _Place
         req.gpu_layers,
         req.cpu_moe_layers,
         shape.heads,
+        rules.run.ngl_blocks_first,
     )
 
 
@@ -376,6 +384,8 @@ class _LayerBytes(NamedTuple):
     rest: tuple[int, int]  # the other tensors outside the blocks (output norm and head)
     dense: tuple[tuple[int, int], ...]  # per block: everything but the routed experts
     experts: tuple[tuple[int, int], ...]  # per block: the routed experts
+    largest: tuple[tuple[int, int], ...] = ()  # per block: its largest dense and routed-expert tensor
+    rest_largest: int = 0  # the largest tensor outside the blocks but the input embedding
 
 
 @lru_cache(maxsize=512)
@@ -390,19 +400,25 @@ def _layer_bytes(key: _WeightsKey, tp: int, kv_split: int) -> _LayerBytes:
         shares[split] = (f.numerator, f.denominator)
     dense = [[0, 0] for _ in range(n)]
     experts = [[0, 0] for _ in range(n)]
+    largest = [[0, 0] for _ in range(n)]
     embd = [0, 0]
     rest = [0, 0]
+    rest_largest = 0
     for t, b, rb in rows:
         num, den = shares[t.split]
+        share = -(-b * num // den)
         if t.name == "token_embd.weight":
             acc = embd
         elif t.layer is None:
             acc = rest
+            rest_largest = max(rest_largest, share)
         elif t.is_expert:
             acc = experts[t.layer]
+            largest[t.layer][1] = max(largest[t.layer][1], share)
         else:
             acc = dense[t.layer]
-        acc[0] += -(-b * num // den)
+            largest[t.layer][0] = max(largest[t.layer][0], share)
+        acc[0] += share
         acc[1] += -(-rb * num // den)
     return _LayerBytes(
         sum(b for _, b, _ in rows),
@@ -410,6 +426,8 @@ def _layer_bytes(key: _WeightsKey, tp: int, kv_split: int) -> _LayerBytes:
         (rest[0], rest[1]),
         tuple((w, r) for w, r in dense),
         tuple((w, r) for w, r in experts),
+        tuple((d, e) for d, e in largest),
+        rest_largest,
     )
 
 
@@ -423,6 +441,7 @@ def _place_cached(
     gpu_layers: int | None,
     cpu_moe_layers: int,
     kv_heads: int,
+    ngl_blocks_first: bool = False,
 ) -> _Placement:
     """Which bytes and layers sit on which device; it does not depend on the context, so plans that
     differ only in context, concurrency or GPU model share it (memoised)."""
@@ -442,19 +461,34 @@ def _place_cached(
         ngl = n_layers + 1 if gpu_layers is None else gpu_layers
         if ngl < 0 or ngl > n_layers + 1:
             raise PlanError(f"--gpu-layers must be between 0 and {n_layers + 1}, got {ngl}")
-        devs = ggml_layer_devices(n_layers, n_gpus, ngl)
+        devs = ggml_layer_devices(n_layers, n_gpus, ngl, ngl_blocks_first)
         add(HOST, lb.embd)  # llama.cpp keeps the input layer on the CPU (llama-model.cpp dev_input)
+        host_largest = 0  # the input embedding is only looked up (GET_ROWS), never copied to a GPU
         for il, (dense, experts) in enumerate(zip(lb.dense, lb.experts, strict=True)):
             add(devs[il], dense)
             # --n-cpu-moe: the routed experts of blocks below N in host RAM
-            add(HOST if il < cpu_moe_layers else devs[il], experts)
+            exp_dev = HOST if il < cpu_moe_layers else devs[il]
+            add(exp_dev, experts)
+            if devs[il] == HOST:
+                host_largest = max(host_largest, lb.largest[il][0])
+            if exp_dev == HOST:
+                host_largest = max(host_largest, lb.largest[il][1])
         add(devs[n_layers], lb.rest)  # output_norm and output go with the output layer
+        if devs[n_layers] == HOST:
+            host_largest = max(host_largest, lb.rest_largest)
         for il in range(n_layers):
             layers.setdefault(devs[il], []).append(il)
         for k in range(n_gpus):
             weights.setdefault(k, 0)
             read.setdefault(k, 0)
-        return _Placement(weights, {k: tuple(v) for k, v in layers.items()}, devs[n_layers], lb.total, read)
+        return _Placement(
+            weights,
+            {k: tuple(v) for k, v in layers.items()},
+            devs[n_layers],
+            lb.total,
+            read,
+            host_largest if n_gpus else 0,
+        )
     lb = _layer_bytes(key, tp, kv_heads if kv_heads > 1 else arch.num_key_value_heads)
     ranges = pp_layer_ranges(n_layers, pp)
     absorbed = mla_absorbed_bytes(arch, tp)
@@ -554,6 +588,8 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
                 has_output=has_output,
                 has_layers=bool(layers),
             )
+        if dev == 0:
+            act += rules.offload_copy_bytes(st.placement.host_largest, batch)
         over = over_gpu if dev != HOST else 0
         if dev == HOST:
             host_kv, host_act = kv, act
@@ -619,6 +655,8 @@ def _prepare(req: Request) -> _Static:
         )
     arch = v.architecture
     rules = rules_for(rt, req.runtime_version)
+    if req.run is not None:
+        rules = rules.with_run(req.run)
     layout = req.kv_layout or rules.kv_layout(arch, q.gguf_mla)
     if layout is not KVLayout.GQA and not arch.is_mla:
         raise PlanError(f"the {layout.value} KV layout needs an MLA model; {v.id} uses GQA")

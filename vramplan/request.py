@@ -18,7 +18,7 @@ from vramplan.errors import PlanError, SourceError, UnknownModelError
 from vramplan.estimate import Request
 from vramplan.hardware import GPUChoice, Machine
 from vramplan.precision import KVDtype
-from vramplan.runtimes import KVLayout, Runtime, rules_for
+from vramplan.runtimes import KVLayout, RunSettings, Runtime, rules_for
 
 
 def default_runtime(resolved: Resolved, quant: Quant) -> Runtime:
@@ -69,6 +69,7 @@ class Choices:
     # the runtime flags the user named (the rest are the runtime's defaults), for the estimate's
     # "where each value came from"
     given: tuple[str, ...] = ()
+    run: RunSettings | None = None  # settings a runtime's log states beyond these (vramplan check)
 
 
 def in_use(machine: Machine) -> tuple[int, int]:
@@ -182,4 +183,5 @@ def build_request(
         gpu_in_use_bytes=used,
         gpu_in_use_index=used_index,
         sources=tuple((flag, "flag") for flag in choices.given),
+        run=choices.run,
     )

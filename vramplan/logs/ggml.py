@@ -63,12 +63,12 @@ RE_KV_BUF = re.compile(_KV_PREFIX + r"\s+(?P<dev>\S+)\s+KV buffer size\s*=\s*" +
 RE_KV_SIZE = re.compile(
     r"\bllama_kv_cache\w*: size =\s*" + _NUM + r" \(\s*(?P<cells>\d+) cells,\s*(?P<layers>\d+) layers,"
     r"\s*(?P<seqs>\d+)(?:/\s*(?P<streams>\d+))? seqs\), "
-    r"K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
+    r"K \((?P<tk>\w+)\):\s*(?P<k>[\d.]+) MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
 )
 RE_KV_SELF = re.compile(
     r"\b\w+: KV self size\s*=\s*"
     + _NUM
-    + r", K \((?P<tk>\w+)\):\s*[\d.]+ MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
+    + r", K \((?P<tk>\w+)\):\s*(?P<k>[\d.]+) MiB, V \((?P<tv>\w+)\):\s*(?P<v>[\d.]+) MiB"
 )
 # The MLA cache line of the DeepSeek MLA branch of llama.cpp PR 11446 (early 2025, not merged; the
 # ik_llama.cpp fork prints the same `c^KV (type)` part): `KV self size = X MiB, K^R (f16): Y MiB,
@@ -78,6 +78,7 @@ RE_KV_SELF_MLA = re.compile(
 )
 RE_KV_INIT = re.compile(
     _KV_PREFIX + r" kv_size = (?P<cells>\d+),.*?type_k = '(?P<tk>\w+)', type_v = '(?P<tv>\w+)'"
+    r"(?:, n_layer = (?P<layers>\d+))?"
 )
 RE_COMPUTE = re.compile(r"\b\w+:\s+(?P<dev>\S+)\s+compute buffer size\s*=\s*" + _NUM)
 RE_CTX = re.compile(
@@ -177,10 +178,14 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
         elif m := RE_KV_SIZE.search(line):
             streams = int(m["streams"]) if m["streams"] else None
             s.update(cells=int(m["cells"]), streams=streams, type_k=m["tk"], type_v=m["tv"])
-            s["v_empty"] = float(m["v"]) == 0
+            s.update(
+                v_empty=float(m["v"]) == 0, k_cache=figure(m["k"], "MiB", no), kv_layers=int(m["layers"])
+            )
             kv_self = _fig(m, no)
         elif m := RE_KV_SELF.search(line):
-            s.update(type_k=m["tk"], type_v=m["tv"], v_empty=float(m["v"]) == 0)
+            s.update(
+                type_k=m["tk"], type_v=m["tv"], v_empty=float(m["v"]) == 0, k_cache=figure(m["k"], "MiB", no)
+            )
             kv_self = _fig(m, no)
             s["kv_self_bytes"] = kv_self.bytes
         elif m := RE_KV_SELF_MLA.search(line):
@@ -188,6 +193,8 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
             kv_self = _fig(m, no)
         elif m := RE_KV_INIT.search(line):
             s.update(cells=int(m["cells"]), type_k=m["tk"], type_v=m["tv"])
+            if m["layers"]:
+                s.setdefault("kv_layers", int(m["layers"]))
         elif m := RE_COMPUTE.search(line):
             compute.append(Buffer(m["dev"], is_host_buffer(m["dev"]), _fig(m, no)))
         elif m := RE_CTX.search(line):
@@ -360,4 +367,6 @@ def _settings(
         cells=s.get("cells"),  # type: ignore[arg-type]
         streams=s.get("streams"),  # type: ignore[arg-type]
         v_cache_empty=s.get("v_empty"),  # type: ignore[arg-type]
+        k_cache=s.get("k_cache"),  # type: ignore[arg-type]
+        kv_layers=s.get("kv_layers"),  # type: ignore[arg-type]
     )

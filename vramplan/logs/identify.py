@@ -285,7 +285,7 @@ def identify(
             f"the {log.runtime.value} log {said}; give --model (a catalog id, alias or HF repo)"
         )
     if quant is not None:
-        chosen: Quant | None = variant.quant(quant)
+        chosen: Quant | None = variant.plan_quant(quant, log.runtime)  # any llama-quantize type too
     elif ggml:
         chosen = (
             named_quant

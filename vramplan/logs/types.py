@@ -102,6 +102,10 @@ class Settings:
     streams: int | None = None
     gpus: int | None = None  # GPUs the log says it planned for (Ollama's offload line)
     v_cache_empty: bool | None = None  # llama.cpp printed "V (f16): 0.00 MiB" (an MLA latent-only cache)
+    k_cache: Figure | None = None  # llama.cpp's K part of the KV size line ("K (f16): 1098.00 MiB")
+    kv_layers: int | None = (
+        None  # llama.cpp layers with a KV cache (the size line's `L layers`, `n_layer = L`)
+    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from vramplan.arch import Architecture
 from vramplan.precision import KVDtype, WeightFormat
-from vramplan.runtimes.base import Rules
+from vramplan.runtimes.base import Rules, RunSettings
 from vramplan.runtimes.llamacpp import (
     LLAMA_CPP_CTX_PAD,
     LLAMA_CPP_UBATCH,
@@ -64,6 +64,7 @@ __all__ = [
     "MiB",
     "OllamaRules",
     "Rules",
+    "RunSettings",
     "Runtime",
     "SGLangRules",
     "VLLMRules",

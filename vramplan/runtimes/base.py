@@ -7,13 +7,26 @@ Each version-dependent value is a `Versioned` table in its runtime's module, rea
 
 from __future__ import annotations
 
-from typing import ClassVar
+import copy
+from typing import ClassVar, NamedTuple
 
 from vramplan.arch import Architecture
 from vramplan.errors import PlanError
 from vramplan.precision import KVDtype, WeightFormat
 from vramplan.runtimes.types import BatchShape, Cells, Device, KVLayout, KVShape, Runtime
 from vramplan.runtimes.version import Version
+
+
+class RunSettings(NamedTuple):
+    """Settings of one run beyond the CLI's choices, as a runtime's startup log states them (None: not
+    stated, so the rules of the runtime's version decide). Only llama.cpp's rules read them today."""
+
+    n_ubatch: int | None = None  # llama.cpp -ub: the micro-batch of its worst-case reserve graph
+    kv_unified: bool | None = None  # llama.cpp: one KV stream shared by all sequences
+    n_outputs_max: int | None = None  # llama.cpp: logits rows its reserve graph holds (when printed)
+    all_outputs: bool = False  # llama.cpp builds that reserve logits for every micro-batch token
+    ngl_blocks_first: bool = False  # llama.cpp builds whose -ngl N offloads the last N blocks before
+    # the output layer (early 2025); current builds offload the output layer first, then N - 1 blocks
 
 
 class Rules:
@@ -51,6 +64,15 @@ class Rules:
 
     def __init__(self, version: Version | None = None) -> None:
         self.version = version
+        self.run = RunSettings()
+
+    def with_run(self, run: RunSettings) -> Rules:
+        """These rules for one run's stated settings (a copy; the bound rules stay as they are)."""
+        if run == self.run:
+            return self
+        bound = copy.copy(self)
+        bound.run = run
+        return bound
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.version_text!r})"
@@ -158,6 +180,11 @@ class Rules:
     ) -> int:
         """The activation / compute buffer on one device of the plan (the host is HOST in the estimate)."""
         raise NotImplementedError
+
+    def offload_copy_bytes(self, host_largest: int, batch: BatchShape) -> int:
+        """What the first GPU's compute buffer holds beyond `activation_bytes` to run ops on weights
+        kept in host memory (`host_largest`: the largest such tensor); 0 where weights never stay there."""
+        return 0
 
     def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
         """Memory beyond weights, KV cache and activations on each GPU."""

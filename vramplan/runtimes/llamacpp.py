@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from vramplan.arch import Architecture
-from vramplan.precision import KVDtype, WeightFormat
+from vramplan.precision import KVDtype, WeightFormat, kv_row_bytes
 from vramplan.runtimes.base import Rules
 from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVLayout, KVShape, Runtime, pad
 
@@ -14,6 +14,36 @@ from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVLayout, KV
 LLAMA_CPP_CTX_PAD = 256
 # llama.cpp's micro-batch, the token count of its worst-case reserve graph (common/common.h `n_ubatch = 512`)
 LLAMA_CPP_UBATCH = 512
+# the smallest batch for which a GPU backend runs an op on a weight in host memory (ggml-cuda.cu
+# `ggml_backend_cuda_device_offload_op`: `const int min_batch_size = 32`, GGML_OP_OFFLOAD_MIN_BATCH)
+LLAMA_CPP_OFFLOAD_MIN_BATCH = 32
+
+
+def mla_layout_from_k(
+    arch: Architecture, k_bytes: int, cells: int, layers: int, dtype: KVDtype
+) -> KVLayout | None:
+    """The KV layout a llama.cpp log's K size shows for an MLA model, or None when it matches none.
+
+    llama.cpp has cached a deepseek2 model three ways, and the GGUF and the build decide which
+    (src/llama-kv-cache.cpp, n_embd_k_gqa per layer): every head's K, heads x (qk_nope + qk_rope)
+    elements per cell and layer (GGUFs converted before PR 12801); the latent and its rope part,
+    kv_lora_rank + qk_rope (an MLA GGUF, PR 12801 on), with V beside it until PR 19067 dropped it. The
+    K part of the size line (`K (f16): X MiB`, printed by every build) over cells x layers tells them
+    apart whatever the catalog entry assumed; V (0.00 MiB or not) separates the two MLA forms, which
+    `check` reads from the same line."""
+    if not arch.is_mla or cells <= 0 or layers <= 0:
+        return None
+    assert arch.kv_lora_rank is not None and arch.qk_rope_head_dim is not None
+    assert arch.qk_nope_head_dim is not None
+    per_cell = k_bytes / (cells * layers)
+    candidates = (
+        (KVLayout.MLA_LATENT, arch.kv_lora_rank + arch.qk_rope_head_dim),
+        (KVLayout.MHA, arch.num_attention_heads * (arch.qk_nope_head_dim + arch.qk_rope_head_dim)),
+    )
+    for layout, elements in candidates:
+        if abs(kv_row_bytes(dtype, elements) - per_cell) <= 0.01 * per_cell:
+            return layout
+    return None
 
 
 def compute_buffer_ggml(
@@ -110,9 +140,28 @@ class LlamaCppRules(Rules):
         """f16, the default cache type."""
         return KVDtype.FP16
 
+    @property
+    def kv_unified(self) -> bool:
+        """One KV stream that all sequences share. Before llama.cpp PR 14363 (July 2025, "add
+        high-throughput mode") every build had that single cache; since then a stream per sequence is
+        the default with an explicit --parallel, and --kv-unified (or llama-server's auto --parallel,
+        "n_parallel is set to auto, using n_parallel = 4 and kv_unified = true") asks for one. A log
+        states which (`kv_unified = true|false`, printed since that PR); a plan for current builds with
+        --concurrency N is llama-server -np N: a stream per sequence."""
+        return bool(self.run.kv_unified)
+
     def _cells(self, context: int, concurrency: int, block: int) -> Cells:
         """`-c` is the total across `-np` slots; n_ctx is padded to 256, split per slot and each slot
-        padded to 256 again (llama-context.cpp, non-unified KV)."""
+        padded to 256 again (llama-context.cpp, non-unified KV). A unified cache (`kv_unified`) holds
+        n_ctx = pad(-c) cells that every sequence may fill and attend: `context` is then -c itself."""
+        if self.kv_unified:
+            n_ctx = pad(context, LLAMA_CPP_CTX_PAD)
+            cell_settings = (
+                ("--ctx-size", str(context)),
+                ("--parallel", str(concurrency)),
+                ("--kv-unified", "on"),
+            )
+            return Cells(n_ctx, n_ctx, cell_settings)
         n_ctx = pad(context * concurrency, LLAMA_CPP_CTX_PAD)
         per_seq = pad(n_ctx // concurrency, LLAMA_CPP_CTX_PAD)
         return Cells(per_seq * concurrency, per_seq, self._cell_settings(context, concurrency))
@@ -126,13 +175,20 @@ class LlamaCppRules(Rules):
         return arch.max_position_embeddings
 
     def batch_shape(self, device: Device, concurrency: int) -> BatchShape:
-        """n_ubatch = 512 (common/common.h)."""
-        return BatchShape(LLAMA_CPP_UBATCH, concurrency)
+        """n_ubatch: the run's -ub when a log states it, else 512 (common/common.h)."""
+        return BatchShape(self.run.n_ubatch or LLAMA_CPP_UBATCH, concurrency)
 
     def outputs(self, tokens: int, concurrency: int) -> int:
-        """Rows of logits in the worst-case reserve graph: min(n_tokens, n_outputs_max). llama-server
-        passes n_outputs_max = its slot count, one sampled token per slot without speculative decoding
-        (tools/server/server-context.cpp `server_output_limits`)."""
+        """Rows of logits in the worst-case reserve graph. Current builds: min(n_tokens, n_outputs_max),
+        and llama-server passes n_outputs_max = its slot count, one sampled token per slot without
+        speculative decoding (tools/server/server-context.cpp `server_output_limits`); a log that prints
+        `n_outputs_max = N` gives N. Builds before that print reserved logits for every micro-batch
+        token (llama-context.cpp `graph_reserve(n_tokens, n_seqs, n_tokens, ...)`, and earlier
+        `llm_build_context`'s `n_outputs(worst_case ? n_tokens : ...)`): `RunSettings.all_outputs`."""
+        if self.run.n_outputs_max is not None:
+            return min(tokens, self.run.n_outputs_max)
+        if self.run.all_outputs:
+            return tokens
         return min(tokens, concurrency)
 
     def activation_bytes(
@@ -160,6 +216,20 @@ class LlamaCppRules(Rules):
         return compute_buffer_ggml(
             arch, shape, cells.per_sequence, tokens, outputs, flash_attn, has_output=has_output
         )
+
+    def offload_copy_bytes(self, host_largest: int, batch: BatchShape) -> int:
+        """Op offload: with a micro-batch of at least 32 tokens, the GPU backend takes a matmul whose
+        weight sits in host memory and copies the weight into its compute buffer (ggml-backend.cpp
+        `ggml_backend_sched_backend_id_from_cur`, "1.off", asking the highest-priority GPU first;
+        ggml-cuda.cu `ggml_backend_cuda_device_offload_op`: batch >= 32, GGML_OP_OFFLOAD_MIN_BATCH).
+        Each such weight starts a split of its own, "so the memory of the previously offloaded weights
+        can be reused" (ggml-backend.cpp, pass 5), so the buffer holds at least the largest one. A
+        lower bound: published logs show more (R1 Q4_K_M with the experts in host RAM: 5011.50 MiB,
+        about two expert tensors, as ggml-alloc does not always fit the next copy into the freed one).
+        Ollama's runner does the same; its rules keep 0 until their owner checks their logs."""
+        if self.runtime is not Runtime.LLAMA_CPP or batch.tokens < LLAMA_CPP_OFFLOAD_MIN_BATCH:
+            return 0
+        return host_largest
 
     def overhead_bytes(self, arch: Architecture, tp: int, pp: int, device: Device) -> int:
         """The CUDA context, about 0.5 GiB (modelled; docs/accuracy.md)."""
