@@ -131,8 +131,47 @@ def test_an_unstated_micro_batch_is_listed_as_assumed(catalog: Catalog) -> None:
     )
     s = _settings(r)
     assert s["micro-batch (n_ubatch)"] == ("512", "assumed: llama.cpp's default")
-    assert s["flash attention"] == ("on", "assumed: the current default")
+    # `llama_init_from_model:` lines: a build before PR 15434 (b6325), when flash attention was opt-in
+    assert s["flash attention"] == (
+        "off",
+        "assumed: the default before build b6325 (the log's line prefixes are older)",
+    )
     assert s["logits rows reserved"][1] == "assumed: no n_outputs_max line"
+
+
+def test_flash_attention_default_by_build() -> None:
+    from vramplan.runtimes.llamacpp import DEFAULT_FLASH_ATTN
+
+    assert DEFAULT_FLASH_ATTN.at("b4905") is False
+    assert DEFAULT_FLASH_ATTN.at("b6324") is False
+    assert DEFAULT_FLASH_ATTN.at("b6325") is True
+    assert DEFAULT_FLASH_ATTN.at(None) is True
+
+
+def test_unprinted_flash_attention_follows_the_build_era(catalog: Catalog) -> None:
+    # 5 x MI50, Qwen2.5-32B class, no flash-attention line, `llama_init_from_model:` prefixes: off, so
+    # the KQ scores of -c 32768 at ubatch 512 fill the compute buffer (-91 % when taken as on)
+    r = _check(
+        catalog,
+        REAL / "llama-server_qwen2.5-32b-q4_k_m_5x-mi50-rocm_ctx32768_b48xx-excerpt.log",
+        model="deepseek-r1-distill-qwen-32b",
+        quant="q4_K_M",
+    )
+    assert _settings(r)["flash attention"][0] == "off"
+    assert abs(_parts(r)[("compute buffer", "GPUs")]) <= 0.05
+
+
+def test_a_quantized_v_cache_means_flash_attention(catalog: Catalog) -> None:
+    r = _check(
+        catalog,
+        REAL / "llama-server_qwen2.5-coder-32b_rx7900xtx-rocm-ctk-q8_0_ctx32768_b45xx-excerpt.log",
+        model="deepseek-r1-distill-qwen-32b",
+        quant="q4_K_M",
+    )
+    assert _settings(r)["flash attention"] == (
+        "on",
+        "the log's q8_0 V cache, which llama.cpp allocates only with flash attention",
+    )
 
 
 def test_several_sequences_on_a_build_before_split_streams(catalog: Catalog) -> None:

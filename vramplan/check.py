@@ -32,7 +32,7 @@ from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings
 from vramplan.precision import KVDtype
 from vramplan.request import Choices, build_request
 from vramplan.runtimes import BatchShape, Device, KVLayout, RunSettings, Runtime, rules_for
-from vramplan.runtimes.llamacpp import LLAMA_CPP_UBATCH, mla_layout_from_k
+from vramplan.runtimes.llamacpp import DEFAULT_FLASH_ATTN, LLAMA_CPP_UBATCH, mla_layout_from_k
 from vramplan.runtimes.ollama import (
     AUTO_PARALLEL,
     PLANNER_BATCH,
@@ -219,7 +219,9 @@ def choices_from_log(
                 f"assumed: Ollama {version or 'current'}'s default without OLLAMA_FLASH_ATTENTION",
             )
         else:
-            note("flash attention", "on", "assumed: the current default")
+            fa, why = _llamacpp_default_flash_attn(log)
+            s = replace(s, flash_attn=fa)
+            note("flash attention", "on" if fa else "off", why)
         if rt is Runtime.LLAMA_CPP:
             run, layout_read, context, cpu_moe = _llamacpp_run(log, arch, kv, context, note, notes)
             layout = layout_read or layout
@@ -442,6 +444,26 @@ def _torch_version_bound(log: ParsedLog) -> tuple[str | None, str]:
 
 
 # ------------------------------------------------------------------------------------------ llama.cpp
+
+
+def _llamacpp_default_flash_attn(log: ParsedLog) -> tuple[bool, str]:
+    """Flash attention for a llama.cpp log that does not print it: the default of its build
+    (runtimes.llamacpp.DEFAULT_FLASH_ATTN), from the build line, else from line prefixes that only builds
+    before a bound printed; else the current default. Listed as assumed, with why."""
+    v_type = (log.settings.type_v or "f16").lower()
+    if v_type not in ("f16", "f32", "bf16") and not log.settings.v_cache_empty:
+        # llama-context.cpp refuses a quantized V cache without flash attention ("V cache quantization
+        # requires flash_attn"), so a log that allocated one ran with it
+        return True, f"the log's {v_type} V cache, which llama.cpp allocates only with flash attention"
+    if log.version is not None:
+        return DEFAULT_FLASH_ATTN.at(log.version), f"assumed: the default of build {log.version}"
+    if log.printed_before is not None:
+        before = f"b{int(log.printed_before) - 1}"
+        return (
+            DEFAULT_FLASH_ATTN.at(before),
+            f"assumed: the default before build b{log.printed_before} (the log's line prefixes are older)",
+        )
+    return DEFAULT_FLASH_ATTN.at(None), "assumed: the current default"
 
 
 def _llamacpp_run(

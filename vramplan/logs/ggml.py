@@ -120,6 +120,15 @@ RE_FILE_SIZE = re.compile(r"^" + _NUM)
 
 # A fresh llama.cpp process: the CUDA backend's first line (ggml/src/ggml-cuda/ggml-cuda.cu) and the
 # build line common_init prints (common/common.cpp). A log holding several startups is read from the last.
+# Line prefixes llama.cpp renamed long before it made flash attention the default (PR 15434, build
+# b6325, 2025-08-30): `llm_load_*` became `load_tensors:` / `print_info:` (January 2025),
+# `llama_new_context_with_model:` became `llama_init_from_model:` and then `llama_context:`, and
+# `llama_kv_cache_init:` went with the KV cache refactor (March 2025, PR 12181). A log that prints them
+# comes from a build before b6325 (`ParsedLog.printed_before`).
+OLD_PREFIXES_BEFORE = "6325"
+RE_OLD_PREFIX = re.compile(
+    r"\b(?:llm_load_\w+|llama_new_context_with_model|llama_init_from_model|llama_kv_cache_init):"
+)
 START = re.compile(r"\bggml_cuda_init:|" + RE_BUILD.pattern.removeprefix("^"))
 MEMORY = any_of(RE_MODEL_BUF, RE_KV_BUF, RE_KV_SIZE, RE_KV_SELF, RE_COMPUTE)
 
@@ -276,6 +285,7 @@ def parse(text: str, runtime: Runtime = Runtime.LLAMA_CPP) -> ParsedLog:
         build_commit=commit,
         repacked=tuple(repacked),
         hparams=tuple(info.items()),
+        printed_before=OLD_PREFIXES_BEFORE if RE_OLD_PREFIX.search(text) else None,
         notes=tuple(notes),
     )
 

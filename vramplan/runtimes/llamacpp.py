@@ -9,6 +9,19 @@ from vramplan.arch import Architecture
 from vramplan.precision import KVDtype, WeightFormat, kv_row_bytes
 from vramplan.runtimes.base import Rules
 from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVLayout, KVShape, Runtime, pad
+from vramplan.runtimes.version import Versioned
+
+# Flash attention when the command line does not say: opt-in (`-fa`) from its arrival (PR 5021, 2024)
+# until PR 15434 made `-fa auto` the default (on where the backend supports it).
+DEFAULT_FLASH_ATTN: Versioned[bool] = Versioned(
+    "llama.cpp flash attention without -fa",
+    (None, False, "common/common.h `flash_attn = false`: FlashAttention opt-in with -fa (PR 5021)"),
+    (
+        "b6325",
+        True,
+        "PR 15434 (merged 2025-08-30, build b6325): `-fa auto`, on where the backend supports it",
+    ),
+)
 
 # llama.cpp pads n_ctx to 256 cells (llama-context.cpp: `cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256)`)
 LLAMA_CPP_CTX_PAD = 256
