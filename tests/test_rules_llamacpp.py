@@ -273,3 +273,17 @@ def test_check_quant_takes_any_llama_quantize_type(catalog: Catalog) -> None:
     assert r.identified.quant.name == "IQ4_XS"  # not a published build: sized by llama-quantize's rules
     with pytest.raises(UnknownModelError, match="or any llama-quantize type"):
         _check(catalog, path, model="deepseek-r1-distill-qwen-7b", quant="q9_X")
+
+
+def test_gpu_blocks_from_the_kv_split_when_no_offload_line(catalog: Catalog) -> None:
+    # RX 5500M excerpt: "CPU KV buffer size = 96.00 MiB", "ROCm0 KV buffer size = 128.00 MiB" and no
+    # offload lines: 28 x 128 / 224 = 16 blocks on the GPU (was: the whole cache planned on the GPU)
+    r = _check(
+        catalog,
+        REAL / "llama-cli_distill-qwen-7b_rx5500m-rocm-partial-offload_b46xx-excerpt.log",
+        model="deepseek-r1-distill-qwen-7b",
+        quant="q4_K_M",
+    )
+    assert _settings(r)["GPU layers"] == ("16 of 28 blocks", "the log's KV buffers per device")
+    errors = _parts(r)
+    assert errors[("KV cache", "GPUs")] == 0.0 and errors[("KV cache", "host")] == 0.0

@@ -207,6 +207,12 @@ def choices_from_log(
         if s.gpu_layers is not None and s.layers_total is not None and s.gpu_layers < s.layers_total:
             gpu_layers = s.gpu_layers
             note("GPU layers", f"{s.gpu_layers}/{s.layers_total}", "the log")
+        elif s.gpu_layers is None and rt is Runtime.LLAMA_CPP and (k := _blocks_by_kv_split(log, arch)):
+            # no offload lines: the KV buffers per device say how many blocks sit on the GPUs (each
+            # block's KV lives with the block); `k` blocks there, the output layer on the CPU
+            s = replace(s, gpu_layers=k, gpu_repeating_layers=k, output_on_gpu=False)
+            gpu_layers = k
+            note("GPU layers", f"{k} of {arch.num_hidden_layers} blocks", "the log's KV buffers per device")
         if arch.is_mla and ident.quant.gguf_mla and s.v_cache_empty is False:
             layout = KVLayout.MLA_KV  # an MLA GGUF on llama.cpp before PR 19067 cached V as well
         if s.flash_attn is not None:
@@ -223,7 +229,9 @@ def choices_from_log(
             s = replace(s, flash_attn=fa)
             note("flash attention", "on" if fa else "off", why)
         if rt is Runtime.LLAMA_CPP:
-            run, layout_read, context, cpu_moe = _llamacpp_run(log, arch, kv, context, note, notes)
+            run, layout_read, context, cpu_moe = _llamacpp_run(
+                replace(log, settings=s), arch, kv, context, note, notes
+            )
             layout = layout_read or layout
     else:
         tp, pp = s.tp or 1, s.pp or 1
@@ -444,6 +452,22 @@ def _torch_version_bound(log: ParsedLog) -> tuple[str | None, str]:
 
 
 # ------------------------------------------------------------------------------------------ llama.cpp
+
+
+def _blocks_by_kv_split(log: ParsedLog, arch: Architecture) -> int | None:
+    """The blocks on the GPUs when a log without offload lines splits its KV buffers between the host
+    and GPUs: n_layer x GPU KV / all KV, when that is a whole number (within the log's rounding)."""
+    gpu = sum(b.figure.bytes for b in log.kv if not b.host and b.device != "all devices")
+    host = sum(b.figure.bytes for b in log.kv if b.host)
+    if not gpu or not host:
+        return None
+    blocks = arch.num_hidden_layers * gpu / (gpu + host)
+    k = round(blocks)
+    resolution = max((b.figure.resolution for b in log.kv), default=0)
+    per_block = (gpu + host) / arch.num_hidden_layers
+    if 0 < k < arch.num_hidden_layers and abs(blocks - k) * per_block <= resolution:
+        return k
+    return None
 
 
 def _llamacpp_default_flash_attn(log: ParsedLog) -> tuple[bool, str]:
