@@ -103,6 +103,28 @@ def ollama_settings(plan: DeployPlan) -> OllamaSettings:
     return plan.settings
 
 
+def name_key(name: str) -> str:
+    """`name` as an Ollama server reports it in /api/tags and /api/ps, for comparing names: the
+    server shows `model.ParseName(name).DisplayShortest()` (ollama types/model/name.go, used by
+    server/routes.go PsHandler): the tag defaults to `latest`, and the default host and namespace
+    (`registry.ollama.ai/library/`) are left out. Ollama compares names case-insensitively."""
+    name = name.strip()
+    tag = "latest"
+    if name.rfind(":") > name.rfind("/"):  # a ':' before the last '/' belongs to a host's port
+        name, tag = name.rsplit(":", 1)
+    host, namespace, model = "", "", name
+    if "/" in name:
+        rest, model = name.rsplit("/", 1)
+        host, _, namespace = rest.rpartition("/")
+    if host.lower() not in ("", "registry.ollama.ai"):
+        shown = f"{host}/{namespace}/{model}"
+    elif namespace.lower() not in ("", "library"):
+        shown = f"{namespace}/{model}"
+    else:
+        shown = model
+    return f"{shown}:{tag or 'latest'}".lower()
+
+
 def check_name(name: str, what: str) -> str:
     if not _OLLAMA_NAME.match(name):
         raise RenderError(
@@ -313,10 +335,17 @@ def smoke_test(client: Any, plan: DeployPlan, console: Console) -> None:
     seconds = (answer.eval_duration or 0) / 1e9
     rate = f", {tokens / seconds:.1f} tokens/s" if seconds > 0 else ""
     console.print(f"smoke test: answered with {tokens} tokens{rate}")
+    want = name_key(o.model)
     try:
-        loaded = [m for m in client.ps().models if o.model in (m.model, m.name)]
+        running = client.ps().models
     except (ollama.ResponseError, ConnectionError, httpx.HTTPError):
-        loaded = []
+        running = None
+    loaded = [m for m in running or () if want in (name_key(m.model or ""), name_key(m.name or ""))]
+    if running is not None and not loaded:
+        console.print(
+            f"warning: the server's running models (/api/ps) do not list {o.model}; "
+            "its context could not be compared with the plan's"
+        )
     if loaded:
         m = loaded[0]
         parts = []
