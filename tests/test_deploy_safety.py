@@ -238,6 +238,7 @@ def test_existing_files_are_kept_without_force(run: Callable[..., Result], tmp_p
     assert res.exit_code == 0
     assert "--max-model-len 8192" in serve.read_text()
     assert sorted(p.name for p in out.iterdir()) == [
+        ".vramplan-bundle",
         "README.md",
         "docker-compose.yaml",
         "serve.sh",
