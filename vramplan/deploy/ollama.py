@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,7 @@ def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
 
 
 def start_hint(plan: DeployPlan, out: Path) -> str:
-    return f"{out}/run.sh   (or vramplan deploy ... --launch)"
+    return f"{shlex.quote(str(out / 'run.sh'))}   (or vramplan deploy ... --launch)"
 
 
 def _ollama_host() -> str:
