@@ -21,6 +21,7 @@ from hashlib import sha256
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import Result
 
 from vramplan import __version__
@@ -166,6 +167,32 @@ def test_a_bundle_without_a_record_keeps_todays_rule(run: Callable[..., Result],
     res = run(*MULTI, "--out", str(out), "--force")
     assert res.exit_code == 0, res.output
     assert "deployment.yaml" in names(out) and "removed" not in res.output
+
+
+# --------------------------------------------------------------------------- what the files hold
+
+
+@pytest.mark.parametrize(
+    ("args", "modelfile"),
+    [
+        (["deploy", "r1-1.5b", "--target", "ollama", "--gpu", "l4"], "Modelfile"),
+        (["deploy", "r1-0528-qwen3-8b", "--target", "ollama", "--gpu", "l4"], "Modelfile"),
+        (["deploy", "r1-1.5b", "--target", "k8s", "--runtime", "ollama", "--gpu", "l4"], "configmap.yaml"),
+    ],
+)
+def test_modelfiles_carry_deepseeks_recommended_sampling(
+    run: Callable[..., Result], tmp_path: Path, args: list[str], modelfile: str
+) -> None:
+    """The DeepSeek-R1 model card: temperature 0.6 (0.5-0.7), top-p 0.95, for the whole R1 series."""
+    out = tmp_path / "b"
+    res = run(*args, "--out", str(out))
+    assert res.exit_code == 0, res.output
+    text = (out / modelfile).read_text()
+    if modelfile.endswith(".yaml"):
+        text = yaml.safe_load(text)["data"]["Modelfile"]
+    params = [ln.split()[1:] for ln in text.splitlines() if ln.startswith("PARAMETER ")]
+    assert ["temperature", "0.6"] in params and ["top_p", "0.95"] in params
+    assert params[0][0] == "num_ctx"
 
 
 # --------------------------------------------------------------------------- the writer itself

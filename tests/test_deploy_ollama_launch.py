@@ -270,7 +270,8 @@ def test_launch_pulls_creates_and_smoke_tests(
     assert "pulling manifest" in out and "verifying sha256 digest" in out and "success" in out
     assert f"Ollama server at {server.host}: answering" in out
     name = "deepseek-r1-distill-qwen-1.5b-ctx4096"
-    assert f"created {name} from deepseek-r1:1.5b (num_ctx 4096)" in out
+    created = f"created {name} from deepseek-r1:1.5b (num_ctx 4096, temperature 0.6, top_p 0.95)"
+    assert created in " ".join(out.split())  # one line, wrapped at 100 columns
     assert "smoke test: answered with 20 tokens, 40.0 tokens/s" in out
     assert "loaded: context 4096, 2.00 GiB in VRAM" in out
     assert f"chat with it: ollama run {name}" in out
@@ -278,7 +279,8 @@ def test_launch_pulls_creates_and_smoke_tests(
     pulls = [b for m, p, b in server.requests if p == "/api/pull"]
     assert pulls[0]["model"] == "deepseek-r1:1.5b" and pulls[0]["stream"] is True
     assert server.created[name]["from"] == "deepseek-r1:1.5b"
-    assert server.created[name]["parameters"] == {"num_ctx": 4096}
+    # the Modelfile's parameters: the plan's context and DeepSeek's recommended sampling
+    assert server.created[name]["parameters"] == {"num_ctx": 4096, "temperature": 0.6, "top_p": 0.95}
     (gen,) = [b for m, p, b in server.requests if p == "/api/generate"]
     assert gen["model"] == name and gen["options"]["num_predict"] == 48
 

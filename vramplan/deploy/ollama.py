@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError, PlanError, RenderError
@@ -40,6 +41,13 @@ SMOKE_TOKENS = 48
 OLLAMA_LOAD_DEFAULT_MIN = 5
 OLLAMA_LOAD_BYTES_PER_S = GiB // 4
 
+# DeepSeek's recommended sampling for the R1 series, distills included: "Set the temperature within
+# the range of 0.5-0.7 (0.6 is recommended)" (Usage Recommendations) and "a temperature of 0.6, a top-p
+# value of 0.95" (Evaluation Results), the DeepSeek-R1 model card on Hugging Face
+# (huggingface.co/deepseek-ai/DeepSeek-R1); the DeepSeek-R1-0528 card evaluates with the same two.
+R1_TEMPERATURE = 0.6
+R1_TOP_P = 0.95
+
 # vramplan's KV dtype -> OLLAMA_KV_CACHE_TYPE (ollama docs/faq: f16, q8_0, q4_0).
 _OLLAMA_KV = {KVDtype.FP16: "f16", KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}
 
@@ -62,6 +70,8 @@ class OllamaSettings:
     load_timeout: str | None  # OLLAMA_LOAD_TIMEOUT
     max_loaded_models: int | None  # OLLAMA_MAX_LOADED_MODELS
     gpu_layers: int | None  # PARAMETER num_gpu (partial offload only)
+    temperature: float | None = None  # PARAMETER temperature (DeepSeek's recommendation for R1 models)
+    top_p: float | None = None  # PARAMETER top_p
 
     @property
     def model(self) -> str:
@@ -85,10 +95,15 @@ class OllamaSettings:
         return env
 
     @property
-    def parameters(self) -> list[tuple[str, int]]:
-        params = [("num_ctx", self.context)]
+    def parameters(self) -> list[tuple[str, int | float]]:
+        """The Modelfile's PARAMETER lines, and what `--launch` creates the model with."""
+        params: list[tuple[str, int | float]] = [("num_ctx", self.context)]
         if self.gpu_layers is not None:
             params.append(("num_gpu", self.gpu_layers))
+        if self.temperature is not None:
+            params.append(("temperature", self.temperature))
+        if self.top_p is not None:
+            params.append(("top_p", self.top_p))
         return params
 
     def template_values(
@@ -173,6 +188,9 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         load_timeout=f"{load_min}m" if load_min > OLLAMA_LOAD_DEFAULT_MIN else None,
         max_loaded_models=1 if vram and est.total_bytes > vram // 2 else None,  # no room for a second
         gpu_layers=gpu_layers,
+        # a model read from another source is not assumed to be an R1 model (as vLLM's reasoning parser)
+        temperature=R1_TEMPERATURE if req.variant.family in R1_FAMILIES else None,
+        top_p=R1_TOP_P if req.variant.family in R1_FAMILIES else None,
     )
 
 
