@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from collections.abc import Callable
 from hashlib import sha256
@@ -193,6 +194,50 @@ def test_modelfiles_carry_deepseeks_recommended_sampling(
     params = [ln.split()[1:] for ln in text.splitlines() if ln.startswith("PARAMETER ")]
     assert ["temperature", "0.6"] in params and ["top_p", "0.95"] in params
     assert params[0][0] == "num_ctx"
+
+
+# --------------------------------------------------------------------------- docs/deploy.md
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "deploy.md"
+REFERENCE_PLANS = [
+    ["deepseek-r1-distill-qwen-1.5b", "--gpu", "l4"],
+    ["deepseek-r1-distill-qwen-32b", "--gpu", "h100-80gb:2"],
+    ["deepseek-r1", "--gpu", "h200:8"],
+    ["deepseek-r1", "--gpu", "h100-80gb:8", "--nodes", "2"],
+]
+
+
+def serve_values(run: Callable[..., Result], tmp_path: Path) -> dict[str, set[str]]:
+    """flag -> the values the reference plans' serve.sh files give it."""
+    values: dict[str, set[str]] = {}
+    for i, plan in enumerate(REFERENCE_PLANS):
+        out = tmp_path / f"plan{i}"
+        assert run("deploy", *plan, "--target", "vllm", "--out", str(out)).exit_code == 0
+        text = (out / "serve.sh").read_text().replace("\\\n", " ")
+        line = next(ln for ln in text.splitlines() if ln.lstrip().startswith("exec vllm serve"))
+        words = shlex.split(line)
+        for flag, value in zip(words, [*words[1:], ""], strict=True):
+            if flag.startswith("--") and not value.startswith("--"):
+                values.setdefault(flag, set()).add(value)
+    return values
+
+
+def test_deploy_doc_quotes_only_values_the_bundles_write(run: Callable[..., Result], tmp_path: Path) -> None:
+    """Before: the doc said `--gpu-memory-utilization` was 0.90 where every bundle wrote 0.92. A value
+    the table of docs/deploy.md quotes for a vLLM flag, as `(N)`, is one a reference bundle writes;
+    the generated table of every value (docs/generate.py) is checked by tests/test_docs.py."""
+    values = serve_values(run, tmp_path)
+    rows = [ln for ln in DOC.read_text().splitlines() if ln.startswith("| `--")]
+    assert rows, "docs/deploy.md has no table of where each number comes from"
+    for row in rows:
+        named, said = row.split(" | ")[0], " | ".join(row.split(" | ")[1:])
+        flags = re.findall(r"`(--[a-z-]+)`", named)
+        written = set().union(*(values.get(f, set()) for f in flags))
+        for number in re.findall(r"\((\d+(?:\.\d+)?)\)", said):
+            assert number in written, (
+                f"docs/deploy.md says {number} for {', '.join(flags)}; bundles write {sorted(written)}"
+            )
+    assert values["--gpu-memory-utilization"] and values["--max-num-seqs"]  # the parse found them
 
 
 # --------------------------------------------------------------------------- the writer itself
