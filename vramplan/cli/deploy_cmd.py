@@ -64,7 +64,12 @@ _RUNTIME_HELP = "; ".join(
     callback=not_blank("--out"),
     help="Folder for the files (default: ./deploy/<model>-<target>/).",
 )
-@click.option("--force", is_flag=True, help="Overwrite files that differ from the new ones.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the bundle in --out: overwrite files that differ, remove those the earlier bundle wrote "
+    "that this one does not (unless changed since).",
+)
 @click.option("--launch", is_flag=True, help="Start it: Ollama client, docker compose / serve.sh, kubectl.")
 @click.option(
     "--dry-run-first", is_flag=True, help="k8s --launch: kubectl apply --dry-run=client before applying."
