@@ -190,7 +190,9 @@ def k8s_values(files: dict[str, str]) -> tuple[str, str]:
     if probes:
         p = probes[0]
         minutes = f"{int(p['failureThreshold']) * int(p.get('periodSeconds', 10)) // 60}"
-    sizes = [r["storage"] for d in docs for r in _find(d, "requests") if isinstance(r, dict) and "storage" in r]
+    sizes = [
+        r["storage"] for d in docs for r in _find(d, "requests") if isinstance(r, dict) and "storage" in r
+    ]
     return minutes, str(sizes[0]) if sizes else "-"
 
 
@@ -208,7 +210,12 @@ def deploy_values() -> str:
         cells = [f"`{model} {' '.join(args)}`"]
         cells += [str(flags.get(f) or "-") for f in VLLM_FLAGS]
         lines.append("| " + " | ".join([*cells, minutes, cache]) + " |")
-    env_names = ["OLLAMA_NUM_PARALLEL", "OLLAMA_KV_CACHE_TYPE", "OLLAMA_LOAD_TIMEOUT", "OLLAMA_MAX_LOADED_MODELS"]
+    env_names = [
+        "OLLAMA_NUM_PARALLEL",
+        "OLLAMA_KV_CACHE_TYPE",
+        "OLLAMA_LOAD_TIMEOUT",
+        "OLLAMA_MAX_LOADED_MODELS",
+    ]
     params = ["num_ctx", "num_gpu", "temperature", "top_p"]
     head = ["plan", *[f"`{p}`" for p in params], *[f"`{e}`" for e in env_names]]
     lines += [
