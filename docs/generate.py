@@ -1,10 +1,13 @@
 """Regenerate the docs that are derived from the code: docs/cli.md (from --help), docs/models.md
-(from the catalog) and docs/gpus.md (from the GPU spec table). `python docs/generate.py` writes
-them; `--check` fails when they are stale (tests/test_docs.py runs that)."""
+(from the catalog), docs/gpus.md (from the GPU spec table), and the table of docs/deploy.md that
+shows the numbers the reference bundles hold (read back from the files `vramplan deploy` writes).
+`python docs/generate.py` writes them; `--check` fails when they are stale (tests/test_docs.py runs
+that)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -113,7 +116,140 @@ def gpus_reference() -> str:
     return "\n".join(lines)
 
 
+# The reference plans of docs/deploy.md (the golden bundles' plans, tests/test_deploy_golden.py).
+DEPLOY_PLANS: list[tuple[str, list[str]]] = [
+    ("deepseek-r1-distill-qwen-1.5b", ["--gpu", "l4"]),
+    ("deepseek-r1-distill-qwen-32b", ["--gpu", "h100-80gb:2"]),
+    ("deepseek-r1", ["--gpu", "h200:8"]),
+    ("deepseek-r1", ["--gpu", "h100-80gb:8", "--nodes", "2"]),
+]
+VLLM_FLAGS = [
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+    "--data-parallel-size",
+    "--max-model-len",
+    "--max-num-seqs",
+    "--max-num-batched-tokens",
+    "--gpu-memory-utilization",
+    "--kv-cache-dtype",
+    "--quantization",
+]
+
+
+def deploy_bundle(model: str, args: list[str]) -> dict[str, str]:
+    """The files `vramplan deploy MODEL ARGS` writes (name -> text), the record left out."""
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from vramplan.cli import cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bundle"
+        res = CliRunner().invoke(cli, ["deploy", model, *args, "--out", str(out)], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return {p.name: p.read_text(encoding="utf-8") for p in sorted(out.iterdir()) if p.name[0] != "."}
+
+
+def serve_flags(serve_sh: str) -> dict[str, str | None]:
+    """The flags of serve.sh's `vllm serve` command line (value None for a switch)."""
+    import shlex
+
+    text = serve_sh.replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.lstrip().startswith("exec vllm serve"))
+    words = shlex.split(line)
+    flags: dict[str, str | None] = {}
+    for i, w in enumerate(words):
+        if w.startswith("--"):
+            nxt = words[i + 1] if i + 1 < len(words) else "--"
+            flags[w] = None if nxt.startswith(("--", "$")) else nxt
+    return flags
+
+
+def _find(doc: object, key: str) -> list[object]:
+    """Every value under `key` anywhere in a parsed YAML document."""
+    found: list[object] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k == key:
+                found.append(v)
+            found += _find(v, key)
+    elif isinstance(doc, list):
+        for v in doc:
+            found += _find(v, key)
+    return found
+
+
+def k8s_values(files: dict[str, str]) -> tuple[str, str]:
+    """(the startup probe's budget in minutes, the model cache's size) of a Kubernetes bundle."""
+    import yaml
+
+    docs = [d for name, text in files.items() if name.endswith(".yaml") for d in yaml.safe_load_all(text)]
+    probes = [p for d in docs for p in _find(d, "startupProbe") if isinstance(p, dict)]
+    minutes = "-"
+    if probes:
+        p = probes[0]
+        minutes = f"{int(p['failureThreshold']) * int(p.get('periodSeconds', 10)) // 60}"
+    sizes = [
+        r["storage"] for d in docs for r in _find(d, "requests") if isinstance(r, dict) and "storage" in r
+    ]
+    return minutes, str(sizes[0]) if sizes else "-"
+
+
+def deploy_values() -> str:
+    """The numbers the reference bundles hold, read back from the rendered files."""
+    head = ["plan", *[f"`{f}`" for f in VLLM_FLAGS], "k8s startup probe (min)", "k8s model cache"]
+    lines = [
+        "vLLM, read back from `serve.sh` (the startup probe and the cache from the `k8s` bundle):\n",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    for model, args in DEPLOY_PLANS:
+        flags = serve_flags(deploy_bundle(model, ["--target", "vllm", *args])["serve.sh"])
+        minutes, cache = k8s_values(deploy_bundle(model, ["--target", "k8s", *args]))
+        cells = [f"`{model} {' '.join(args)}`"]
+        cells += [str(flags.get(f) or "-") for f in VLLM_FLAGS]
+        lines.append("| " + " | ".join([*cells, minutes, cache]) + " |")
+    env_names = [
+        "OLLAMA_NUM_PARALLEL",
+        "OLLAMA_KV_CACHE_TYPE",
+        "OLLAMA_LOAD_TIMEOUT",
+        "OLLAMA_MAX_LOADED_MODELS",
+    ]
+    params = ["num_ctx", "num_gpu", "temperature", "top_p"]
+    head = ["plan", *[f"`{p}`" for p in params], *[f"`{e}`" for e in env_names]]
+    lines += [
+        "",
+        "Ollama (`Modelfile` and `ollama.env`; the 671B at a 32768-token context, as Ollama runs it):\n",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    for model, args in DEPLOY_PLANS[:3]:
+        extra = ["--context", "32768"] if model == "deepseek-r1" else []
+        files = deploy_bundle(model, ["--target", "ollama", *args, *extra])
+        given = dict(ln.split()[1:3] for ln in files["Modelfile"].splitlines() if ln.startswith("PARAMETER "))
+        env = dict(ln.split("=", 1) for ln in files["ollama.env"].splitlines() if ln and ln[0] != "#")
+        cells = [f"`{model} {' '.join([*args, *extra])}`"]
+        cells += [given.get(p, "-") for p in params] + [env.get(e, "-") for e in env_names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 TARGETS = {"cli.md": cli_reference, "models.md": models_reference, "gpus.md": gpus_reference}
+# Parts of hand-written docs generated in place, between `<!-- generated: NAME -->` and
+# `<!-- end generated: NAME -->`.
+SECTIONS = {"deploy.md": {"deploy-values": deploy_values}}
+
+
+def fill_sections(text: str, sections: dict[str, Callable[[], str]], name: str) -> str:
+    for key, make in sections.items():
+        start, end = f"<!-- generated: {key} -->\n", f"<!-- end generated: {key} -->"
+        if start not in text or end not in text:
+            raise SystemExit(f"docs/{name} lacks the markers of its generated part {key!r}")
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        text = f"{before}{start}{make()}{end}{after}"
+    return text
 
 
 def main(argv: list[str]) -> int:
@@ -126,6 +262,15 @@ def main(argv: list[str]) -> int:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(name)
         else:
+            path.write_text(text, encoding="utf-8")
+    for name, sections in SECTIONS.items():
+        path = DOCS / name
+        old = path.read_text(encoding="utf-8")
+        text = fill_sections(old, sections, name)
+        if check:
+            if text != old:
+                stale.append(name)
+        elif text != old:
             path.write_text(text, encoding="utf-8")
     if stale:
         print(f"stale docs: {', '.join(stale)}; run `python docs/generate.py`", file=sys.stderr)

@@ -1,17 +1,29 @@
 """`deploy --target ollama --launch` against a stand-in Ollama server.
 
-No real Ollama server can run in CI (no GPU, no model downloads), so these tests start a small HTTP
-server on 127.0.0.1 in a thread that speaks Ollama's documented wire format (ollama docs/api.md):
-`GET /api/tags`, streamed `POST /api/pull` progress as NDJSON (`status`, `digest`, `total`,
-`completed`, and an `{"error": ...}` line on failure), `POST /api/create` with `from` and
-`parameters`, `POST /api/generate` and `GET /api/ps`. The real `ollama` Python client talks to it,
-so what is tested is vramplan's use of the client: the progress bar, the derived model, the smoke test
-and every error path (server down, model missing, pull interrupted, load failure).
+No real Ollama server can run in CI (no GPU, no model downloads), so these tests start a fake: a small
+HTTP server on 127.0.0.1 in a thread. It is a fake, but it answers as a real server does: its responses
+copy the shapes of Ollama's documented examples (ollama docs/api.md: "List Local Models", "Pull a
+Model", "Create a Model", "Generate a completion", "List Running Models") and the fields of the Go types
+the server encodes (ollama api/types.go `ProcessModelResponse`: `name`, `model`, `size`, `digest`,
+`details`, `expires_at` as RFC 3339 with nanoseconds, `size_vram`, and `context_length` since
+ollama 0.9.7, PR #11331). Like the real server it keeps models under their full names and reports them
+as `model.ParseName(name).DisplayShortest()` (server/routes.go `PsHandler`, types/model/name.go): a
+model created as `x` is listed as `x:latest`. Streamed `POST /api/pull` progress is NDJSON (`status`,
+`digest`, `total`, `completed`, and an `{"error": ...}` line on failure).
+
+The real `ollama` Python client talks to it, so what is tested is vramplan's use of the client: the
+progress bar, the derived model, the smoke test, the loaded context against the plan, and every error
+path (server down, model missing, pull interrupted, load failure). One test runs the launch with the
+oldest `ollama` client pyproject.toml allows, when one is installed apart (VRAMPLAN_OLLAMA_OLDEST).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +34,41 @@ import pytest
 from click.testing import Result
 
 MiB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [("sha256:" + "a1" * 32, 1100 * MiB), ("sha256:" + "b2" * 32, 1 * MiB)]
+
+
+# ollama types/model/name.go: the defaults a bare name is completed with
+DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
+
+
+def shortest(name: str) -> str:
+    """What the real server shows for a model name (`ParseName(name).DisplayShortest()`): the tag
+    always, the host and namespace only where they are not the defaults. Written here from the Go
+    source's rules, apart from the code under test."""
+    tag = DEFAULT_TAG
+    if name.rfind(":") > name.rfind("/"):
+        name, tag = name.rsplit(":", 1)
+    parts = name.split("/")
+    model = parts[-1]
+    namespace = parts[-2] if len(parts) > 1 else DEFAULT_NAMESPACE
+    host = "/".join(parts[:-2]) if len(parts) > 2 else DEFAULT_HOST
+    if host.lower() != DEFAULT_HOST:
+        return f"{host}/{namespace}/{model}:{tag}"
+    if namespace.lower() != DEFAULT_NAMESPACE:
+        return f"{namespace}/{model}:{tag}"
+    return f"{model}:{tag}"
+
+
+# `details` as the real server fills it (docs/api.md "List Local Models", the deepseek-r1 entry)
+DETAILS = {
+    "parent_model": "",
+    "format": "gguf",
+    "family": "qwen2",
+    "families": ["qwen2"],
+    "parameter_size": "1.8B",
+    "quantization_level": "Q4_K_M",
+}
 
 
 class FakeOllama(ThreadingHTTPServer):
@@ -33,12 +79,19 @@ class FakeOllama(ThreadingHTTPServer):
         self.pull_mode = "ok"  # ok | missing | interrupted | truncated
         self.generate_error: str | None = None
         self.requests: list[tuple[str, str, Any]] = []
-        self.created: dict[str, Any] = {}
+        self.created: dict[str, Any] = {}  # the request bodies, by the name the client sent
+        self.loaded: list[str] = []  # models a generate loaded, as the server names them
         self.context_length = 4096
+        self.ps_lists_loaded = True  # False: /api/ps lists nothing (the model was unloaded)
 
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.server_address[1]}"
+
+    def find(self, name: str) -> str | None:
+        """The created model `name` refers to, compared as the server does (names are case-insensitive)."""
+        want = shortest(name).lower()
+        return next((n for n in self.created if shortest(n).lower() == want), None)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -51,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, code: int, doc: Any) -> None:
         body = json.dumps(doc).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -63,20 +116,33 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.requests.append(("GET", self.path, None))
         if self.path == "/api/tags":
-            self._json(200, {"models": []})
+            # docs/api.md "List Local Models"
+            models = [
+                {
+                    "name": shortest(name),
+                    "model": shortest(name),
+                    "modified_at": "2026-01-01T08:06:48.639712648-07:00",
+                    "size": 1117320736,
+                    "digest": "a42b25d8c10a841bd24724309898ae851466696a7d7f3a0a408b895538ccbc96",
+                    "details": DETAILS,
+                }
+                for name in self.server.created
+            ]
+            self._json(200, {"models": models})
         elif self.path == "/api/ps":
+            # docs/api.md "List Running Models", with api/types.go's context_length
             models = [
                 {
                     "name": name,
                     "model": name,
                     "size": 2 * 1024 * MiB,
+                    "digest": "a42b25d8c10a841bd24724309898ae851466696a7d7f3a0a408b895538ccbc96",
+                    "details": DETAILS,
+                    "expires_at": "2026-01-01T14:38:31.83753-07:00",
                     "size_vram": 2 * 1024 * MiB,
-                    "digest": "c3" * 32,
                     "context_length": self.server.context_length,
-                    "expires_at": "2026-01-01T00:00:00Z",
-                    "details": {"format": "gguf", "family": "qwen2"},
                 }
-                for name in self.server.created
+                for name in (self.server.loaded if self.server.ps_lists_loaded else [])
             ]
             self._json(200, {"models": models})
         else:
@@ -96,20 +162,25 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/api/generate":
             if self.server.generate_error:
                 self._json(500, {"error": self.server.generate_error})
-            elif body["model"] not in self.server.created:
+            elif (found := self.server.find(body["model"])) is None:
                 self._json(404, {"error": f"model '{body['model']}' not found"})
             else:
+                if shortest(found) not in self.server.loaded:
+                    self.server.loaded.append(shortest(found))
                 self._json(
                     200,
                     {
+                        # docs/api.md "Generate a completion", "No streaming"
                         "model": body["model"],
-                        "created_at": "2026-01-01T00:00:00Z",
+                        "created_at": "2026-01-01T19:22:45.499127Z",
                         "response": "<think>\n7 times 6 is 42.\n</think>\n\n42",
                         "done": True,
                         "done_reason": "stop",
+                        "context": [1, 2, 3],
                         "total_duration": 2_000_000_000,
                         "load_duration": 1_000_000_000,
                         "prompt_eval_count": 14,
+                        "prompt_eval_duration": 130_079_000,
                         "eval_count": 20,
                         "eval_duration": 500_000_000,
                     },
@@ -137,6 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             lines += [
                 {"status": "verifying sha256 digest"},
                 {"status": "writing manifest"},
+                {"status": "removing any unused layers"},
                 {"status": "success"},
             ]
         payload = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
@@ -198,7 +270,8 @@ def test_launch_pulls_creates_and_smoke_tests(
     assert "pulling manifest" in out and "verifying sha256 digest" in out and "success" in out
     assert f"Ollama server at {server.host}: answering" in out
     name = "deepseek-r1-distill-qwen-1.5b-ctx4096"
-    assert f"created {name} from deepseek-r1:1.5b (num_ctx 4096)" in out
+    created = f"created {name} from deepseek-r1:1.5b (num_ctx 4096, temperature 0.6, top_p 0.95)"
+    assert created in " ".join(out.split())  # one line, wrapped at 100 columns
     assert "smoke test: answered with 20 tokens, 40.0 tokens/s" in out
     assert "loaded: context 4096, 2.00 GiB in VRAM" in out
     assert f"chat with it: ollama run {name}" in out
@@ -206,7 +279,8 @@ def test_launch_pulls_creates_and_smoke_tests(
     pulls = [b for m, p, b in server.requests if p == "/api/pull"]
     assert pulls[0]["model"] == "deepseek-r1:1.5b" and pulls[0]["stream"] is True
     assert server.created[name]["from"] == "deepseek-r1:1.5b"
-    assert server.created[name]["parameters"] == {"num_ctx": 4096}
+    # the Modelfile's parameters: the plan's context and DeepSeek's recommended sampling
+    assert server.created[name]["parameters"] == {"num_ctx": 4096, "temperature": 0.6, "top_p": 0.95}
     (gen,) = [b for m, p, b in server.requests if p == "/api/generate"]
     assert gen["model"] == name and gen["options"]["num_predict"] == 48
 
@@ -299,3 +373,107 @@ def test_model_fails_to_load(run: Callable[..., Result], tmp_path: Path, server:
         "Error: deepseek-r1-distill-qwen-1.5b-ctx4096 did not answer: timed out waiting for llama runner"
     )
     assert "OLLAMA_LOAD_TIMEOUT" in line
+
+
+def test_loaded_model_is_found_under_its_tagged_name(
+    run: Callable[..., Result], tmp_path: Path, server: FakeOllama
+) -> None:
+    """The client creates `NAME`; the server lists it as `NAME:latest`. Before the fix the names were
+    compared as written, so the loaded context was never compared with the plan's."""
+    res = launch(run, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert server.loaded == ["deepseek-r1-distill-qwen-1.5b-ctx4096:latest"]
+    assert "loaded: context 4096, 2.00 GiB in VRAM (the plan: context 4096," in res.output
+    assert "warning" not in res.output
+
+
+def test_launch_says_when_the_loaded_model_is_not_listed(
+    run: Callable[..., Result], tmp_path: Path, server: FakeOllama
+) -> None:
+    server.ps_lists_loaded = False  # unloaded at once, e.g. OLLAMA_KEEP_ALIVE=0
+    res = launch(run, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert (
+        "warning: the server's running models (/api/ps) do not list deepseek-r1-distill-qwen-1.5b-ctx4096; "
+        "its context could not be compared with the plan's"
+    ) in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("deepseek-r1:1.5b", "deepseek-r1:1.5b"),
+        ("deepseek-r1-distill-qwen-1.5b-ctx4096", "deepseek-r1-distill-qwen-1.5b-ctx4096:latest"),
+        ("library/deepseek-r1", "deepseek-r1:latest"),
+        ("registry.ollama.ai/library/deepseek-r1:7b", "deepseek-r1:7b"),
+        ("me/r1", "me/r1:latest"),
+        ("hf.co/unsloth/DeepSeek-R1-GGUF:UD-IQ1_S", "hf.co/unsloth/DeepSeek-R1-GGUF:UD-IQ1_S"),
+        ("localhost:5000/me/r1", "localhost:5000/me/r1:latest"),
+    ],
+)
+def test_names_compare_as_the_server_shows_them(name: str, shown: str) -> None:
+    from vramplan.deploy.ollama import name_key
+
+    assert shortest(name) == shown  # the fake's own reading of ollama types/model/name.go
+    assert name_key(name) == name_key(shown) == shown.lower()
+
+
+# --------------------------------------------------------------------------- the oldest client
+
+OLDEST = os.environ.get("VRAMPLAN_OLLAMA_OLDEST", "")
+
+
+def ollama_lower_bound() -> str:
+    found = re.search(r'"ollama>=([0-9][0-9.]*)"', (ROOT / "pyproject.toml").read_text())
+    assert found, "pyproject.toml names no ollama lower bound"
+    return found[1]
+
+
+def test_ollama_lower_bound_has_every_field_used() -> None:
+    """ollama-python added `ProcessResponse.Model.context_length` in commit b23d79d (PR #538, first
+    released in v0.5.2); before it `m.context_length` raised AttributeError after pull and create."""
+    bound = tuple(int(x) for x in ollama_lower_bound().split("."))
+    assert bound >= (0, 5, 2)
+
+
+@pytest.mark.skipif(
+    not OLDEST,
+    reason="VRAMPLAN_OLLAMA_OLDEST names no folder with the oldest allowed client "
+    "(pip install --no-deps --target DIR ollama==<pyproject's lower bound>)",
+)
+def test_launch_with_the_oldest_client_allowed(tmp_path: Path, server: FakeOllama) -> None:
+    """The whole launch, in a subprocess that imports the oldest `ollama` client pyproject.toml
+    allows (installed apart, with this environment's httpx and pydantic)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([OLDEST, str(ROOT)]), "OLLAMA_HOST": server.host}
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.metadata as m, ollama; print(m.version('ollama'), ollama.__file__)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    version, where = probe.stdout.split()
+    assert version == ollama_lower_bound()
+    assert Path(where).resolve().is_relative_to(Path(OLDEST).resolve())
+    argv = [
+        "deploy",
+        "r1-1.5b",
+        "--target",
+        "ollama",
+        "--gpu",
+        "l4",
+        "--out",
+        str(tmp_path / "b"),
+        "--launch",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "vramplan", *argv], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "smoke test: answered with 20 tokens" in out
+    assert "loaded: context 4096, 2.00 GiB in VRAM" in out

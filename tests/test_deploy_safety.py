@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -238,6 +239,7 @@ def test_existing_files_are_kept_without_force(run: Callable[..., Result], tmp_p
     assert res.exit_code == 0
     assert "--max-model-len 8192" in serve.read_text()
     assert sorted(p.name for p in out.iterdir()) == [
+        ".vramplan-bundle",
         "README.md",
         "docker-compose.yaml",
         "serve.sh",
@@ -494,3 +496,31 @@ def test_partial_offload_writes_num_gpu(run: Callable[..., Result], tmp_path: Pa
     )
     assert res.exit_code == 0, res.output
     assert "PARAMETER num_gpu 40\n" in (tmp_path / "b" / "Modelfile").read_text()
+
+
+# --------------------------------------------------------------------------- the printed start hint
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["r1-1.5b", "--target", "ollama", "--gpu", "l4"], lambda out: [str(out / "run.sh")]),
+        (["r1-32b", "--target", "vllm", "--gpu", "h100:2"], lambda out: ["cd", str(out)]),
+        (
+            ["r1", "--target", "vllm", "--gpu", "h100:8", "--nodes", "2"],
+            lambda out: ["NODE_RANK=<rank>", "HEAD_ADDR=<head", "address>", str(out / "serve.sh")],
+        ),
+        (["r1-32b", "--target", "k8s", "--gpu", "h100:2"], lambda out: ["kubectl", "apply", "-f", str(out)]),
+    ],
+    ids=["ollama", "vllm", "vllm-multi-node", "k8s"],
+)
+def test_start_hint_is_shell_quoted(
+    run: Callable[..., Result], tmp_path: Path, args: list[str], command: Callable[[Path], list[str]]
+) -> None:
+    """Before: `start: kubectl apply -f /tmp/my bundle/it's $HOME`, which a shell splits and expands."""
+    out = tmp_path / "my bundle" / "it's $HOME; `id`"
+    res = deploy(run, out, *args)
+    assert res.exit_code == 0, res.output
+    (hint,) = [ln.removeprefix("start: ") for ln in res.stdout.splitlines() if ln.startswith("start: ")]
+    first = hint.removeprefix("on each node: ").split("   (or ")[0].split(" && ")[0]
+    assert shlex.split(first) == command(out)

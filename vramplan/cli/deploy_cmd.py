@@ -64,7 +64,12 @@ _RUNTIME_HELP = "; ".join(
     callback=not_blank("--out"),
     help="Folder for the files (default: ./deploy/<model>-<target>/).",
 )
-@click.option("--force", is_flag=True, help="Overwrite files that differ from the new ones.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the bundle in --out: overwrite files that differ, remove those the earlier bundle wrote "
+    "that this one does not (unless changed since).",
+)
 @click.option("--launch", is_flag=True, help="Start it: Ollama client, docker compose / serve.sh, kubectl.")
 @click.option(
     "--dry-run-first", is_flag=True, help="k8s --launch: kubectl apply --dry-run=client before applying."
@@ -124,10 +129,11 @@ def deploy(
     machine = None if choices.gpu else probe()
     folder = Path(out) if out is not None else None
     bundle = dep.prepare(catalog_from(ctx), choices, machine, target, out=folder, served_name=served_name)
-    files = dep.write(bundle, force=force)
+    written = dep.write(bundle, force=force, command=_command_line(ctx))
+    files = written.files
     out_console = Console(file=sys.stderr, highlight=False) if as_json else console()
     if not as_json:
-        report.print_written(bundle, files, out_console)
+        report.print_written(bundle, written, out_console)
     launched = False
     if launch:
         import gc
@@ -139,4 +145,31 @@ def deploy(
         run_launch(bundle, out_console, dry_run_first=dry_run_first)
         launched = True
     if as_json:
-        print_json(report.deploy_json(bundle, files, launched))
+        print_json(report.deploy_json(bundle, files, launched, written.removed))
+
+
+def _command_line(ctx: click.Context) -> list[str]:
+    """The `vramplan deploy ...` command as the user gave it (the arguments and options named, not
+    the defaults), for the bundle's record."""
+    from click.core import ParameterSource
+
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    args = ["vramplan"]
+    root = ctx.find_root()
+    for path in root.params.get("catalogs") or ():
+        args += ["--catalog", str(path)]
+    args.append(ctx.info_name or "deploy")
+    for p in ctx.command.params:
+        if p.name is None or ctx.get_parameter_source(p.name) not in given:
+            continue
+        value = ctx.params.get(p.name)
+        if isinstance(p, click.Argument):
+            args.append(str(value))
+            continue
+        flag = next((o for o in p.opts if o.startswith("--")), p.opts[0])
+        if isinstance(p, click.Option) and p.is_flag:
+            if value:
+                args.append(flag)
+        elif value is not None:
+            args += [flag, str(value)]
+    return args

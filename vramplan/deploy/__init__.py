@@ -2,7 +2,8 @@
 
     prepare(...)  -> Bundle    the plan (deploy.plan, with the settings of the runtime the target runs),
                                rendered from templates/<target>/ (deploy.render)
-    write(bundle) -> [Path]    atomic writes into --out, never over a different file without --force
+    write(bundle) -> Written   atomic writes into --out, never over a different file without --force;
+                               a record of the files lets --force replace an earlier bundle whole
     launch(bundle, ...)        the target's own launch (deploy.launch): Ollama through its Python
                                client, vLLM through docker compose or serve.sh, Kubernetes through kubectl
 
@@ -15,14 +16,19 @@ jinja2, ollama and rich are imported inside the functions that use them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vramplan.catalog import Catalog
 from vramplan.deploy.plan import DeployPlan, make_plan
 from vramplan.deploy.render import RenderedFile, render
 from vramplan.hardware import Machine
 from vramplan.request import Choices
+
+if TYPE_CHECKING:
+    from vramplan.deploy.writer import Written
 
 __all__ = ["Bundle", "DeployPlan", "default_out", "prepare", "write"]
 
@@ -69,7 +75,13 @@ def prepare(
     return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan)))
 
 
-def write(bundle: Bundle, force: bool = False) -> list[Path]:
+def write(bundle: Bundle, force: bool = False, command: Sequence[str] = ()) -> Written:
+    """Write the bundle into its folder, with its record (the files, the vramplan version and
+    `command`, the command line that made it); with `force`, replace the bundle written there before
+    (deploy.writer)."""
+    from vramplan import __version__
     from vramplan.deploy.writer import write_files
 
-    return write_files(bundle.out, bundle.files, force)
+    return write_files(
+        bundle.out, bundle.files, force, version=__version__, command=command, target=bundle.plan.target
+    )

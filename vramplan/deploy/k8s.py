@@ -3,6 +3,7 @@ nodes) or Ollama (with --runtime ollama), applied with kubectl."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
 
 
 def start_hint(plan: DeployPlan, out: Path) -> str:
-    return f"kubectl apply -f {out}"
+    return f"kubectl apply -f {shlex.quote(str(out))}"
 
 
 def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError, PlanError, RenderError
@@ -39,6 +41,13 @@ SMOKE_TOKENS = 48
 OLLAMA_LOAD_DEFAULT_MIN = 5
 OLLAMA_LOAD_BYTES_PER_S = GiB // 4
 
+# DeepSeek's recommended sampling for the R1 series, distills included: "Set the temperature within
+# the range of 0.5-0.7 (0.6 is recommended)" (Usage Recommendations) and "a temperature of 0.6, a top-p
+# value of 0.95" (Evaluation Results), the DeepSeek-R1 model card on Hugging Face
+# (huggingface.co/deepseek-ai/DeepSeek-R1); the DeepSeek-R1-0528 card evaluates with the same two.
+R1_TEMPERATURE = 0.6
+R1_TOP_P = 0.95
+
 # vramplan's KV dtype -> OLLAMA_KV_CACHE_TYPE (ollama docs/faq: f16, q8_0, q4_0).
 _OLLAMA_KV = {KVDtype.FP16: "f16", KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}
 
@@ -61,6 +70,8 @@ class OllamaSettings:
     load_timeout: str | None  # OLLAMA_LOAD_TIMEOUT
     max_loaded_models: int | None  # OLLAMA_MAX_LOADED_MODELS
     gpu_layers: int | None  # PARAMETER num_gpu (partial offload only)
+    temperature: float | None = None  # PARAMETER temperature (DeepSeek's recommendation for R1 models)
+    top_p: float | None = None  # PARAMETER top_p
 
     @property
     def model(self) -> str:
@@ -88,10 +99,15 @@ class OllamaSettings:
         return env
 
     @property
-    def parameters(self) -> list[tuple[str, int]]:
-        params = [("num_ctx", self.context)]
+    def parameters(self) -> list[tuple[str, int | float]]:
+        """The Modelfile's PARAMETER lines, and what `--launch` creates the model with."""
+        params: list[tuple[str, int | float]] = [("num_ctx", self.context)]
         if self.gpu_layers is not None:
             params.append(("num_gpu", self.gpu_layers))
+        if self.temperature is not None:
+            params.append(("temperature", self.temperature))
+        if self.top_p is not None:
+            params.append(("top_p", self.top_p))
         return params
 
     def template_values(
@@ -105,6 +121,28 @@ def ollama_settings(plan: DeployPlan) -> OllamaSettings:
     if not isinstance(plan.settings, OllamaSettings):
         raise PlanError(f"a {plan.runtime.value} plan has no Ollama settings")
     return plan.settings
+
+
+def name_key(name: str) -> str:
+    """`name` as an Ollama server reports it in /api/tags and /api/ps, for comparing names: the
+    server shows `model.ParseName(name).DisplayShortest()` (ollama types/model/name.go, used by
+    server/routes.go PsHandler): the tag defaults to `latest`, and the default host and namespace
+    (`registry.ollama.ai/library/`) are left out. Ollama compares names case-insensitively."""
+    name = name.strip()
+    tag = "latest"
+    if name.rfind(":") > name.rfind("/"):  # a ':' before the last '/' belongs to a host's port
+        name, tag = name.rsplit(":", 1)
+    host, namespace, model = "", "", name
+    if "/" in name:
+        rest, model = name.rsplit("/", 1)
+        host, _, namespace = rest.rpartition("/")
+    if host.lower() not in ("", "registry.ollama.ai"):
+        shown = f"{host}/{namespace}/{model}"
+    elif namespace.lower() not in ("", "library"):
+        shown = f"{namespace}/{model}"
+    else:
+        shown = model
+    return f"{shown}:{tag or 'latest'}".lower()
 
 
 def check_name(name: str, what: str) -> str:
@@ -154,6 +192,9 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         load_timeout=f"{load_min}m" if load_min > OLLAMA_LOAD_DEFAULT_MIN else None,
         max_loaded_models=1 if vram and est.total_bytes > vram // 2 else None,  # no room for a second
         gpu_layers=gpu_layers,
+        # a model read from another source is not assumed to be an R1 model (as vLLM's reasoning parser)
+        temperature=R1_TEMPERATURE if req.variant.family in R1_FAMILIES else None,
+        top_p=R1_TOP_P if req.variant.family in R1_FAMILIES else None,
     )
 
 
@@ -167,7 +208,7 @@ def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
 
 
 def start_hint(plan: DeployPlan, out: Path) -> str:
-    return f"{out}/run.sh   (or vramplan deploy ... --launch)"
+    return f"{shlex.quote(str(out / 'run.sh'))}   (or vramplan deploy ... --launch)"
 
 
 def _ollama_host() -> str:
@@ -317,10 +358,17 @@ def smoke_test(client: Any, plan: DeployPlan, console: Console) -> None:
     seconds = (answer.eval_duration or 0) / 1e9
     rate = f", {tokens / seconds:.1f} tokens/s" if seconds > 0 else ""
     console.print(f"smoke test: answered with {tokens} tokens{rate}")
+    want = name_key(o.model)
     try:
-        loaded = [m for m in client.ps().models if o.model in (m.model, m.name)]
+        running = client.ps().models
     except (ollama.ResponseError, ConnectionError, httpx.HTTPError):
-        loaded = []
+        running = None
+    loaded = [m for m in running or () if want in (name_key(m.model or ""), name_key(m.name or ""))]
+    if running is not None and not loaded:
+        console.print(
+            f"warning: the server's running models (/api/ps) do not list {o.model}; "
+            "its context could not be compared with the plan's"
+        )
     if loaded:
         m = loaded[0]
         parts = []

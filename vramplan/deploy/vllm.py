@@ -3,6 +3,7 @@ flags, and the vLLM settings every target that runs vLLM (vllm, k8s) writes."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,8 +178,8 @@ def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
 
 def start_hint(plan: DeployPlan, out: Path) -> str:
     if plan.multi_node:
-        return f"on each node: NODE_RANK=<rank> HEAD_ADDR=<head address> {out}/serve.sh"
-    return f"cd {out} && docker compose up -d   (or ./serve.sh)"
+        return f"on each node: NODE_RANK=<rank> HEAD_ADDR=<head address> {shlex.quote(str(out / 'serve.sh'))}"
+    return f"cd {shlex.quote(str(out))} && docker compose up -d   (or ./serve.sh)"
 
 
 def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,20 +12,27 @@ from vramplan.report import gib
 
 if TYPE_CHECKING:
     from vramplan.deploy import Bundle
+    from vramplan.deploy.writer import Written
 
 
-def deploy_json(bundle: Bundle, files: list[Path], launched: bool) -> dict[str, Any]:
-    """The `deploy --json` document: {"target", "out", "files", "launched"}."""
-    return {
+def deploy_json(
+    bundle: Bundle, files: list[Path], launched: bool, removed: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """The `deploy --json` document: {"target", "out", "files", "launched"}, and "removed" (the files
+    of the bundle written there before that this one no longer writes) when --force removed some."""
+    doc: dict[str, Any] = {
         "target": bundle.plan.target,
         "out": str(bundle.out),
         "files": [str(p) for p in files],
         "launched": launched,
     }
+    if removed:
+        doc["removed"] = [str(p) for p in removed]
+    return doc
 
 
-def print_written(bundle: Bundle, files: list[Path], console: Console) -> None:
-    plan = bundle.plan
+def print_written(bundle: Bundle, written: Written, console: Console) -> None:
+    plan, files = bundle.plan, written.files
     where = "host RAM" if plan.cpu_only else f"{plan.nodes} node(s) x {plan.gpus_per_node} {plan.gpu_name}"
     console.print(
         f"{plan.model_id} {plan.quant} on {plan.runtime.value}: {plan.context} tokens x "
@@ -36,6 +44,14 @@ def print_written(bundle: Bundle, files: list[Path], console: Console) -> None:
     console.print(f"wrote {len(files)} files to {bundle.out}/:", markup=False, soft_wrap=True)
     for p in files:
         console.print(f"  {p.name}", markup=False, soft_wrap=True)
+    if written.removed:
+        names = ", ".join(p.name for p in written.removed)
+        console.print(
+            f"removed {names} of the bundle written there before (whatever was started from "
+            f"{'it' if len(written.removed) == 1 else 'them'} keeps running until you stop it)",
+            markup=False,
+            soft_wrap=True,
+        )
     from vramplan.deploy.targets import get_target
 
     hint = get_target(plan.target).start_hint(plan, bundle.out)
