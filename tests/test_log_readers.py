@@ -26,7 +26,7 @@ def test_one_reader_per_runtime() -> None:
 def test_each_reader_claims_the_real_logs_of_its_runtime(folder: str) -> None:
     index = yaml.safe_load((REAL / folder / "index.yaml").read_text(encoding="utf-8"))
     # a log that holds only its runner's llama.cpp lines is named with --runtime in its entry
-    logs = [REAL / folder / e["file"] for e in index if "--runtime" not in e["args"]]
+    logs = [REAL / folder / e["file"] for e in index if "--runtime" not in e["args"] and not e["held_out"]]
     assert logs
     for path in logs:
         text = path.read_text(encoding="utf-8", errors="replace")

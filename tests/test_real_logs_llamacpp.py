@@ -21,6 +21,8 @@ from vramplan.runtimes import Runtime
 REAL = Path(__file__).parent / "fixtures" / "logs" / "real" / "llamacpp"
 INDEX: list[dict[str, Any]] = yaml.safe_load((REAL / "index.yaml").read_text(encoding="utf-8"))
 INDEX_KEYS = {"file", "source", "runtime", "version", "model", "same_architecture", "gpu", "args", "held_out"}
+# the logs the rules were built on; the held-out ones are read by tests/test_corpus.py and the benchmark
+TUNED = [e for e in INDEX if not e["held_out"]]
 
 
 def _texts(bufs: tuple[Any, ...]) -> list[tuple[str, str]]:
@@ -370,11 +372,14 @@ CHECK_ERRORS: dict[str, str] = {}
 
 
 def test_the_index_lists_every_log_once_with_its_keys() -> None:
-    files = sorted(p.name for p in REAL.glob("*.log"))
-    assert sorted(e["file"] for e in INDEX) == files == sorted(EXPECTED)
-    for entry in INDEX:
-        assert set(entry) == INDEX_KEYS, entry["file"]
-        assert entry["runtime"] == "llama.cpp" and entry["held_out"] is False
+    # the held-out logs are read by tests/test_corpus.py and benchmarks/corpus.py only
+    held = {e["file"] for e in INDEX if e["held_out"]}
+    files = sorted(p.name for p in REAL.glob("*.log") if p.name not in held)
+    tuned = [e for e in INDEX if not e["held_out"]]
+    assert sorted(e["file"] for e in tuned) == files == sorted(EXPECTED)
+    for entry in tuned:
+        assert set(entry) - {"misses"} == INDEX_KEYS, entry["file"]
+        assert entry["runtime"] == "llama.cpp"
         header = (REAL / entry["file"]).read_text(encoding="utf-8").splitlines()[:6]
         assert [h.split(":")[0] for h in header] == [
             "# source", "# runtime", "# gpu", "# model", "# settings", "# inferred",
@@ -422,7 +427,7 @@ def test_a_repack_buffer_is_kept_apart_from_the_mapped_file(parsed: dict[str, Pa
     assert any("AMX holds 17.8 GiB" in n for n in p.notes)
 
 
-@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+@pytest.mark.parametrize("entry", TUNED, ids=[e["file"] for e in TUNED])
 def test_check_gives_a_comparison(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     result = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
     if entry["file"] in CHECK_ERRORS:

@@ -25,6 +25,8 @@ from vramplan.runtimes import Runtime
 DIR = Path(__file__).parent / "fixtures" / "logs" / "real" / "ollama"
 INDEX = yaml.safe_load((DIR / "index.yaml").read_text(encoding="utf-8"))
 KEYS = ["file", "source", "runtime", "version", "model", "same_architecture", "gpu", "args", "held_out"]
+# the logs the rules were built on; the held-out ones are read by tests/test_corpus.py and the benchmark
+TUNED = [e for e in INDEX if not e["held_out"]]
 
 
 def b(value: float, unit: int) -> int:
@@ -220,11 +222,14 @@ def read(name: str) -> ParsedLog:
 
 
 def test_index_lists_every_log_with_exactly_its_keys() -> None:
-    assert sorted(e["file"] for e in INDEX) == sorted(p.name for p in DIR.glob("*.log"))
-    assert sorted(EXPECTED) == sorted(e["file"] for e in INDEX)
-    for e in INDEX:
-        assert list(e) == KEYS, e["file"]
-        assert e["runtime"] == "ollama" and e["held_out"] is False
+    # the held-out logs are read by tests/test_corpus.py and benchmarks/corpus.py only
+    held = {e["file"] for e in INDEX if e["held_out"]}
+    tuned = [e for e in INDEX if not e["held_out"]]
+    assert sorted(e["file"] for e in tuned) == sorted(p.name for p in DIR.glob("*.log") if p.name not in held)
+    assert sorted(EXPECTED) == sorted(e["file"] for e in tuned)
+    for e in tuned:
+        assert [k for k in e if k != "misses"] == KEYS, e["file"]
+        assert e["runtime"] == "ollama"
         head = (DIR / e["file"]).read_text(encoding="utf-8").splitlines()
         assert head[0] == f"# source: {e['source']}"
         for field in ("runtime", "gpu", "model", "settings", "inferred"):
@@ -264,7 +269,7 @@ def test_a_planner_log_without_a_context_says_where_the_context_is() -> None:
     assert any("up to v0.6.0" in n for n in p.notes)
 
 
-@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+@pytest.mark.parametrize("entry", TUNED, ids=[e["file"] for e in TUNED])
 def test_check_compares_every_log(entry: dict[str, object], run: Callable[..., Result]) -> None:
     args = [str(a) for a in entry["args"]]  # type: ignore[attr-defined]
     result = run("check", str(DIR / str(entry["file"])), *args, "--json")

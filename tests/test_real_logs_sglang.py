@@ -20,6 +20,8 @@ from vramplan.runtimes import Runtime
 
 REAL = Path(__file__).parent / "fixtures" / "logs" / "real" / "sglang"
 INDEX: list[dict[str, Any]] = yaml.safe_load((REAL / "index.yaml").read_text())
+# the logs the rules were built on; the held-out ones are read by tests/test_corpus.py and the benchmark
+TUNED = [e for e in INDEX if not e["held_out"]]
 
 
 def gb(value: float) -> int:
@@ -31,11 +33,15 @@ def per_rank(bufs: tuple[Any, ...]) -> list[tuple[str, int]]:
 
 
 def test_index_lists_every_log_once() -> None:
-    names = [e["file"] for e in INDEX]
-    assert sorted(names) == sorted(p.name for p in REAL.glob("*.log"))
+    # the held-out logs are read by tests/test_corpus.py and benchmarks/corpus.py only
+    tuned = [e for e in INDEX if not e["held_out"]]
+    held = {e["file"] for e in INDEX if e["held_out"]}
+    assert sorted(e["file"] for e in tuned) == sorted(
+        p.name for p in REAL.glob("*.log") if p.name not in held
+    )
     keys = {"file", "source", "runtime", "version", "model", "same_architecture", "gpu", "args", "held_out"}
-    for e in INDEX:
-        assert set(e) == keys and e["runtime"] == "sglang" and e["held_out"] is False
+    for e in tuned:
+        assert set(e) - {"misses"} == keys and e["runtime"] == "sglang"
         header = (REAL / e["file"]).read_text().splitlines()[0]
         assert header == f"# source: {e['source']}"
 
@@ -277,7 +283,7 @@ def test_eagle3_draft_lines_after_the_target_model_are_not_its_figures() -> None
     assert per_rank(p.avail_before_weights) == [("TP0", gb(78.50))]
 
 
-@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+@pytest.mark.parametrize("entry", TUNED, ids=[e["file"] for e in TUNED])
 def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     r = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
     assert r.exit_code == 0, r.output

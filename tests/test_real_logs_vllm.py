@@ -26,6 +26,8 @@ from vramplan.runtimes import Runtime
 REAL = Path(__file__).parent / "fixtures" / "logs" / "real" / "vllm"
 INDEX: list[dict[str, Any]] = yaml.safe_load((REAL / "index.yaml").read_text())
 HEADER_KEYS = ("source", "runtime", "gpu", "model", "settings", "inferred")
+# the logs the rules were built on; the held-out ones are read by tests/test_corpus.py and the benchmark
+TUNED = [e for e in INDEX if not e["held_out"]]
 
 
 def gib(text: str) -> int:
@@ -51,16 +53,19 @@ def parsed(name: str) -> ParsedLog:
 
 
 def test_index_lists_every_log_once_with_its_keys() -> None:
-    files = sorted(p.name for p in REAL.glob("*.log"))
-    assert sorted(e["file"] for e in INDEX) == files
+    # the held-out logs are read by tests/test_corpus.py and benchmarks/corpus.py only
+    held = {e["file"] for e in INDEX if e["held_out"]}
+    files = sorted(p.name for p in REAL.glob("*.log") if p.name not in held)
+    tuned = [e for e in INDEX if not e["held_out"]]
+    assert sorted(e["file"] for e in tuned) == files
     keys = {"file", "source", "runtime", "version", "model", "same_architecture", "gpu", "args", "held_out"}
-    for e in INDEX:
-        assert set(e) == keys, e["file"]
-        assert e["runtime"] == "vllm" and e["held_out"] is False
+    for e in tuned:
+        assert set(e) - {"misses"} == keys, e["file"]
+        assert e["runtime"] == "vllm"
         assert e["source"].startswith("https://github.com/")
 
 
-@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+@pytest.mark.parametrize("entry", TUNED, ids=[e["file"] for e in TUNED])
 def test_header_names_source_and_inferences(entry: dict[str, Any]) -> None:
     h = header(entry["file"])
     assert tuple(h) == HEADER_KEYS
@@ -70,7 +75,7 @@ def test_header_names_source_and_inferences(entry: dict[str, Any]) -> None:
     assert parsed(entry["file"]).version == entry["version"]
 
 
-@pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
+@pytest.mark.parametrize("entry", TUNED, ids=[e["file"] for e in TUNED])
 def test_check_compares_every_log(entry: dict[str, Any], run: Callable[..., Result]) -> None:
     res = run("check", str(REAL / entry["file"]), *entry["args"], "--json")
     assert res.exit_code == 0, res.output
