@@ -50,3 +50,24 @@ def test_a_restarted_log_is_cut_to_the_last_startup_by_the_readers_lines() -> No
     )
     assert [b.figure.text for b in parsed.weights] == ["2000.00 MiB"]
     assert any("2 startups" in n for n in parsed.notes)
+
+
+def test_each_reader_maps_its_kv_cache_names() -> None:
+    from vramplan.precision import KVDtype
+
+    ggml = (
+        REAL
+        / "llamacpp"
+        / "llama-server_qwen2.5-coder-32b_rx7900xtx-rocm-ctk-q8_0_ctx32768_b45xx-excerpt.log"
+    )
+    p = parse_log(ggml.read_text(encoding="utf-8"))
+    assert (p.settings.type_k, p.settings.kv_dtype) == ("q8_0", KVDtype.Q8_0)
+    vllm = REAL / "vllm" / "v0101_qwen2_7b_2x_a100_80gb_tp2_util05.log"
+    p = parse_log(vllm.read_text(encoding="utf-8"))
+    assert (p.settings.kv_cache_dtype, p.settings.kv_dtype) == ("auto", KVDtype.AUTO)
+    line = "llama_kv_cache_init:      CUDA0 KV buffer size =   100.00 MiB\n"
+    unknown = (
+        "llama_kv_cache_init: kv_size = 4096, offload = 1, type_k = 'q5_1', type_v = 'q5_1', n_layer = 28\n"
+    )
+    p = parse_log(unknown + line)
+    assert (p.settings.type_k, p.settings.kv_dtype) == ("q5_1", None)  # check names it as not modelled

@@ -28,7 +28,15 @@ from vramplan.errors import PlanError
 from vramplan.estimate import Estimate, Request, _layer_bytes, _weights_key, estimate
 from vramplan.hardware import GPUChoice, GPUSpec, Machine, ProbedGPU, spec_for_nvml_name
 from vramplan.logs.identify import Identified, identify
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings
+from vramplan.logs.types import (
+    GGML_KV_TYPES,
+    TORCH_KV_TYPES,
+    Buffer,
+    Figure,
+    ParsedLog,
+    Settings,
+    ggml_kv_dtype,
+)
 from vramplan.precision import KVDtype
 from vramplan.request import Choices, build_request
 from vramplan.runtimes import BatchShape, Device, KVLayout, RunSettings, Runtime, rules_for
@@ -80,35 +88,23 @@ class CheckResult:
 
 # ------------------------------------------------------------------------------------------ request
 
-_GGML_KV = {"f16": KVDtype.FP16, "bf16": KVDtype.BF16, "q8_0": KVDtype.Q8_0, "q4_0": KVDtype.Q4_0}
-_TORCH_KV = {
-    "auto": KVDtype.AUTO,
-    "fp8": KVDtype.FP8,
-    "fp8_e4m3": KVDtype.FP8,
-    "fp8_e5m2": KVDtype.FP8,
-    "bf16": KVDtype.BF16,
-    "bfloat16": KVDtype.BF16,
-    "fp16": KVDtype.FP16,
-    "float16": KVDtype.FP16,
-    "half": KVDtype.FP16,
-}
-
 
 def _kv_dtype(log: ParsedLog, notes: list[str]) -> KVDtype:
+    """The log's KV cache type, as its reader mapped it (`Settings.kv_dtype`); the runtime's default
+    when the log states none; an error for a type vramplan does not model."""
     s = log.settings
-    if log.runtime.is_ggml:
-        t = (s.type_k or "f16").lower()
-        if t not in _GGML_KV:
-            raise PlanError(
-                f"the log's KV cache type {t!r} is not one vramplan models (f16, bf16, q8_0, q4_0)"
-            )
-        if s.type_v and s.type_v.lower() != t and not s.v_cache_empty:
-            notes.append(f"K cache {t} and V cache {s.type_v}: the estimate uses {t} for both")
-        return _GGML_KV[t]
-    t = (s.kv_cache_dtype or "auto").lower().replace("torch.", "")
-    if t not in _TORCH_KV:
-        raise PlanError(f"the log's kv_cache_dtype {t!r} is not one vramplan models (auto, fp8, bf16, fp16)")
-    return _TORCH_KV[t]
+    ggml = log.runtime.is_ggml
+    stated = s.type_k if ggml else s.kv_cache_dtype
+    if stated is not None and s.kv_dtype is None:
+        known = ", ".join(GGML_KV_TYPES if ggml else TORCH_KV_TYPES)
+        what = "KV cache type" if ggml else "kv_cache_dtype"
+        raise PlanError(f"the log's {what} {stated.lower()!r} is not one vramplan models ({known})")
+    dtype = s.kv_dtype or (KVDtype.FP16 if ggml else KVDtype.AUTO)
+    if ggml and s.type_v and ggml_kv_dtype(s.type_v) is not dtype and not s.v_cache_empty:
+        notes.append(
+            f"K cache {stated or 'f16'} and V cache {s.type_v}: the estimate uses {stated or 'f16'} for both"
+        )
+    return dtype
 
 
 def _gpu_devices(log: ParsedLog) -> list[str]:

@@ -47,8 +47,9 @@ class LogReader(Protocol):
       cut a log that holds several startups to the last one with memory lines;
     - `keep(line)`: a line before the chosen startup that still holds for it (Ollama's server lines);
     - `parse(text)`: the settings and allocations of one startup, as a `ParsedLog`. Settings are typed
-      (`Settings`: ints, floats, bools); names of the runtime's own (cache types, dtypes) stay as printed
-      and are mapped to vramplan's types in one place (check's KV dtype table)."""
+      (`Settings`: ints, floats, bools); the runtime's own names are kept as printed and mapped to
+      vramplan's types inside the reader (the KV cache type: `Settings.kv_dtype`, from ggml's cache type
+      names or vLLM / SGLang's `kv_cache_dtype` names, logs/types.py)."""
 
     @property
     def runtime(self) -> Runtime: ...

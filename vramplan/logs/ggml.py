@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import re
 
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure, ggml_kv_dtype
 from vramplan.runtimes import Runtime
 
 _NUM = r"(?P<num>\d+(?:\.\d+)?) (?P<unit>MiB|GiB)"
@@ -361,6 +361,7 @@ def _settings(
         parallel=n_seq if isinstance(n_seq, int) else None,
         type_k=s.get("type_k"),  # type: ignore[arg-type]
         type_v=s.get("type_v"),  # type: ignore[arg-type]
+        kv_dtype=ggml_kv_dtype(s.get("type_k")),  # type: ignore[arg-type]
         quantization=info.get("file type") or info.get("model ftype"),
         gpu_name=gpu_name,
         flash_attn=flash,

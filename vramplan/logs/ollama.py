@@ -49,7 +49,7 @@ import re
 from dataclasses import replace
 
 from vramplan.logs import ggml
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, parse_size
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, ggml_kv_dtype, parse_size
 from vramplan.runtimes import Runtime
 
 RE_DEVICE_LINE = re.compile(
@@ -442,6 +442,7 @@ def _settings(
         parallel=parallel,
         type_k=s.type_k or kv_type,
         type_v=s.type_v or kv_type,
+        kv_dtype=ggml_kv_dtype(s.type_k or kv_type),
         flash_attn=flash,
         gpu_layers=gpu_layers,
         layers_total=total,

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure, torch_kv_dtype
 from vramplan.runtimes import Runtime, parse_version
 
 _NUM = r"\d+(?:\.\d+)?"
@@ -235,6 +235,7 @@ def parse(text: str) -> ParsedLog:
         context=_int(ctx),
         max_running_requests=_int(running),
         kv_cache_dtype=get("kv_cache_dtype"),
+        kv_dtype=torch_kv_dtype(get("kv_cache_dtype")),
         tp=tp,
         pp=_int(get("pp_size")),
         mem_fraction_static=float(frac) if frac else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from vramplan.precision import KVDtype
 from vramplan.runtimes import Runtime
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -62,6 +63,9 @@ class Settings:
     type_k: str | None = None  # llama.cpp cache types as printed (f16, q8_0)
     type_v: str | None = None
     kv_cache_dtype: str | None = None  # vLLM / SGLang kv_cache_dtype (auto, fp8, fp8_e4m3, bf16)
+    # the KV cache type above (type_k, or kv_cache_dtype) in vramplan's terms, mapped by the reader from its
+    # runtime's names (GGML_KV_TYPES, TORCH_KV_TYPES); None: not stated, or a name vramplan does not model
+    kv_dtype: KVDtype | None = None
     tp: int | None = None
     pp: int | None = None
     gpu_memory_utilization: float | None = None
@@ -165,6 +169,30 @@ class ParsedLog:
             if k == key:
                 return v
         return None
+
+
+# ggml's cache type names (llama.cpp `--cache-type-k/-v`, Ollama's OLLAMA_KV_CACHE_TYPE) that vramplan models
+GGML_KV_TYPES = {"f16": KVDtype.FP16, "bf16": KVDtype.BF16, "q8_0": KVDtype.Q8_0, "q4_0": KVDtype.Q4_0}
+# vLLM's `CacheDType` (vllm/config/cache.py) and SGLang's `--kv-cache-dtype` names, and torch dtype names
+TORCH_KV_TYPES = {
+    "auto": KVDtype.AUTO,
+    "fp8": KVDtype.FP8,
+    "fp8_e4m3": KVDtype.FP8,
+    "fp8_e5m2": KVDtype.FP8,
+    "bf16": KVDtype.BF16,
+    "bfloat16": KVDtype.BF16,
+    "fp16": KVDtype.FP16,
+    "float16": KVDtype.FP16,
+    "half": KVDtype.FP16,
+}
+
+
+def ggml_kv_dtype(name: str | None) -> KVDtype | None:
+    return None if name is None else GGML_KV_TYPES.get(name.strip().lower())
+
+
+def torch_kv_dtype(name: str | None) -> KVDtype | None:
+    return None if name is None else TORCH_KV_TYPES.get(name.strip().lower().replace("torch.", ""))
 
 
 def any_of(*patterns: re.Pattern[str]) -> re.Pattern[str]:

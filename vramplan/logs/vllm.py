@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import re
 
-from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure
+from vramplan.logs.types import Buffer, Figure, ParsedLog, Settings, any_of, figure, torch_kv_dtype
 from vramplan.runtimes import Runtime
 
 _NUM = r"(?P<num>-?\d+(?:\.\d+)?) ?(?P<unit>GiB|GB)"
@@ -411,6 +411,7 @@ def parse(text: str) -> ParsedLog:
         tp=_intval(get("tensor_parallel_size")),
         pp=_intval(get("pipeline_parallel_size")),
         kv_cache_dtype=get("kv_cache_dtype"),
+        kv_dtype=torch_kv_dtype(get("kv_cache_dtype")),
         gpu_memory_utilization=util_stated if util_stated is not None else util,
         block_size=block_size,
         max_num_batched_tokens=_intval(get("max_num_batched_tokens")),
