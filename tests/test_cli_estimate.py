@@ -239,3 +239,11 @@ def test_catalog_show_and_json(run: Run) -> None:
     assert "parameters 7,615,616,512" in table
     assert [q["name"] for q in doc["quants"]] == ["bf16", "fp8", "gptq-int4", "q4_K_M", "q8_0", "f16"]
     assert_golden("cli/catalog_show_7b.txt", table)
+
+
+def test_a_node_of_more_cards_than_its_usual_server_is_planned_with_a_note(run: Run) -> None:
+    # a box of ten RTX 3090s is real (issue 9): planned as given, said in a note, not refused
+    result = run("estimate", "deepseek-r1-distill-qwen-32b", "--gpu", "rtx-3090:10", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert any(n.startswith("10 x rtx-3090 in one node: more than the 8") for n in doc["notes"])

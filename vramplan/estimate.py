@@ -17,7 +17,7 @@ from typing import NamedTuple
 from vramplan.arch import Architecture, Split, Tensor, tensors
 from vramplan.catalog import Quant, Variant
 from vramplan.errors import PlanError
-from vramplan.hardware import GPUSpec, size_text
+from vramplan.hardware import GPUSpec, crowded_node_note, size_text
 from vramplan.precision import KVDtype
 from vramplan.quantmix import Scheme, tensor_bytes
 from vramplan.runtimes import (
@@ -852,6 +852,8 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         notes.append("no GPU found: this plan is for host RAM (CPU inference)")
     elif req.gpu is None:
         notes.append("no GPU given: per-GPU memory is shown without a capacity (use --gpu NAME[:COUNT])")
+    elif (crowded := crowded_node_note(req.gpu, req.gpus_per_node)) is not None:
+        notes.append(crowded)  # more cards in one node than its usual server: planned as given
     if st.shape.layout is KVLayout.MLA_LATENT and st.topo.tensor_parallel > 1:
         notes.append(
             "the MLA latent KV cache is replicated on every tensor-parallel GPU; more TP does not shrink it"
