@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from vramplan.arch import Architecture
 from vramplan.catalog import Catalog, Resolved
 from vramplan.errors import PlanError
-from vramplan.estimate import Estimate, Request, _layer_bytes, _weights_key, estimate
+from vramplan.estimate import Estimate, Request, estimate, token_embedding_bytes
 from vramplan.hardware import GPUChoice, GPUSpec, Machine, ProbedGPU, spec_for_nvml_name
 from vramplan.logs.identify import Identified, identify
 from vramplan.logs.types import (
@@ -388,7 +388,7 @@ def _ollama_planner_parts(log: ParsedLog, req: Request, e: Estimate, notes: list
     kv_type = {KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}.get(KVDtype(e.kv_cache_dtype), "f16")
     cells = e.context * e.concurrency
     kv = planner_kv_bytes(arch, layout, cells, kv_type)
-    embd = 0 if arch.tie_word_embeddings else token_embedding_bytes(req)
+    embd = 0 if arch.tie_word_embeddings else token_embedding_bytes(req.variant, req.quant)
     partial, full = planner_graph_bytes(arch, layout, cells, min(cells, PLANNER_BATCH), kv)
     s = log.settings
     gpus = [b for b in log.compute if not b.host and b.device != "all devices" and b.figure.bytes > 0]
@@ -422,11 +422,6 @@ def _ollama_planner_parts(log: ParsedLog, req: Request, e: Estimate, notes: list
         f"{_gib(max((d.activation_bytes for d in e.per_gpu), default=e.host.activation_bytes))} per GPU"
     )
     return out
-
-
-def token_embedding_bytes(req: Request) -> int:
-    """The input embedding's bytes in the estimate's own weight table (estimate.py's per-block sums)."""
-    return _layer_bytes(_weights_key(req.variant, req.quant), 1, 1).embd[0]
 
 
 def _gib(n: int) -> str:

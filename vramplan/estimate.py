@@ -389,6 +389,11 @@ class _LayerBytes(NamedTuple):
 
 
 @lru_cache(maxsize=512)
+def token_embedding_bytes(variant: Variant, quant: Quant) -> int:
+    """The input embedding's bytes in the estimate's own weight table (the per-block sums below)."""
+    return _layer_bytes(_weights_key(variant, quant), 1, 1).embd[0]
+
+
 def _layer_bytes(key: _WeightsKey, tp: int, kv_split: int) -> _LayerBytes:
     """Per-block sums of each rank's share, ceil(bytes x fraction) per tensor as `Split.fraction`
     gives it; memoised, so a placement costs one pass over the blocks, not over every tensor."""
