@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vramplan.deploy import launch as tools
+from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError, PlanError, RenderError
 from vramplan.estimate import Estimate, Request
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 GiB = 1 << 30
 # Ollama's server image for Kubernetes (its VRAM-based default context arrived in 0.15.5).
 OLLAMA_IMAGE = "ollama/ollama:0.17.7"
+# Its ROCm build (AMD GPUs): Ollama's release workflow pushes every version again with the suffix
+# "-rocm" (ollama .github/workflows/release.yaml, docker-merge-push: suffix ['', '-rocm']).
+OLLAMA_ROCM_IMAGE = f"{OLLAMA_IMAGE}-rocm"
 OLLAMA_PORT = 11434
 DEFAULT_OLLAMA_HOST = f"127.0.0.1:{OLLAMA_PORT}"
 SMOKE_PROMPT = "What is 7 x 6? Answer with the number."
@@ -61,6 +65,8 @@ class OllamaSettings:
     load_timeout: str | None  # OLLAMA_LOAD_TIMEOUT
     max_loaded_models: int | None  # OLLAMA_MAX_LOADED_MODELS
     gpu_layers: int | None  # PARAMETER num_gpu (partial offload only)
+    vendor: str = "nvidia"  # the GPUs' vendor: "nvidia" or "amd"
+    image: str = OLLAMA_IMAGE  # the server image for that vendor (Kubernetes)
 
     @property
     def model(self) -> str:
@@ -139,6 +145,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         gpu_layers = 0
     elif req.gpu_layers is not None and req.gpu_layers < arch.num_hidden_layers + 1:
         gpu_layers = req.gpu_layers
+    amd = req.gpu is not None and bool(req.gpu.gfx_arch) and not est.cpu_plan  # gpus.yaml gfx_arch
     return OllamaSettings(
         served_name=served,
         gpus_per_pod=0 if est.cpu_plan else est.topology.pipeline_parallel,
@@ -150,10 +157,12 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         load_timeout=f"{load_min}m" if load_min > OLLAMA_LOAD_DEFAULT_MIN else None,
         max_loaded_models=1 if vram and est.total_bytes > vram // 2 else None,  # no room for a second
         gpu_layers=gpu_layers,
+        vendor="amd" if amd else "nvidia",
+        image=OLLAMA_ROCM_IMAGE if amd else OLLAMA_IMAGE,
     )
 
 
-def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
+def files(plan: DeployPlan, options: DeployOptions) -> list[tuple[str, str, bool]]:
     return [
         ("ollama/Modelfile.j2", "Modelfile", False),
         ("ollama/ollama.env.j2", "ollama.env", False),
