@@ -251,7 +251,9 @@ def test_compose_files_validate_and_reserve_gpus(compose_validator: Any) -> None
             assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], (path, name)
             assert isinstance(device["count"], int) and device["count"] >= 1
             assert service["ipc"] == "host"
-            assert service["environment"] == ["HF_TOKEN"]  # from the caller's environment, never a value
+            # names only: each from the caller's environment, never a value
+            assert service["environment"][0] == "HF_TOKEN"
+            assert all("=" not in e for e in service["environment"])
 
 
 def test_compose_schema_requires_gpu_capabilities(compose_validator: Any) -> None:

@@ -28,7 +28,7 @@ GiB = 1 << 30
 # The LeaderWorkerSet controller release each field or variable the manifest uses first shipped in
 # (kubernetes-sigs/lws, the first tag that contains the commit):
 LWS_FEATURES = {
-    "startupPolicy": ("v0.3.0", "feat: add startupporlicy api, 82f02fc"),
+    "startupPolicy": ("v0.3.0", "PR #150"),
     "LWS_LEADER_ADDRESS": ("v0.3.0", "PR #144"),
     "LWS_WORKER_INDEX": ("v0.6.0", "PR #416"),
     "volumeClaimTemplates": ("v0.8.0", "PR #633"),
