@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -176,8 +177,11 @@ def scan(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                     for role, pod in pods:
                         docs[(name, f"{path.stem}-pods.yaml", pod["metadata"]["name"])] = (pod, role)
     cmd = [sys.executable, "-m", "checkov.main", "-d", str(root), "--framework", "kubernetes"]
-    cmd += ["--skip-download", "-o", "json"]  # no network: no policy metadata download
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={"BC_SKIP_MAPPING": "TRUE"})
+    cmd += ["--skip-download", "-o", "json"]
+    # no network: no update check against PyPI, no policy mappings from the vendor's API
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root), "BC_SKIP_MAPPING": "TRUE"}
+    env["CKV_SKIP_PACKAGE_UPDATE_CHECK"] = "true"
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     assert proc.stdout.strip(), proc.stderr[-2000:]
     reports = json.loads(proc.stdout)
     reports = reports if isinstance(reports, list) else [reports]
