@@ -513,3 +513,16 @@ def test_amd_compose_uses_rocm_devices_and_no_nvidia(
 def test_image_option_reaches_compose(run: Callable[..., Result], tmp_path: Path) -> None:
     doc = compose(run, tmp_path, ["r1-1.5b", "--gpu", "l4", "--image", "vllm/vllm-openai:v0.33.0-custom"])
     assert doc["services"]["vllm"]["image"] == "vllm/vllm-openai:v0.33.0-custom"
+
+
+def test_namespaced_launch_says_where_to_watch(
+    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramplan.deploy import launch as launch_mod
+
+    monkeypatch.setattr(launch_mod, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(launch_mod, "run_command", lambda argv: 0)
+    res = run("deploy", "r1-1.5b", "--gpu", "l4", "--target", "k8s", "--namespace", "llm", "--launch",
+              "--out", str(tmp_path / "b"))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "watch it with: kubectl -n llm get pods -w" in res.output

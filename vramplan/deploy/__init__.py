@@ -15,7 +15,7 @@ jinja2, ollama and rich are imported inside the functions that use them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vramplan.catalog import Catalog
@@ -33,6 +33,7 @@ class Bundle:
     plan: DeployPlan
     out: Path
     files: tuple[RenderedFile, ...]
+    options: DeployOptions = field(default_factory=DeployOptions)  # --image, --namespace, ...
 
     @property
     def paths(self) -> list[Path]:
@@ -69,7 +70,7 @@ def prepare(
     est = estimate(req)
     tag = (choices.model or "").strip() if resolved.via == "ollama" else None
     plan = make_plan(req, est, to.name, settings_for(runtime), served_name=served_name, ollama_tag=tag)
-    return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan, opts)))
+    return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan, opts)), opts)
 
 
 def write(bundle: Bundle, force: bool = False) -> list[Path]:

@@ -231,4 +231,5 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
     rc = tools.run_command([kubectl, "apply", "-f", str(out)])
     if rc != 0:
         raise LaunchError(f"kubectl apply -f {out} failed (exit {rc})")
-    console.print(f"applied; watch it with: kubectl get pods -w   (details: {out / 'README.md'})")
+    ns = f" -n {bundle.options.namespace}" if bundle.options.namespace else ""
+    console.print(f"applied; watch it with: kubectl{ns} get pods -w   (details: {out / 'README.md'})")
