@@ -30,7 +30,7 @@ import yaml
 from click.testing import Result
 from test_deploy_golden import GOLDEN, PLANS
 
-from vramplan.deploy.k8s import LWS_FEATURES, PROCESS_GIB, SHM_GIB_PER_GPU, VCPUS_PER_PROCESS
+from vramplan.deploy.k8s import LWS_FEATURES, LWS_USED, PROCESS_GIB, SHM_GIB_PER_GPU, VCPUS_PER_PROCESS
 from vramplan.deploy.ollama import OLLAMA_ROCM_IMAGE
 from vramplan.deploy.vllm import VLLM_IMAGE, VLLM_ROCM_IMAGE
 
@@ -232,6 +232,27 @@ def test_the_scan_catches_a_manifest_without_hardening(scan: dict[str, Any]) -> 
     assert {"CKV_K8S_20", "CKV_K8S_37", "CKV_K8S_31", "CKV_K8S_38", "CKV_K8S_11", "CKV_K8S_12"} <= control
 
 
+def test_docs_state_the_values_the_manifests_use() -> None:
+    from vramplan.deploy import k8s
+    from vramplan.deploy.options import HOST_CACHE_PATH
+
+    section = (REPO / "docs" / "deploy.md").read_text().split("## Hardened manifests")[1]
+    for phrase in (
+        f"{k8s.PROCESS_GIB} GiB per process",
+        f"{k8s.SHM_GIB_PER_GPU} GiB per GPU",
+        f"{k8s.VCPUS_PER_PROCESS} vCPUs per vLLM process",
+        f"`HOME` ({k8s.HOME_GIB} GiB) and `/tmp` ({k8s.TMP_GIB} GiB)",
+        f"UID {k8s.VLLM_UID}, GID {k8s.VLLM_GID}",
+        f"Ollama: UID {k8s.OLLAMA_UID}",
+        f"CPU-only plans {k8s.OLLAMA_CPU_ONLY_VCPUS}",
+        f"`{HOST_CACHE_PATH}`",
+        f"`{VLLM_ROCM_IMAGE}`",
+        f"`{OLLAMA_ROCM_IMAGE}`",
+        f"must be {k8s.lws_minimum(k8s.LWS_USED)[0]} or later",
+    ):
+        assert phrase in section, phrase
+
+
 def test_docs_justify_every_exception() -> None:
     text = (REPO / "docs" / "deploy.md").read_text()
     section = text[text.index("## Hardened manifests") :]
@@ -382,7 +403,7 @@ def test_leaderworkerset_shares_one_cache_and_states_its_controller_version() ->
     # the version stated is the newest of the releases that introduced what the manifest uses
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     used = [f for f in LWS_FEATURES if re.search(rf"\b{f}\b", body)]
-    assert "LWS_WORKER_INDEX" in used and "volumeClaimTemplates" not in used
+    assert tuple(used) == LWS_USED and "volumeClaimTemplates" not in used
     want = max((LWS_FEATURES[f][0] for f in used), key=lambda v: tuple(int(x) for x in v[1:].split(".")))
     assert f"# Needs the LeaderWorkerSet controller {want} or later" in text
     assert lws["metadata"]["annotations"]["vramplan/lws-min-version"] == want == "v0.6.0"

@@ -33,6 +33,8 @@ LWS_FEATURES = {
     "LWS_WORKER_INDEX": ("v0.6.0", "PR #416"),
     "volumeClaimTemplates": ("v0.8.0", "PR #633"),
 }
+# what vllm-leaderworkerset.yaml.j2 uses (tests/test_deploy_k8s_hardening.py checks it against the file)
+LWS_USED = ("startupPolicy", "LWS_LEADER_ADDRESS", "LWS_WORKER_INDEX")
 
 # /dev/shm: NCCL and vLLM's worker queues use it once a pod has several GPUs. 2 GiB per GPU: vLLM's
 # Kubernetes guide gives one GPU 2Gi (docs/deployment/k8s.md) and its LeaderWorkerSet example gives eight
@@ -158,8 +160,7 @@ def template_values(plan: DeployPlan, options: DeployOptions) -> dict[str, Any]:
     """What the Kubernetes templates read besides the plan."""
     image = options.image or plan.settings.image  # type: ignore[attr-defined]
     cache = options.cache_for(plan.nodes)
-    lws_used = ("startupPolicy", "LWS_LEADER_ADDRESS", "LWS_WORKER_INDEX")
-    version, reasons = lws_minimum(lws_used)
+    version, reasons = lws_minimum(LWS_USED)
     return {
         "namespace": options.namespace,
         "image": image,
