@@ -55,12 +55,12 @@ def test_the_record_names_every_file_with_its_hash(run: Callable[..., Result], t
     assert shlex.split(str(doc["command"])) == ["vramplan", *SINGLE, "--out", str(out)]
     files = doc["files"]
     assert isinstance(files, dict)
-    assert list(files) == ["pvc.yaml", "deployment.yaml", "service.yaml", "README.md"]
+    assert list(files) == ["pvc.yaml", "deployment.yaml", "service.yaml", "networkpolicy.yaml", "README.md"]
     for name, digest in files.items():
         assert sha256((out / name).read_bytes()).hexdigest() == digest
     # `kubectl apply -f DIR` reads every .json, .yaml and .yml file of the folder, hidden ones too
     assert Path(BUNDLE_RECORD).suffix not in (".json", ".yaml", ".yml")
-    assert "wrote 4 files" in res.output  # the record is not one of the bundle's files
+    assert "wrote 5 files" in res.output  # the record is not one of the bundle's files
 
 
 def test_the_record_keeps_the_options_given_and_the_catalog(
@@ -95,13 +95,28 @@ def test_force_replaces_a_bundle_that_becomes_multi_node(run: Callable[..., Resu
     (out / "notes.txt").write_text("the user's own file\n")
     res = run(*MULTI, "--out", str(out), "--force")
     assert res.exit_code == 0, res.output
-    assert names(out) == [BUNDLE_RECORD, "README.md", "leaderworkerset.yaml", "notes.txt", "service.yaml"]
+    assert names(out) == [
+        BUNDLE_RECORD,
+        "README.md",
+        "leaderworkerset.yaml",
+        "networkpolicy.yaml",
+        "notes.txt",
+        "pvc.yaml",
+        "service.yaml",
+    ]
     assert (out / "notes.txt").read_text() == "the user's own file\n"
     assert (
-        "removed pvc.yaml, deployment.yaml of the bundle written there before (whatever was started "
-        "from them keeps running until you stop it)"
+        "removed deployment.yaml of the bundle written there before (whatever was started from it keeps "
+        "running until you stop it)"
     ) in res.output
-    assert list(read_record(out)) == ["leaderworkerset.yaml", "service.yaml", "README.md"]
+    # the multi-node bundle shares one ReadWriteMany model cache (pvc.yaml), rewritten in place
+    assert list(read_record(out)) == [
+        "pvc.yaml",
+        "leaderworkerset.yaml",
+        "service.yaml",
+        "networkpolicy.yaml",
+        "README.md",
+    ]
 
 
 def test_force_json_names_the_removed_files(run: Callable[..., Result], tmp_path: Path) -> None:
@@ -110,7 +125,7 @@ def test_force_json_names_the_removed_files(run: Callable[..., Result], tmp_path
     res = run(*MULTI, "--out", str(out), "--force", "--json")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["removed"] == [str(out / "pvc.yaml"), str(out / "deployment.yaml")]
+    assert doc["removed"] == [str(out / "deployment.yaml")]
     res = run(*MULTI, "--out", str(out), "--json")  # the same bundle again: nothing to remove
     assert res.exit_code == 0, res.output
     assert "removed" not in json.loads(res.stdout)
@@ -123,9 +138,9 @@ def test_without_force_nothing_is_overwritten_or_removed(run: Callable[..., Resu
     res = run(*MULTI, "--out", str(out))
     assert res.exit_code == 2
     assert res.stderr.splitlines() == [
-        f"Error: {out} already holds other versions of service.yaml, README.md and pvc.yaml, "
-        "deployment.yaml from an earlier bundle, which this one does not write; use --force to replace "
-        "that bundle"
+        f"Error: {out} already holds other versions of pvc.yaml, service.yaml, networkpolicy.yaml, "
+        "README.md and deployment.yaml from an earlier bundle, which this one does not write; use --force "
+        "to replace that bundle"
     ]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
@@ -146,7 +161,14 @@ def test_a_stale_file_changed_since_stops_even_force(run: Callable[..., Result],
     dep.unlink()  # as the line says
     res = run(*MULTI, "--out", str(out), "--force")
     assert res.exit_code == 0, res.output
-    assert names(out) == [BUNDLE_RECORD, "README.md", "leaderworkerset.yaml", "service.yaml"]
+    assert names(out) == [
+        BUNDLE_RECORD,
+        "README.md",
+        "leaderworkerset.yaml",
+        "networkpolicy.yaml",
+        "pvc.yaml",
+        "service.yaml",
+    ]
 
 
 def test_another_target_into_the_same_folder_replaces_the_bundle(
@@ -156,7 +178,14 @@ def test_another_target_into_the_same_folder_replaces_the_bundle(
     assert run("deploy", "r1-32b", "--target", "vllm", "--gpu", "h100:2", "--out", str(out)).exit_code == 0
     res = run("deploy", "r1-32b", "--target", "k8s", "--gpu", "h100:2", "--out", str(out), "--force")
     assert res.exit_code == 0, res.output
-    assert names(out) == [BUNDLE_RECORD, "README.md", "deployment.yaml", "pvc.yaml", "service.yaml"]
+    assert names(out) == [
+        BUNDLE_RECORD,
+        "README.md",
+        "deployment.yaml",
+        "networkpolicy.yaml",
+        "pvc.yaml",
+        "service.yaml",
+    ]
     assert record(out)["target"] == "k8s"
 
 

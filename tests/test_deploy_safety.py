@@ -269,6 +269,7 @@ def test_default_out_folder(
             "deploy/deepseek-r1-distill-qwen-32b-k8s/pvc.yaml",
             "deploy/deepseek-r1-distill-qwen-32b-k8s/deployment.yaml",
             "deploy/deepseek-r1-distill-qwen-32b-k8s/service.yaml",
+            "deploy/deepseek-r1-distill-qwen-32b-k8s/networkpolicy.yaml",
             "deploy/deepseek-r1-distill-qwen-32b-k8s/README.md",
         ],
         "launched": False,

@@ -128,7 +128,9 @@ def as_pod(template: dict[str, Any]) -> dict[str, Any]:
 
 def test_there_are_manifests_of_every_kind() -> None:
     kinds = {doc["kind"] for _, doc in manifests()}
-    assert kinds == {"Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "LeaderWorkerSet"}
+    assert kinds == {
+        "Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "LeaderWorkerSet", "NetworkPolicy",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -139,7 +141,7 @@ def test_kubernetes_manifests_validate_strictly(version: str, lws_validator: Any
             lwt = doc["spec"]["leaderWorkerTemplate"]
             for template in (lwt["leaderTemplate"], lwt["workerTemplate"]):
                 kubernetes_validate.validate(as_pod(template), version, strict=True)
-            for claim in lwt["volumeClaimTemplates"]:
+            for claim in lwt.get("volumeClaimTemplates", []):
                 pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", **claim}
                 kubernetes_validate.validate(pvc, version, strict=True)
         else:
@@ -202,10 +204,20 @@ def test_vllm_deployment_follows_the_pitfall_list(case: str) -> None:
     assert pod["enableServiceLinks"] is False
     assert c["command"] == ["vllm", "serve"]
     assert c["image"] == VLLM_IMAGE
-    assert {"name": "shm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
-    token = c["env"][0]
-    assert token["name"] == "HF_TOKEN" and token["valueFrom"]["secretKeyRef"]["optional"] is True
-    assert "value" not in token
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    shm = volumes["shm"]["emptyDir"]
+    assert (
+        shm["medium"] == "Memory"
+        and shm["sizeLimit"] == f"{2 * c['resources']['limits']['nvidia.com/gpu']}Gi"
+    )
+    # the HF token is a file from the Secret (optional: the models are not gated), never an env var
+    env = {e["name"]: e for e in c["env"]}
+    assert "HF_TOKEN" not in env and not any("secretKeyRef" in e.get("valueFrom", {}) for e in c["env"])
+    assert volumes["hf-token"]["secret"] == {
+        "secretName": "hf-token", "optional": True, "defaultMode": 0o440, "items": [{"key": "token", "path": "token"}],
+    }  # fmt: skip
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert env["HF_TOKEN_PATH"]["value"] == mounts["hf-token"] + "/token"
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
     startup = c["startupProbe"]
     budget_min = startup["periodSeconds"] * startup["failureThreshold"] / 60
@@ -239,7 +251,9 @@ def test_compose_files_validate_and_reserve_gpus(compose_validator: Any) -> None
             assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], (path, name)
             assert isinstance(device["count"], int) and device["count"] >= 1
             assert service["ipc"] == "host"
-            assert service["environment"] == ["HF_TOKEN"]  # from the caller's environment, never a value
+            # names only: each from the caller's environment, never a value
+            assert service["environment"][0] == "HF_TOKEN"
+            assert all("=" not in e for e in service["environment"])
 
 
 def test_compose_schema_requires_gpu_capabilities(compose_validator: Any) -> None:

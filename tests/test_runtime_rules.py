@@ -315,6 +315,8 @@ ALLOWED = {
     ("check.py", "_torch_parts"): "the log format: the line that states the KV pool (vLLM vs SGLang)",
     ("check.py", "check_log"): "the log format: ggml buffers per device vs per-rank figures",
     ("deploy/k8s.py", "files"): "deploy: the Kubernetes target writes a vLLM or an Ollama server",
+    ("deploy/k8s.py", "pod_sizes"): "deploy: a pod's vCPUs and host memory for the server's processes",
+    ("deploy/k8s.py", "run_as"): "deploy: the user each server's image runs as",
     ("logs/identify.py", "identify"): "log readers: GGUF names and hparams appear only in ggml logs",
 }
 

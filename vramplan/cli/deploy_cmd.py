@@ -22,6 +22,7 @@ from vramplan.cli.common import (
     positive,
     print_json,
 )
+from vramplan.deploy.options import CACHE_KINDS
 from vramplan.deploy.targets import TARGETS
 from vramplan.precision import KVDtype
 from vramplan.runtimes import Runtime
@@ -65,6 +66,29 @@ _RUNTIME_HELP = "; ".join(
     help="Folder for the files (default: ./deploy/<model>-<target>/).",
 )
 @click.option(
+    "--image",
+    help="vllm, k8s: the image to run, NAME:TAG or NAME@sha256:DIGEST (default: the pinned release for "
+    "the GPUs' vendor, CUDA or ROCm).",
+)
+@click.option("--namespace", help="k8s: the namespace of every object (a DNS-1123 label).")
+@click.option(
+    "--cache",
+    type=click.Choice(CACHE_KINDS),
+    help="k8s vLLM: the model cache: one ReadWriteOnce claim (one node; the default there), one "
+    "ReadWriteMany claim every pod shares (the default across nodes), or host-path (a copy on each node).",
+)
+@click.option(
+    "--publish-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="vllm: the host address Compose publishes port 8000 on (0.0.0.0: every interface).",
+)
+@click.option(
+    "--api-key-file",
+    help="vllm: serve with the API key read from this file (a Compose secret; clients send it as a "
+    "Bearer token).",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace the bundle in --out: overwrite files that differ, remove those the earlier bundle wrote "
@@ -91,6 +115,11 @@ def deploy(
     pp: int | None,
     gpu_layers: int | None,
     served_name: str | None,
+    image: str | None,
+    namespace: str | None,
+    cache: str | None,
+    publish_address: str,
+    api_key_file: str | None,
     out: str | None,
     force: bool,
     launch: bool,
@@ -128,7 +157,16 @@ def deploy(
     )
     machine = None if choices.gpu else probe()
     folder = Path(out) if out is not None else None
-    bundle = dep.prepare(catalog_from(ctx), choices, machine, target, out=folder, served_name=served_name)
+    options = dep.DeployOptions(
+        image=image,
+        namespace=namespace,
+        cache=cache,
+        publish_address=publish_address,
+        api_key_file=api_key_file,
+    )
+    bundle = dep.prepare(
+        catalog_from(ctx), choices, machine, target, out=folder, served_name=served_name, options=options
+    )
     written = dep.write(bundle, force=force, command=_command_line(ctx))
     files = written.files
     out_console = Console(file=sys.stderr, highlight=False) if as_json else console()

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vramplan.catalog import Catalog
+from vramplan.deploy.options import DeployOptions, check_options
 from vramplan.deploy.plan import DeployPlan, make_plan
 from vramplan.deploy.render import RenderedFile, render
 from vramplan.hardware import Machine
@@ -30,7 +31,7 @@ from vramplan.request import Choices
 if TYPE_CHECKING:
     from vramplan.deploy.writer import Written
 
-__all__ = ["Bundle", "DeployPlan", "default_out", "prepare", "write"]
+__all__ = ["Bundle", "DeployOptions", "DeployPlan", "default_out", "prepare", "write"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Bundle:
     plan: DeployPlan
     out: Path
     files: tuple[RenderedFile, ...]
+    options: DeployOptions = field(default_factory=DeployOptions)  # --image, --namespace, ...
 
     @property
     def paths(self) -> list[Path]:
@@ -58,21 +60,23 @@ def prepare(
     *,
     out: Path | None = None,
     served_name: str | None = None,
+    options: DeployOptions | None = None,
 ) -> Bundle:
     """Plan `choices` for the target named `target` (which fixes the runtime), estimate it and render
-    the bundle."""
+    the bundle with the deploy `options` (image, namespace, cache, ...; checked here first)."""
     from vramplan.deploy.targets import get_target, settings_for
     from vramplan.estimate import estimate
     from vramplan.request import build_request, resolve_model
 
     to = get_target(target)
+    opts = check_options(options if options is not None else DeployOptions(), to.name, choices.nodes)
     resolved = resolve_model(catalog, choices)
     runtime = to.runtime_for(choices.runtime)
     req = build_request(catalog, replace(choices, runtime=runtime), machine)
     est = estimate(req)
     tag = (choices.model or "").strip() if resolved.via == "ollama" else None
     plan = make_plan(req, est, to.name, settings_for(runtime), served_name=served_name, ollama_tag=tag)
-    return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan)))
+    return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan, opts)), opts)
 
 
 def write(bundle: Bundle, force: bool = False, command: Sequence[str] = ()) -> Written:

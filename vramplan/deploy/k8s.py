@@ -1,13 +1,18 @@
 """The `k8s` deploy target: Kubernetes manifests running vLLM (a Deployment, or a LeaderWorkerSet across
-nodes) or Ollama (with --runtime ollama), applied with kubectl."""
+nodes) or Ollama (with --runtime ollama), applied with kubectl; and what the manifests size and set
+beyond the plan's flags (`template_values`): CPU and memory, /dev/shm, the user a pod runs as, the
+model cache, the image and its pull policy. docs/deploy.md ("Hardened manifests") says why each."""
 
 from __future__ import annotations
 
+import math
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vramplan.deploy import launch as tools
+from vramplan.deploy.options import HOST_CACHE_PATH, DeployOptions, image_has_digest
 from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError
 from vramplan.runtimes import Runtime
@@ -19,25 +24,187 @@ if TYPE_CHECKING:
     from vramplan.deploy.targets import LaunchOptions
 
 
-def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
+GiB = 1 << 30
+
+# The LeaderWorkerSet controller release each field or variable the manifest uses first shipped in
+# (kubernetes-sigs/lws, the first tag that contains the commit):
+LWS_FEATURES = {
+    "startupPolicy": ("v0.3.0", "PR #150"),
+    "LWS_LEADER_ADDRESS": ("v0.3.0", "PR #144"),
+    "LWS_WORKER_INDEX": ("v0.6.0", "PR #416"),
+    "volumeClaimTemplates": ("v0.8.0", "PR #633"),
+}
+# what vllm-leaderworkerset.yaml.j2 uses (tests/test_deploy_k8s_hardening.py checks it against the file)
+LWS_USED = ("startupPolicy", "LWS_LEADER_ADDRESS", "LWS_WORKER_INDEX")
+
+# /dev/shm: NCCL and vLLM's worker queues use it once a pod has several GPUs. 2 GiB per GPU: vLLM's
+# Kubernetes guide gives one GPU 2Gi (docs/deployment/k8s.md) and its LeaderWorkerSet example gives eight
+# GPUs 15Gi (docs/deployment/frameworks/lws.md). It is memory-backed and counts against the memory limit.
+SHM_GIB_PER_GPU = 2
+# vCPUs: vLLM runs one API server and one engine core per data-parallel rank, one worker per GPU and a
+# coordinator when DP > 1 (docs/design/arch_overview.md, "Process Count Summary"), and needs one physical
+# core each, i.e. two vCPUs with SMT (docs/configuration/optimization.md, "CPU Resources for GPU
+# Deployments"). Ollama: the server and its runner.
+VCPUS_PER_PROCESS = 2
+# Host memory of each of those processes besides the weights: a TP worker's anonymous memory while it
+# loads is about 3 GB (vllm-project/vllm issue 57469, `anon-rss: 3131928 kB`); rounded up to 4 GiB.
+PROCESS_GIB = 4
+# CPU-only Ollama plans: llama.cpp computes on the host; 16 vCPUs is vramplan's allowance (raise it on a
+# larger node), not a measured figure.
+OLLAMA_CPU_ONLY_VCPUS = 16
+
+# The user each image runs as. The CUDA vLLM image ships a `vllm` user, UID 2000 in group 0, with a
+# group-0-writable home (vllm docs/deployment/docker.md "Run as a non-root user", PR #40275, before
+# 0.33.0). The ROCm images run as root: /dev/kfd and /dev/dri/renderD* are root:render 0660 on the host,
+# and the render group's GID differs from host to host. Ollama's binary runs as an unprivileged user in
+# its own Linux install (the `ollama` system user); in the image it needs only a writable HOME.
+VLLM_UID, VLLM_GID = 2000, 0
+OLLAMA_UID = 10001
+# Scratch space where the root file system is read-only: HOME takes the compile caches (torch.compile,
+# Triton, FlashInfer JIT under ~/.cache), /tmp the rest. vramplan's allowances, not measured figures;
+# an emptyDir over its sizeLimit gets the pod evicted, not a write error.
+HOME_GIB = 16
+TMP_GIB = 8
+
+
+@dataclass(frozen=True)
+class PodSize:
+    """What one pod requests (and is limited to: requests equal limits, the Guaranteed QoS class)."""
+
+    gpus: int
+    cpu: int  # vCPUs
+    memory_gib: int
+    shm_gib: int
+    weights_gib: int  # the checkpoint bytes the pod reads (held in the page cache while loading)
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The pod's security context values."""
+
+    non_root: bool
+    user: int
+    group: int
+    fs_group: int
+    read_only_root: bool
+    home: str  # HOME, an emptyDir when the root file system is read-only
+
+
+def _vllm_pod(plan: DeployPlan, node: int | None) -> PodSize:
+    """A vLLM pod: the whole plan on one node (node None), or node `node` of a multi-node plan."""
+    s = plan.settings
+    dp = getattr(s, "data_parallel", 1)
+    devices = plan.estimate.per_gpu
+    if node is None:
+        weights = sum(d.weights_bytes for d in devices) * dp
+        processes = 2 * dp + plan.gpus_per_pod + (1 if dp > 1 else 0)
+    else:
+        per_node = len(devices) // plan.nodes
+        weights = sum(d.weights_bytes for d in devices[node * per_node : (node + 1) * per_node])
+        processes = 2 + plan.gpus_per_pod
+    shm = SHM_GIB_PER_GPU * max(1, plan.gpus_per_pod)
+    weights_gib = math.ceil(weights / GiB)
+    return PodSize(
+        gpus=plan.gpus_per_pod,
+        cpu=VCPUS_PER_PROCESS * processes,
+        memory_gib=shm + PROCESS_GIB * processes + weights_gib,
+        shm_gib=shm,
+        weights_gib=weights_gib,
+    )
+
+
+def _ollama_pod(plan: DeployPlan) -> PodSize:
+    est = plan.estimate
+    on_gpus = sum(d.weights_bytes for d in est.per_gpu)
+    weights_gib = math.ceil((on_gpus + est.host.total_bytes) / GiB)
+    cpu = OLLAMA_CPU_ONLY_VCPUS if plan.cpu_only else VCPUS_PER_PROCESS * 2
+    return PodSize(
+        gpus=plan.gpus_per_pod,
+        cpu=cpu,
+        memory_gib=PROCESS_GIB * 2 + weights_gib,
+        shm_gib=0,
+        weights_gib=weights_gib,
+    )
+
+
+def pod_sizes(plan: DeployPlan) -> dict[str, PodSize]:
+    """The size of each kind of pod: "server" (a Deployment's pod, or a LeaderWorkerSet's leader) and,
+    across nodes, "worker" (the largest worker)."""
+    if plan.runtime is Runtime.OLLAMA:
+        return {"server": _ollama_pod(plan)}
+    if not plan.multi_node:
+        return {"server": _vllm_pod(plan, None)}
+    workers = [_vllm_pod(plan, n) for n in range(1, plan.nodes)]
+    return {"server": _vllm_pod(plan, 0), "worker": max(workers, key=lambda p: p.memory_gib)}
+
+
+def run_as(plan: DeployPlan) -> RunAs:
+    vendor = getattr(plan.settings, "vendor", "nvidia")
+    if vendor == "amd":
+        return RunAs(False, 0, 0, 0, False, "/root")
+    if plan.runtime is Runtime.OLLAMA:
+        return RunAs(True, OLLAMA_UID, OLLAMA_UID, OLLAMA_UID, True, "/var/lib/ollama")
+    return RunAs(True, VLLM_UID, VLLM_GID, VLLM_GID, True, "/home/vllm")
+
+
+def lws_minimum(used: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The oldest LeaderWorkerSet release that has every feature in `used`, and the reasons."""
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in version.lstrip("v").split("."))
+
+    version = max((LWS_FEATURES[f][0] for f in used), key=key)
+    return version, [f"{f} ({LWS_FEATURES[f][0]}, {LWS_FEATURES[f][1]})" for f in used]
+
+
+def template_values(plan: DeployPlan, options: DeployOptions) -> dict[str, Any]:
+    """What the Kubernetes templates read besides the plan."""
+    image = options.image or plan.settings.image  # type: ignore[attr-defined]
+    cache = options.cache_for(plan.nodes)
+    version, reasons = lws_minimum(LWS_USED)
+    return {
+        "namespace": options.namespace,
+        "image": image,
+        # a digest cannot change under the same reference; a tag can, so it is pulled again each start
+        "pull_policy": "IfNotPresent" if image_has_digest(image) else "Always",
+        "cache": cache,
+        "host_cache_path": HOST_CACHE_PATH,
+        "pods": pod_sizes(plan),
+        "run_as": run_as(plan),
+        "home_gib": HOME_GIB,
+        "tmp_gib": TMP_GIB,
+        "vendor": getattr(plan.settings, "vendor", "nvidia"),
+        "lws_min_version": version,
+        "lws_reasons": reasons,
+    }
+
+
+def files(plan: DeployPlan, options: DeployOptions) -> list[tuple[str, str, bool]]:
     if plan.runtime is Runtime.OLLAMA:
         return [
             ("k8s/ollama-pvc.yaml.j2", "pvc.yaml", False),
             ("k8s/ollama-configmap.yaml.j2", "configmap.yaml", False),
             ("k8s/ollama-deployment.yaml.j2", "deployment.yaml", False),
             ("k8s/ollama-service.yaml.j2", "service.yaml", False),
+            ("k8s/networkpolicy.yaml.j2", "networkpolicy.yaml", False),
             ("k8s/README.md.j2", "README.md", False),
         ]
+    pvc = (
+        [] if options.cache_for(plan.nodes) == "host-path" else [("k8s/vllm-pvc.yaml.j2", "pvc.yaml", False)]
+    )
     if plan.multi_node:
         return [
+            *pvc,
             ("k8s/vllm-leaderworkerset.yaml.j2", "leaderworkerset.yaml", False),
             ("k8s/vllm-service.yaml.j2", "service.yaml", False),
+            ("k8s/networkpolicy.yaml.j2", "networkpolicy.yaml", False),
             ("k8s/README.md.j2", "README.md", False),
         ]
     return [
-        ("k8s/vllm-pvc.yaml.j2", "pvc.yaml", False),
+        *pvc,
         ("k8s/vllm-deployment.yaml.j2", "deployment.yaml", False),
         ("k8s/vllm-service.yaml.j2", "service.yaml", False),
+        ("k8s/networkpolicy.yaml.j2", "networkpolicy.yaml", False),
         ("k8s/README.md.j2", "README.md", False),
     ]
 
@@ -66,4 +233,5 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
     rc = tools.run_command([kubectl, "apply", "-f", str(out)])
     if rc != 0:
         raise LaunchError(f"kubectl apply -f {out} failed (exit {rc})")
-    console.print(f"applied; watch it with: kubectl get pods -w   (details: {out / 'README.md'})")
+    ns = f" -n {bundle.options.namespace}" if bundle.options.namespace else ""
+    console.print(f"applied; watch it with: kubectl{ns} get pods -w   (details: {out / 'README.md'})")

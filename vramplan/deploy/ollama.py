@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
+from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError, PlanError, RenderError
 from vramplan.estimate import Estimate, Request
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 GiB = 1 << 30
 # Ollama's server image for Kubernetes (its VRAM-based default context arrived in 0.15.5).
 OLLAMA_IMAGE = "ollama/ollama:0.17.7"
+# Its ROCm build (AMD GPUs): Ollama's release workflow pushes every version again with the suffix
+# "-rocm" (ollama .github/workflows/release.yaml, docker-merge-push: suffix ['', '-rocm']).
+OLLAMA_ROCM_IMAGE = f"{OLLAMA_IMAGE}-rocm"
 OLLAMA_PORT = 11434
 DEFAULT_OLLAMA_HOST = f"127.0.0.1:{OLLAMA_PORT}"
 SMOKE_PROMPT = "What is 7 x 6? Answer with the number."
@@ -72,6 +76,8 @@ class OllamaSettings:
     gpu_layers: int | None  # PARAMETER num_gpu (partial offload only)
     temperature: float | None = None  # PARAMETER temperature (DeepSeek's recommendation for R1 models)
     top_p: float | None = None  # PARAMETER top_p
+    vendor: str = "nvidia"  # the GPUs' vendor: "nvidia" or "amd"
+    image: str = OLLAMA_IMAGE  # the server image for that vendor (Kubernetes)
 
     @property
     def model(self) -> str:
@@ -181,6 +187,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         gpu_layers = 0
     elif req.gpu_layers is not None and req.gpu_layers < arch.num_hidden_layers + 1:
         gpu_layers = req.gpu_layers
+    amd = req.gpu is not None and bool(req.gpu.gfx_arch) and not est.cpu_plan  # gpus.yaml gfx_arch
     return OllamaSettings(
         served_name=served,
         gpus_per_pod=0 if est.cpu_plan else est.topology.pipeline_parallel,
@@ -195,10 +202,12 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         # a model read from another source is not assumed to be an R1 model (as vLLM's reasoning parser)
         temperature=R1_TEMPERATURE if req.variant.family in R1_FAMILIES else None,
         top_p=R1_TOP_P if req.variant.family in R1_FAMILIES else None,
+        vendor="amd" if amd else "nvidia",
+        image=OLLAMA_ROCM_IMAGE if amd else OLLAMA_IMAGE,
     )
 
 
-def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
+def files(plan: DeployPlan, options: DeployOptions) -> list[tuple[str, str, bool]]:
     return [
         ("ollama/Modelfile.j2", "Modelfile", False),
         ("ollama/ollama.env.j2", "ollama.env", False),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vramplan.deploy.ollama import OLLAMA_IMAGE, OLLAMA_PORT
+from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import PROBE_PERIOD_S, DeployPlan
 from vramplan.deploy.vllm import VLLM_IMAGE, VLLM_PORT, VLLM_VERSION
 from vramplan.errors import RenderError
@@ -87,9 +88,13 @@ def _environment() -> Any:
     return env
 
 
-def context(plan: DeployPlan) -> dict[str, Any]:
+def context(plan: DeployPlan, options: DeployOptions | None = None) -> dict[str, Any]:
+    opts = options if options is not None else DeployOptions()
     return {
         "plan": plan,
+        "opts": opts,
+        # the image the bundle runs: --image, else the one pinned for the runtime and the GPUs' vendor
+        "image": opts.image or getattr(plan.settings, "image", VLLM_IMAGE),
         "est": plan.estimate,
         "vllm_version": VLLM_VERSION,
         "vllm_image": VLLM_IMAGE,
@@ -100,17 +105,21 @@ def context(plan: DeployPlan) -> dict[str, Any]:
     }
 
 
-def render(plan: DeployPlan) -> list[RenderedFile]:
-    """Every file of the bundle for `plan` (its target's files), in a stable order."""
+def render(plan: DeployPlan, options: DeployOptions | None = None) -> list[RenderedFile]:
+    """Every file of the bundle for `plan` (its target's files) with the deploy `options`, in a stable
+    order."""
     import jinja2
 
     from vramplan.deploy.targets import get_target
 
+    opts = options if options is not None else DeployOptions()
+    target = get_target(plan.target)
     env = _environment()
-    ctx = context(plan)
+    ctx = context(plan, opts)
+    ctx.update(target.template_values(plan, opts))
     ctx.update(plan.settings.template_values(lambda name, c: str(env.get_template(name).render(c)), ctx))
     out: list[RenderedFile] = []
-    for template, name, executable in get_target(plan.target).files(plan):
+    for template, name, executable in target.files(plan, opts):
         try:
             text = env.get_template(template).render(ctx)
         except jinja2.TemplateError as exc:  # a bug in a template, reported as such

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vramplan.deploy import k8s, ollama, vllm
+from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan, RuntimeSettings, SettingsBuilder
 from vramplan.errors import PlanError
 from vramplan.runtimes import Runtime
@@ -37,11 +38,13 @@ class DeployTarget:
     name: str  # the --target value, and the template folder
     summary: str  # one line for --help
     runtimes: tuple[Runtime, ...]  # the runtimes it can run; the first is its default
-    # (template, output name, executable) for a plan
-    files: Callable[[DeployPlan], list[tuple[str, str, bool]]]
+    # (template, output name, executable) for a plan and the deploy options
+    files: Callable[[DeployPlan, DeployOptions], list[tuple[str, str, bool]]]
     launch: Callable[[Bundle, Console, LaunchOptions], None]
     start_hint: Callable[[DeployPlan, Path], str]  # how to start the written files by hand
     launch_options: frozenset[str] = frozenset()  # LaunchOptions fields this target reads
+    # values its templates read besides the plan (k8s: sizes, security context, cache, image)
+    template_values: Callable[[DeployPlan, DeployOptions], dict[str, Any]] = lambda plan, options: {}
 
     def runtime_for(self, asked: Runtime | None) -> Runtime:
         """The runtime this target runs for `--runtime asked` (None: its default)."""
@@ -84,6 +87,7 @@ TARGETS: dict[str, DeployTarget] = {
             k8s.launch,
             k8s.start_hint,
             frozenset({"dry_run_first"}),
+            k8s.template_values,
         ),
     )
 }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
+from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 # vllm/entrypoints/common/cli_args.py, vllm/config/*.py of the vllm 0.33.0 wheel), and its image.
 VLLM_VERSION = "0.33.0"
 VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
+# The same release built for ROCm (AMD GPUs), published by the vLLM project beside the CUDA image
+# (vllm docs/deployment/docker.md, "Short image names": `vllm/vllm:v0.33.0-rocm` is
+# `vllm/vllm-openai-rocm:v0.33.0`).
+VLLM_ROCM_IMAGE = f"vllm/vllm-openai-rocm:v{VLLM_VERSION}"
 VLLM_PORT = 8000
 
 # The utilization a plan names when no GPU capacity is known, so the estimate has no usable share to
@@ -62,6 +67,8 @@ class VLLMSettings:
     quantization: str | None
     trust_remote_code: bool
     reasoning_parser: str | None  # vLLM's parser for R1's <think> output; None for models that are not R1
+    vendor: str = "nvidia"  # the GPUs' vendor: "nvidia" or "amd" (gpu_vendor)
+    image: str = VLLM_IMAGE  # the image for that vendor: CUDA or ROCm
 
     @property
     def gpu_layers(self) -> int | None:
@@ -129,6 +136,12 @@ def quantization(req: Request) -> str | None:
     return None
 
 
+def gpu_vendor(req: Request) -> str:
+    """The GPUs' vendor: amd for cards the GPU table gives an AMD gfx target (gpus.yaml `gfx_arch`:
+    mi250x, mi300x, mi325x, mi355x), else nvidia."""
+    return "amd" if req.gpu is not None and req.gpu.gfx_arch else "nvidia"
+
+
 def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: str | None) -> VLLMSettings:
     """vLLM's settings for the plan `est` of `req` (`ollama_tag` is not vLLM's and is ignored)."""
     if req.gpu is None or est.cpu_plan:
@@ -165,10 +178,12 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         # R1 and its distills think in <think> ... </think>: vLLM's `deepseek_r1` parser (vllm/reasoning/)
         # splits that into `reasoning_content`; a model read from another HF repo is not assumed to
         reasoning_parser="deepseek_r1" if req.variant.family in R1_FAMILIES else None,
+        vendor=gpu_vendor(req),
+        image=VLLM_ROCM_IMAGE if gpu_vendor(req) == "amd" else VLLM_IMAGE,
     )
 
 
-def files(plan: DeployPlan) -> list[tuple[str, str, bool]]:
+def files(plan: DeployPlan, options: DeployOptions) -> list[tuple[str, str, bool]]:
     return [
         ("vllm/serve.sh.j2", "serve.sh", True),
         ("vllm/docker-compose.yaml.j2", "docker-compose.yaml", False),

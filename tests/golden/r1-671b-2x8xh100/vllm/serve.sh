@@ -16,6 +16,8 @@ SERVE_PORT="${SERVE_PORT:-8000}"
 : "${NODE_RANK:?set NODE_RANK: 0 on the head node, 1..1 on the workers}"
 : "${HEAD_ADDR:?set HEAD_ADDR to an address of the head node that every node can reach}"
 MASTER_PORT="${MASTER_PORT:-29501}"
+# vLLM inherits NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME (the interface between the nodes, when more than
+# one is up) and NCCL_IB_HCA (the InfiniBand adapters) from this script's environment: set them before it.
 node_args=(--nnodes 2 --node-rank "$NODE_RANK" --master-addr "$HEAD_ADDR" --master-port "$MASTER_PORT")
 if [ "$NODE_RANK" != 0 ]; then
   node_args+=(--headless)
