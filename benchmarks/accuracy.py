@@ -266,7 +266,17 @@ def corpus_sections() -> list[str]:
         "`vramplan check` arguments used.",
         "",
         *corpus.markdown(tuned, "Real logs: the corpus the rules were built on"),
-        *corpus.markdown(held, "Held-out real logs: gathered after the rules were final, run once"),
+        *corpus.markdown(
+            held,
+            "Held-out real logs: gathered after the rules were final, run once",
+            (
+                "Gathered on 2026-12-06 by searches made after the last rule change, taken in the order",
+                "the searches found them, and run through `vramplan check` once; no rule, reader or catalog",
+                "entry changed after that run. The causes below were written after it. One log the gatherers",
+                "found (LM Studio, R1-0528-Qwen3-8B on an RTX 3060 Ti) had been seen while the rules were",
+                "written, before its source was known, so it sits in the corpus above, not here.",
+            ),
+        ),
     ]
 
 

@@ -151,8 +151,8 @@ def run_entry(entry: Entry, catalog: Any = None) -> Outcome:
         result = check_log(
             catalog, parsed, str(entry.path), model=opts.get("model"), quant=opts.get("quant"), gpu=gpu
         )
-    except VramplanError as exc:
-        return Outcome(entry, (), str(exc), ())
+    except VramplanError as exc:  # the line `vramplan check` prints, with the log named as in the tables
+        return Outcome(entry, (), str(exc).replace(str(entry.path), entry.name), ())
     rows = tuple(Row(entry, p.part, p.scope, p.unit, p.measured, p.estimate, p.error) for p in result.parts)
     return Outcome(entry, rows, None, result.notes)
 
@@ -223,13 +223,14 @@ def log_lines(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
-def markdown(outcomes: list[Outcome], heading: str) -> list[str]:
+def markdown(outcomes: list[Outcome], heading: str, intro: tuple[str, ...] = ()) -> list[str]:
     """A section of docs/accuracy.md: the summary, every miss with its cause, and the logs."""
     if not outcomes:
         return [f"## {heading}", "", "No logs in this set yet.", ""]
     return [
         f"## {heading}",
         "",
+        *((*intro, "") if intro else ()),
         *summary_lines(outcomes),
         "",
         f"### Misses beyond the tolerances ({heading.lower()})",
