@@ -549,7 +549,10 @@ def test_every_card_names_its_sources() -> None:
     for g in GPU_SPECS:
         assert "https://" in g.source or "product brief" in g.source, g.name
         assert g.memory_source, g.name
-        assert (g.compute_capability is None) != (g.gfx_arch is None), g.name
+        if g.unified:  # Apple silicon: neither an NVIDIA compute capability nor an AMD gfx target
+            assert g.compute_capability is None and g.gfx_arch is None, g.name
+        else:
+            assert (g.compute_capability is None) != (g.gfx_arch is None), g.name
 
 
 def test_the_cards_people_run_r1_on_are_in_the_table() -> None:
@@ -671,7 +674,7 @@ def test_a_user_gpu_with_a_built_in_name_needs_override(tmp_path) -> None:  # ty
         (("fp8: true", "fp8: yes please"), "gpus[0] (my-card).fp8: expected true or false, got 'yes please'"),
         (
             ("interconnect: pcie", "interconnect: ethernet"),
-            "gpus[0] (my-card).interconnect: must be one of nvlink, pcie, infinity-fabric",
+            "gpus[0] (my-card).interconnect: must be one of nvlink, pcie, infinity-fabric, none",
         ),
         (
             ("compute_capability: 8.9", "compute_capability: ada"),
@@ -721,6 +724,13 @@ def test_gpus_yaml_ships_in_the_wheel() -> None:
     assert data_file("gpus.yaml") == str(root / "gpus.yaml")  # a checkout / editable install
 
 
+def memory_mib(g: gpus.GPUSpec) -> str:
+    """A card's memory in MiB; Apple silicon: Metal's share of the unified memory."""
+    if g.unified_memory_bytes is None:
+        return str(g.memory_bytes // MiB)
+    return f"{g.memory_bytes // MiB} (Metal's share of {g.unified_memory_bytes // MiB} unified)"
+
+
 def cards_section() -> str:
     """The list of cards in docs/hardware.md: every card of gpus.yaml with its sources."""
     lines = [
@@ -729,7 +739,7 @@ def cards_section() -> str:
     ]
     for g in GPU_SPECS:
         lines.append(
-            f"| `{g.name}` | {g.label} | {g.memory_bytes // MiB} | {g.bandwidth_gbps:g} "
+            f"| `{g.name}` | {g.label} | {memory_mib(g)} | {g.bandwidth_gbps:g} "
             f"| {g.memory_source} | {g.source} |"
         )
     return "\n".join(lines)

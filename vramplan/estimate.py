@@ -36,6 +36,10 @@ from vramplan.runtimes import (
 )
 
 HOST = -1
+# The runtimes that run on an Apple silicon GPU: llama.cpp's Metal backend (ggml/src/ggml-metal), which
+# Ollama builds in. vLLM and SGLang have none (vLLM's macOS build runs on the CPU alone: its
+# installation guide, "Apple silicon" under CPU), so a plan for an Apple GPU refuses them.
+METAL_RUNTIMES = (Runtime.LLAMA_CPP, Runtime.OLLAMA)
 
 # The results (Request, Topology, DeviceUse, Estimate) are frozen dataclasses; the private records
 # further down (and the small value records of runtimes.py, catalog.py and precision.py) are
@@ -607,14 +611,19 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
                 st.placement.read.get(dev, 0),
             )
         )
+    host_cap, host_usable = st.host_capacity, st.host_usable
+    if req.gpu is not None and req.gpu.unified and host_cap is not None and host_usable is not None:
+        # Apple silicon: one memory; the host part gets what the GPU part leaves of it
+        on_gpu = sum(g.total_bytes for g in gpus)
+        host_cap, host_usable = max(host_cap - on_gpu, 0), max(host_usable - on_gpu, 0)
     host = DeviceUse(
         HOST,
         st.placement.weights.get(HOST, 0),
         host_kv,
         host_act,
         0,
-        st.host_capacity,
-        st.host_usable,
+        host_cap,
+        host_usable,
         st.placement.layers.get(HOST, ()),
         st.placement.read.get(HOST, 0),
     )
@@ -699,6 +708,14 @@ def _prepare(req: Request) -> _Static:
     fraction = rules.usable_fraction(req.gpu_memory_utilization) * (1 - req.headroom)
     usable = int(cap * fraction) if cap is not None else None
     host_cap = req.host_memory_bytes
+    if req.gpu is not None and req.gpu.unified and not req.cpu_only:
+        if rt not in METAL_RUNTIMES:
+            raise PlanError(
+                f"{rt.value} has no Metal backend and cannot use the GPU of {req.gpu.name} (Apple silicon); "
+                "plan with --runtime llama.cpp or --runtime ollama"
+                + ("" if q.is_gguf else " and a GGUF quantization (--quant q4_K_M, q8_0, f16, ...)")
+            )
+        host_cap = req.gpu.unified_memory_bytes  # the Mac's one memory, which the GPU part shares
     host_usable = int(host_cap * (1 - req.headroom)) if host_cap is not None else None
     g = req.gpu
     device = (
@@ -854,6 +871,15 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         notes.append("no GPU given: per-GPU memory is shown without a capacity (use --gpu NAME[:COUNT])")
     elif (crowded := crowded_node_note(req.gpu, req.gpus_per_node)) is not None:
         notes.append(crowded)  # more cards in one node than its usual server: planned as given
+    if req.gpu is not None and req.gpu.unified_memory_bytes and not req.cpu_only:
+        from vramplan.host import metal_rule_words
+
+        unified, left = req.gpu.unified_memory_bytes, est.host.capacity_bytes or 0
+        notes.append(
+            f"Apple silicon: {_gib(unified)} of unified memory; Metal lets the GPU use "
+            f"{_gib(req.gpu.memory_bytes)} of it ({metal_rule_words(unified)}), and the host part of the "
+            f"plan gets what the GPU part leaves ({_gib(left)})"
+        )
     if st.shape.layout is KVLayout.MLA_LATENT and st.topo.tensor_parallel > 1:
         notes.append(
             "the MLA latent KV cache is replicated on every tensor-parallel GPU; more TP does not shrink it"

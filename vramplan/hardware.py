@@ -104,6 +104,11 @@ def parse_gpu(text: str, catalogs: Sequence[str] = ()) -> GPUChoice:
         raise HardwareError(f"GPU count in {text!r} must be a whole number") from None
     if count <= 0:
         raise HardwareError(f"GPU count in {text!r} must be at least 1")
+    if spec.unified and count != 1:
+        raise HardwareError(
+            f"--gpu {text!r}: a Mac has one Apple silicon GPU; write --gpu {spec.name} (llama.cpp's RPC "
+            "across several Macs is not planned)"
+        )
     if count > MAX_GPUS_PER_NODE:
         raise HardwareError(
             f"GPU count in {text!r} is more than the {MAX_GPUS_PER_NODE} GPUs one node can hold; "

@@ -100,6 +100,13 @@ def metal_gpu_share(unified_bytes: int, wired_limit_mb: int | None) -> int:
     return unified_bytes * 3 // 4
 
 
+def metal_rule_words(unified_bytes: int) -> str:
+    """Which default of `metal_gpu_share` applies to `unified_bytes`, in words."""
+    if unified_bytes <= METAL_SMALL_MAC_BYTES:
+        return "macOS default: 2/3 of RAM up to 36 GiB"
+    return "macOS default: 3/4 of RAM above 36 GiB"
+
+
 def apple_memory(sysctl: Callable[[str], int | None]) -> tuple[int | None, int | None, tuple[str, ...]]:
     """Unified memory (hw.memsize) and the GPU's share of it, read through `sysctl(name)`."""
     total = sysctl("hw.memsize")
@@ -110,15 +117,7 @@ def apple_memory(sysctl: Callable[[str], int | None]) -> tuple[int | None, int |
         old = sysctl("debug.iogpu.wired_limit")  # the older name, in bytes
         limit_mb = old // MiB if old else None
     share = metal_gpu_share(total, limit_mb)
-    how = (
-        f"iogpu.wired_limit_mb = {limit_mb}"
-        if limit_mb
-        else (
-            "macOS default: 2/3 of RAM up to 36 GiB"
-            if total <= METAL_SMALL_MAC_BYTES
-            else "macOS default: 3/4 of RAM above 36 GiB"
-        )
-    )
+    how = f"iogpu.wired_limit_mb = {limit_mb}" if limit_mb else metal_rule_words(total)
     note = (
         f"Apple silicon: Metal lets the GPU use {share / GiB:.2f} GiB of {total / GiB:.2f} GiB "
         f"unified memory ({how}); llama.cpp and Ollama place layers there"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from vramplan.catalog import Catalog, Quant, Resolved, Variant
 from vramplan.errors import PlanError, SourceError, UnknownModelError
-from vramplan.estimate import Request
+from vramplan.estimate import METAL_RUNTIMES, Request
 from vramplan.hardware import GPUChoice, Machine
 from vramplan.precision import KVDtype
 from vramplan.runtimes import KVLayout, RunSettings, Runtime, rules_for
@@ -27,6 +27,19 @@ def default_runtime(resolved: Resolved, quant: Quant) -> Runtime:
     if quant.is_gguf:
         return Runtime.LLAMA_CPP if Runtime.LLAMA_CPP in quant.runtimes else quant.runtimes[0]
     return Runtime.VLLM if Runtime.VLLM in quant.runtimes else quant.runtimes[0]
+
+
+def _metal_default(choices: Choices, resolved: Resolved, quant: Quant | None = None) -> Runtime | None:
+    """On an Apple silicon GPU (`--gpu m3-max-128gb`) with no runtime named: llama.cpp (a runtime
+    with a Metal backend; vLLM and SGLang have none), when it loads `quant` (None: any GGUF); an
+    Ollama tag keeps Ollama."""
+    if choices.gpu is None or not choices.gpu.spec.unified:
+        return None
+    if resolved.via == "ollama":
+        return Runtime.OLLAMA
+    if quant is None or Runtime.LLAMA_CPP in quant.runtimes:
+        return Runtime.LLAMA_CPP
+    return None
 
 
 def pick_quant(variant: Variant, runtime: Runtime | None) -> Quant:
@@ -131,8 +144,16 @@ def build_request(
                 f"{variant.id} instead"
             )
     else:
-        quant = resolved.quant or pick_quant(variant, choices.runtime)
+        quant = resolved.quant or pick_quant(variant, choices.runtime or _metal_default(choices, resolved))
     runtime = choices.runtime or default_runtime(resolved, quant)
+    if choices.runtime is None and runtime not in METAL_RUNTIMES:
+        runtime = _metal_default(choices, resolved, quant) or runtime
+    if choices.gpu is not None and choices.gpu.spec.unified and choices.host_memory_bytes is not None:
+        raise PlanError(
+            f"--host-memory: the host of {choices.gpu.spec.name} is the same unified memory as its GPU "
+            f"({(choices.gpu.spec.unified_memory_bytes or 0) / (1 << 30):.1f} GiB), planned from the card; "
+            "drop --host-memory"
+        )
     if choices.concurrency <= 0:
         raise PlanError(f"--concurrency must be at least 1, got {choices.concurrency}")
     if choices.nodes <= 0:
