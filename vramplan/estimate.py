@@ -17,7 +17,7 @@ from typing import NamedTuple
 from vramplan.arch import Architecture, Split, Tensor, tensors
 from vramplan.catalog import Quant, Variant
 from vramplan.errors import PlanError
-from vramplan.hardware import GPUSpec, crowded_node_note, size_text
+from vramplan.hardware import GPUSpec, crowded_node_note, size_text, unified_memory_note
 from vramplan.precision import KVDtype
 from vramplan.quantmix import Scheme, tensor_bytes
 from vramplan.runtimes import (
@@ -871,15 +871,8 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         notes.append("no GPU given: per-GPU memory is shown without a capacity (use --gpu NAME[:COUNT])")
     elif (crowded := crowded_node_note(req.gpu, req.gpus_per_node)) is not None:
         notes.append(crowded)  # more cards in one node than its usual server: planned as given
-    if req.gpu is not None and req.gpu.unified_memory_bytes and not req.cpu_only:
-        from vramplan.host import metal_rule_words
-
-        unified, left = req.gpu.unified_memory_bytes, est.host.capacity_bytes or 0
-        notes.append(
-            f"Apple silicon: {_gib(unified)} of unified memory; Metal lets the GPU use "
-            f"{_gib(req.gpu.memory_bytes)} of it ({metal_rule_words(unified)}), and the host part of the "
-            f"plan gets what the GPU part leaves ({_gib(left)})"
-        )
+    if req.gpu is not None and req.gpu.unified and not req.cpu_only:
+        notes.append(unified_memory_note(req.gpu, est.host.capacity_bytes or 0))
     if st.shape.layout is KVLayout.MLA_LATENT and st.topo.tensor_parallel > 1:
         notes.append(
             "the MLA latent KV cache is replicated on every tensor-parallel GPU; more TP does not shrink it"

@@ -53,6 +53,7 @@ __all__ = [
     "size_text",
     "spec_for_nvml_name",
     "split_mig_name",
+    "unified_memory_note",
 ]
 
 GPU_SPECS: tuple[GPUSpec, ...]  # the built-in table (gpus.yaml), read on first use: see __getattr__
@@ -86,6 +87,18 @@ def crowded_node_note(spec: GPUSpec, count: int) -> str | None:
     return (
         f"{count} x {spec.name} in one node: more than the {spec.max_per_node} its usual server holds; "
         "planned as one machine with all of them"
+    )
+
+
+def unified_memory_note(spec: GPUSpec, host_left_bytes: int) -> str:
+    """The plan's note for an Apple silicon GPU: the one memory, the GPU's share, the host's part."""
+    from vramplan.host import metal_rule_words
+
+    unified = spec.unified_memory_bytes or 0
+    return (
+        f"Apple silicon: {unified / GiB:.1f} GiB of unified memory; Metal lets the GPU use "
+        f"{spec.memory_bytes / GiB:.1f} GiB of it ({metal_rule_words(unified)}), and the host part of the "
+        f"plan gets what the GPU part leaves ({host_left_bytes / GiB:.1f} GiB)"
     )
 
 
