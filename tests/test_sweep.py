@@ -119,6 +119,7 @@ def test_json_gives_the_series(run: Run) -> None:
     limit = [p for p in doc["sweep"] if p["largest_that_fits"]]
     assert len(limit) == 1 and limit[0]["fits"] is True and limit[0]["context"] == doc["max_context"]
     assert all(isinstance(p["device"]["total_bytes"], int) for p in doc["sweep"])
+    assert all(p["per_gpu"] == [p["device"]] for p in doc["sweep"])  # one GPU: the one drawn
 
 
 def test_json_of_a_gpu_list_is_one_plan_per_gpu(run: Run) -> None:

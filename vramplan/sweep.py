@@ -30,6 +30,7 @@ class SweepPoint:
     host: DeviceUse
     fits: bool | None
     limit: bool = False  # the largest value that fits
+    per_gpu: tuple[DeviceUse, ...] = ()  # every GPU of the plan
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _fullest(e: Estimate) -> DeviceUse:
 
 
 def _point(e: Estimate, value: int, limit: bool = False) -> SweepPoint:
-    return SweepPoint(value, _fullest(e), e.host, e.fits, limit)
+    return SweepPoint(value, _fullest(e), e.host, e.fits, limit, e.per_gpu)
 
 
 def grid(axis: str, plan: Estimate, req: Request, model_max: int) -> list[int]:

@@ -48,7 +48,8 @@ def sweep_json(s: Sweep) -> dict[str, Any]:
 def _point_json(axis: str, p: SweepPoint) -> dict[str, Any]:
     return {
         axis: p.value,
-        "device": _device_json(p.device),
+        "per_gpu": [_device_json(d) for d in p.per_gpu],
+        "device": _device_json(p.device),  # the one drawn: the fullest GPU, or the host of a CPU plan
         "host": _device_json(p.host),
         "fits": p.fits,
         "largest_that_fits": p.limit,
