@@ -182,3 +182,16 @@ def test_what_a_mac_cannot_run_is_one_line(run: Run, args: list[str], message: s
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == f"Error: {message}\n"
+
+
+def test_recommend_for_a_mac_plans_llama_cpp_and_ollama(run: Run) -> None:
+    result = run("recommend", "--gpu", "m4-max-128gb", "--top", "3", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["candidates"] and {c["runtime"] for c in doc["candidates"]} <= {"llama.cpp", "ollama"}
+    result = run("recommend", "--gpu", "m4-max-128gb", "--runtime", "sglang")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: sglang has no Metal backend and cannot use the GPU of m4-max-128gb (Apple silicon); "
+        "plan with --runtime llama.cpp or --runtime ollama\n"
+    )
