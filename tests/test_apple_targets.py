@@ -195,3 +195,28 @@ def test_recommend_for_a_mac_plans_llama_cpp_and_ollama(run: Run) -> None:
         "Error: sglang has no Metal backend and cannot use the GPU of m4-max-128gb (Apple silicon); "
         "plan with --runtime llama.cpp or --runtime ollama\n"
     )
+
+
+def test_the_probes_mac_plans_its_gpu_with_the_limit_the_user_set() -> None:
+    from vramplan import host
+    from vramplan.catalog import load_catalog
+    from vramplan.estimate import estimate
+    from vramplan.hardware import probe_machine
+    from vramplan.request import Choices, build_request
+
+    sysctl = {"hw.memsize": 128 * GiB, "iogpu.wired_limit_mb": 114688}.get  # 112 GiB for the GPU
+    mac = probe_machine(
+        environ={}, host=host.read_host("darwin", "arm64", sysctl=sysctl), find_driver=lambda: "x"
+    )
+    e = estimate(
+        build_request(load_catalog(), Choices(model="deepseek-r1-distill-llama-70b", context=8192), mac)
+    )
+    assert (e.runtime, e.topology.gpu, e.per_gpu[0].capacity_bytes) == (
+        "llama.cpp",
+        "apple-silicon-128gb",
+        112 * GiB,
+    )
+    assert any("Metal lets the GPU use 112.0 GiB of it (set by iogpu.wired_limit_mb)" in n for n in e.notes)
+    # vLLM on a Mac: no Metal backend, and no GPU to plan for
+    vllm = build_request(load_catalog(), Choices(model="deepseek-r1-distill-llama-70b", quant="bf16"), mac)
+    assert vllm.gpu is None and not vllm.cpu_only

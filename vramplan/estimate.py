@@ -36,10 +36,6 @@ from vramplan.runtimes import (
 )
 
 HOST = -1
-# The runtimes that run on an Apple silicon GPU: llama.cpp's Metal backend (ggml/src/ggml-metal), which
-# Ollama builds in. vLLM and SGLang have none (vLLM's macOS build runs on the CPU alone: its
-# installation guide, "Apple silicon" under CPU), so a plan for an Apple GPU refuses them.
-METAL_RUNTIMES = (Runtime.LLAMA_CPP, Runtime.OLLAMA)
 
 # The results (Request, Topology, DeviceUse, Estimate) are frozen dataclasses; the private records
 # further down (and the small value records of runtimes.py, catalog.py and precision.py) are
@@ -709,7 +705,7 @@ def _prepare(req: Request) -> _Static:
     usable = int(cap * fraction) if cap is not None else None
     host_cap = req.host_memory_bytes
     if req.gpu is not None and req.gpu.unified and not req.cpu_only:
-        if rt not in METAL_RUNTIMES:
+        if not rules.metal:
             raise PlanError(
                 f"{rt.value} has no Metal backend and cannot use the GPU of {req.gpu.name} (Apple silicon); "
                 "plan with --runtime llama.cpp or --runtime ollama"

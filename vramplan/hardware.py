@@ -92,12 +92,15 @@ def crowded_node_note(spec: GPUSpec, count: int) -> str | None:
 
 def unified_memory_note(spec: GPUSpec, host_left_bytes: int) -> str:
     """The plan's note for an Apple silicon GPU: the one memory, the GPU's share, the host's part."""
-    from vramplan.host import metal_rule_words
+    from vramplan.host import metal_gpu_share, metal_rule_words
 
     unified = spec.unified_memory_bytes or 0
+    rule = metal_rule_words(unified)
+    if spec.memory_bytes != metal_gpu_share(unified, None):
+        rule = "set by iogpu.wired_limit_mb"  # the probe read a limit the user raised
     return (
         f"Apple silicon: {unified / GiB:.1f} GiB of unified memory; Metal lets the GPU use "
-        f"{spec.memory_bytes / GiB:.1f} GiB of it ({metal_rule_words(unified)}), and the host part of the "
+        f"{spec.memory_bytes / GiB:.1f} GiB of it ({rule}), and the host part of the "
         f"plan gets what the GPU part leaves ({host_left_bytes / GiB:.1f} GiB)"
     )
 
@@ -240,6 +243,25 @@ class Machine:
 
     def gpu_count(self) -> int:
         return len(self.plan_gpus())
+
+    def metal_gpu(self) -> GPUSpec | None:
+        """Apple silicon: its GPU as a spec, with the Metal share the probe read as its memory (and
+        the unified memory the host shares), for llama.cpp / Ollama plans; None elsewhere. The chip is
+        not read, so its bandwidth is not known (`--gpu m3-max-128gb` names one from the table)."""
+        if self.unified_memory_bytes is None or self.gpu_share_bytes is None or self.gpus:
+            return None
+        return GPUSpec(
+            name=f"apple-silicon-{self.unified_memory_bytes // GiB}gb",
+            label=f"Apple silicon GPU (Metal), {self.unified_memory_bytes / GiB:.0f} GiB unified memory",
+            memory_bytes=self.gpu_share_bytes,
+            bandwidth_gbps=0.0,
+            compute_capability=None,
+            fp8=False,
+            fp4=False,
+            interconnect="none",
+            max_per_node=1,
+            unified_memory_bytes=self.unified_memory_bytes,
+        )
 
     def gpu_spec(self) -> GPUSpec:
         """The spec to plan with: the table entry of the smallest planned GPU (the first of equals),

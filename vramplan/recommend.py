@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from vramplan.arch import param_count
 from vramplan.catalog import Catalog, Quant, Variant
 from vramplan.errors import PlanError, UnknownModelError
-from vramplan.estimate import METAL_RUNTIMES, Estimate, Request, estimate, largest_true
+from vramplan.estimate import Estimate, Request, estimate, largest_true
 from vramplan.hardware import GPU_SPECS, GPUChoice, GPUSpec, Machine, size_text
 from vramplan.precision import WeightFormat
 from vramplan.quantmix import GGUF_FTYPES
@@ -520,7 +520,7 @@ def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Comb
                 if target.nodes > 1 and not rules.spans_nodes:
                     continue
                 gpu = target.gpu
-                if gpu is not None and gpu.unified and rt not in METAL_RUNTIMES:
+                if gpu is not None and gpu.unified and not rules.metal:
                     continue  # no Metal backend: vLLM and SGLang cannot use an Apple silicon GPU
                 if rules.needs_native_precision and gpu is not None and q.requires is not None:
                     if not getattr(gpu, q.requires):
@@ -947,7 +947,7 @@ def check_options(opts: Options, target: Target) -> None:
         names = " and ".join(r.value for r in opts.runtimes)
         raise PlanError(f"{names} need a GPU and none was found; plan for one with --gpu NAME[:COUNT]")
     if opts.runtimes and target.gpu is not None and target.gpu.unified:
-        if not any(r in METAL_RUNTIMES for r in opts.runtimes):
+        if not any(rules_for(r).metal for r in opts.runtimes):
             names = " and ".join(r.value for r in opts.runtimes)
             raise PlanError(
                 f"{names} {'has' if len(opts.runtimes) == 1 else 'have'} no Metal backend and cannot "
