@@ -42,6 +42,7 @@ class Sweep:
     points: tuple[SweepPoint, ...]
     largest: int | None  # the largest value that fits (None: no capacity known); 0: none fits
     top: int  # the largest value the axis may take (the model's maximum context, or the grid's end)
+    top_is: str = "the sweep's last"  # what `top` is, in words
 
     @property
     def capacity_bytes(self) -> int | None:
@@ -98,5 +99,10 @@ def sweep(req: Request, axis: str) -> Sweep:
     if largest and largest < values[-1] and largest not in values:
         points.append(_point(at(largest), largest, limit=True))
         points.sort(key=lambda p: p.value)
-    top = model_max if axis == "context" else (req.max_num_seqs or values[-1])
-    return Sweep(axis, plan, tuple(points), largest, top)
+    if axis == "context":
+        top, top_is = model_max, "the model's maximum"
+    elif req.max_num_seqs is not None and values[-1] == req.max_num_seqs:
+        top, top_is = req.max_num_seqs, "--max-num-seqs"
+    else:
+        top, top_is = values[-1], "the sweep's last"
+    return Sweep(axis, plan, tuple(points), largest, top, top_is)

@@ -29,7 +29,7 @@ PARTS = (
 )
 LINE = ("|", "│", "bold red")  # the usable memory: plain, colour, style
 MARK = (">", "▶")  # the row of the largest value that fits: plain, colour
-MIN_WIDTH = 40
+MIN_WIDTH = 30  # narrower, the bars keep a few cells and lines may run over
 MAX_BAR = 120  # a wider bar reads no better
 
 
@@ -101,8 +101,7 @@ def _verdict(s: Sweep) -> str:
     if s.largest == 0:
         return f"does not fit at any {axis} {at}"
     if s.largest >= s.top:
-        most = "the model's maximum" if axis == "context" else "the sweep's last"
-        return f"fits at every {axis} up to {most}, {s.top}, {at}"
+        return f"fits at every {axis} up to {s.top_is}, {s.top}, {at}"
     return f"fits up to {axis} {s.largest} {at}; above it, it does not"
 
 
@@ -148,7 +147,7 @@ def print_sweeps(sweeps: list[Sweep], console: Console) -> None:
     vw = max(len(axis), *(len(str(v)) for v in values))
     tw = max(3, *(len(_gib(n)) for n in totals))
     prefix = 2 + vw + 2 + tw + 2
-    bar_width = min(width - prefix - 1, MAX_BAR)
+    bar_width = max(min(width - prefix - 1, MAX_BAR), 4)
     chars = [c for _, c, _ in PARTS]
     styles = [s for _, _, s in PARTS]
 
@@ -196,10 +195,11 @@ def print_sweeps(sweeps: list[Sweep], console: Console) -> None:
     capacity = first.capacity_bytes
     usable = "usable" if len(sweeps) > 1 or not capacity else f"usable {_gib(capacity)} GiB"
     items = [(c if plain else "█", style, name) for name, c, style in PARTS]
-    items += [
-        (LINE[0] if plain else LINE[1], LINE[2], usable),
-        (MARK[0] if plain else MARK[1], "", "the largest that fits"),
-    ]
+    if any(s.capacity_bytes for s in sweeps):  # else neither is drawn
+        items += [
+            (LINE[0] if plain else LINE[1], LINE[2], usable),
+            (MARK[0] if plain else MARK[1], "", "the largest that fits"),
+        ]
     lines += _legend(items, width, plain)
     if len(sweeps) == 1:
         lines += _wrap(_verdict(first), width)
