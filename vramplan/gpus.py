@@ -352,7 +352,9 @@ def gpu_spec(name: str, table: GPUTable | None = None) -> GPUSpec:
     matches = [names[m].name for m in difflib.get_close_matches(key, list(names), n=10, cutoff=0.5)]
     same_family = [names[n].name for n in names if n.split("-")[0] == key.split("-")[0]]
     close = list(dict.fromkeys(matches[:1] + same_family + matches[1:]))[:3]  # one name per card
-    known = ", ".join(g.name for g in t.specs)
+    known = ", ".join(g.name for g in t.specs if not g.unified)
+    if any(g.unified for g in t.specs):  # 31 Macs: their pattern, not their names
+        known += "; Apple silicon: CHIP-SIZEgb, e.g. m3-max-128gb (docs/gpus.md lists them)"
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known GPUs: {known}"
     raise HardwareError(f"unknown GPU {name!r}{hint}")
 
