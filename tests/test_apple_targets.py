@@ -49,9 +49,12 @@ def test_every_pro_max_ultra_size_apple_sold_is_a_target_with_its_source() -> No
         assert g.max_per_node == 1 and not g.fp8 and not g.fp4
 
 
-def test_the_metal_share_is_two_thirds_up_to_36_gib_and_three_quarters_above() -> None:
+def test_the_metal_share_is_two_thirds_up_to_32_gib_and_three_quarters_above() -> None:
     assert gpu_spec("m3-pro-18gb").memory_bytes == 18 * GiB * 2 // 3
-    assert gpu_spec("m3-max-36gb").memory_bytes == 24 * GiB
+    assert gpu_spec("m1-max-32gb").memory_bytes == 32 * GiB * 2 // 3
+    # 28991.03 MB (10^6 bytes) on a 36 GB M4 Max: 27 GiB, three quarters (host.py's sources)
+    assert gpu_spec("m4-max-36gb").memory_bytes == 27 * GiB
+    assert abs(27 * GiB / 1e6 - 28991.03) < 0.005
     assert gpu_spec("m3-max-48gb").memory_bytes == 36 * GiB
     assert gpu_spec("m4-max-128gb").memory_bytes == 96 * GiB
     assert gpu_spec("m2-ultra-192gb").memory_bytes == 144 * GiB
