@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from vramplan.gpus import GPUSpec
+
 DOCS = Path(__file__).resolve().parent
 
 
@@ -91,13 +93,22 @@ def models_reference() -> str:
     return "\n".join(lines)
 
 
+def memory_mib(g: GPUSpec) -> str:
+    """A card's memory in MiB; Apple silicon: Metal's share of the unified memory."""
+    if g.unified_memory_bytes is None:
+        return str(g.memory_bytes // (1 << 20))
+    return f"{g.memory_bytes // (1 << 20)} (Metal's share of {g.unified_memory_bytes // (1 << 20)} unified)"
+
+
 def gpus_reference() -> str:
-    from vramplan.hardware import GPU_SPECS, MiB
+    from vramplan.hardware import GPU_SPECS
 
     lines = [
         "# GPUs in the spec table\n",
         "Generated from `vramplan/hardware.py` by `python docs/generate.py`; do not edit by hand. "
-        "Memory is the total NVML / nvidia-smi reports (MiB); bandwidth is the vendor's peak (GB/s). "
+        "Memory is the total NVML / nvidia-smi reports (MiB); on Apple silicon, the share of the unified "
+        "memory that Metal lets the GPU use ([estimation.md](estimation.md#apple-silicon)); bandwidth is the "
+        "vendor's peak (GB/s). "
         "How the probe maps the names NVML reports to these entries: [hardware.md](hardware.md).\n",
         "| `--gpu` | card | memory (MiB) | bandwidth (GB/s) | compute capability | FP8 | FP4 | interconnect "
         "| aliases | NVML names | source |",
@@ -108,7 +119,7 @@ def gpus_reference() -> str:
         aliases = ", ".join(f"`{a}`" for a in g.aliases) or "-"
         names = ", ".join(f"`{n}`" for n in g.nvml_names)
         lines.append(
-            f"| `{g.name}` | {g.label} | {g.memory_bytes // MiB} | {g.bandwidth_gbps:g} | {cc} "
+            f"| `{g.name}` | {g.label} | {memory_mib(g)} | {g.bandwidth_gbps:g} | {cc} "
             f"| {'yes' if g.fp8 else 'no'} | {'yes' if g.fp4 else 'no'} | {g.interconnect} | {aliases} "
             f"| {names} | {g.source} |"
         )

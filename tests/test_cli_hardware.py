@@ -148,9 +148,33 @@ def test_apple_silicon_machine(run: Run, monkeypatch: pytest.MonkeyPatch) -> Non
     m = probe_machine(environ={}, host=apple, find_driver=lambda: "macOS has no NVIDIA driver")
     monkeypatch.setattr(hardware, "probe", lambda: m)
     out = run("hardware").stdout
-    assert "no GPU: plans are for host RAM (CPU inference), 64.00 GiB; Metal can hold 48.00 GiB of it" in out
+    assert (
+        "plan: llama.cpp / Ollama on the Apple silicon GPU, 48.00 GiB (Metal's share) of 64.00 GiB unified "
+        "memory; vLLM and SGLang do not run here"
+    ) in " ".join(out.split())
     doc = json.loads(run("hardware", "--json").stdout)
     assert (doc["unified_memory_bytes"], doc["gpu_share_bytes"]) == (64 * GiB, 48 * GiB)
+    assert doc["plan"] == {
+        "target": "gpu",
+        "gpu": "apple-silicon-64gb",
+        "gpu_count": 1,
+        "capacity_bytes": 48 * GiB,
+    }
+    # estimate plans this Mac's GPU as `--gpu` plans a named one: Metal's share, the host from the rest
+    plan = json.loads(run("estimate", "deepseek-r1-distill-qwen-14b", "-c", "8192", "--json").stdout)
+    assert (plan["runtime"], plan["quant"], plan["topology"]["gpu"]) == (
+        "llama.cpp",
+        "q4_K_M",
+        "apple-silicon-64gb",
+    )
+    assert plan["per_gpu"][0]["capacity_bytes"] == 48 * GiB
+    assert plan["host"]["capacity_bytes"] == 64 * GiB - plan["per_gpu"][0]["total_bytes"]
+    named = json.loads(
+        run("estimate", "deepseek-r1-distill-qwen-14b", "-c", "8192", "--gpu", "m1-max-64gb", "--json").stdout
+    )
+    assert named["per_gpu"] == plan["per_gpu"] and named["host"] == plan["host"]
+    tag = json.loads(run("estimate", "deepseek-r1:14b", "-c", "8192", "--json").stdout)
+    assert (tag["runtime"], tag["topology"]["gpu"]) == ("ollama", "apple-silicon-64gb")
 
 
 def test_estimate_without_gpu_uses_the_probed_mig_device(run: Run, probed: Probe) -> None:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from vramplan.arch import Architecture, Split, Tensor, tensors
 from vramplan.catalog import Quant, Variant
 from vramplan.errors import PlanError
-from vramplan.hardware import GPUSpec, crowded_node_note, size_text
+from vramplan.hardware import GPUSpec, crowded_node_note, size_text, unified_memory_note
 from vramplan.precision import KVDtype
 from vramplan.quantmix import Scheme, tensor_bytes
 from vramplan.runtimes import (
@@ -612,14 +612,19 @@ def _devices_use(st: _Static, cells: Cells, concurrency: int) -> tuple[list[Devi
                 st.placement.read.get(dev, 0),
             )
         )
+    host_cap, host_usable = st.host_capacity, st.host_usable
+    if req.gpu is not None and req.gpu.unified and host_cap is not None and host_usable is not None:
+        # Apple silicon: one memory; the host part gets what the GPU part leaves of it
+        on_gpu = sum(g.total_bytes for g in gpus)
+        host_cap, host_usable = max(host_cap - on_gpu, 0), max(host_usable - on_gpu, 0)
     host = DeviceUse(
         HOST,
         st.placement.weights.get(HOST, 0),
         host_kv,
         host_act,
         0,
-        st.host_capacity,
-        st.host_usable,
+        host_cap,
+        host_usable,
         st.placement.layers.get(HOST, ()),
         st.placement.read.get(HOST, 0),
     )
@@ -704,6 +709,14 @@ def _prepare(req: Request) -> _Static:
     fraction = rules.usable_fraction(req.gpu_memory_utilization) * (1 - req.headroom)
     usable = int(cap * fraction) if cap is not None else None
     host_cap = req.host_memory_bytes
+    if req.gpu is not None and req.gpu.unified and not req.cpu_only:
+        if not rules.metal:
+            raise PlanError(
+                f"{rt.value} has no Metal backend and cannot use the GPU of {req.gpu.name} (Apple silicon); "
+                "plan with --runtime llama.cpp or --runtime ollama"
+                + ("" if q.is_gguf else " and a GGUF quantization (--quant q4_K_M, q8_0, f16, ...)")
+            )
+        host_cap = req.gpu.unified_memory_bytes  # the Mac's one memory, which the GPU part shares
     host_usable = int(host_cap * (1 - req.headroom)) if host_cap is not None else None
     g = req.gpu
     device = (
@@ -859,6 +872,8 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         notes.append("no GPU given: per-GPU memory is shown without a capacity (use --gpu NAME[:COUNT])")
     elif (crowded := crowded_node_note(req.gpu, req.gpus_per_node)) is not None:
         notes.append(crowded)  # more cards in one node than its usual server: planned as given
+    if req.gpu is not None and req.gpu.unified and not req.cpu_only:
+        notes.append(unified_memory_note(req.gpu, est.host.capacity_bytes or 0))
     if st.shape.layout is KVLayout.MLA_LATENT and st.topo.tensor_parallel > 1:
         notes.append(
             "the MLA latent KV cache is replicated on every tensor-parallel GPU; more TP does not shrink it"

@@ -21,11 +21,12 @@ from typing import Any
 
 from vramplan.cache import YAMLSyntaxError, load_yaml
 from vramplan.errors import CatalogError, HardwareError
+from vramplan.host import metal_gpu_share
 
 MiB = 1 << 20
 GiB = 1 << 30
 
-INTERCONNECTS = ("nvlink", "pcie", "infinity-fabric")
+INTERCONNECTS = ("nvlink", "pcie", "infinity-fabric", "none")  # none: one GPU per machine (Apple silicon)
 # A node of more GPUs than this is taken for a typo (the largest single-system boards, e.g. the
 # GB200 NVL72's 72 GPUs, are racks of 4-GPU nodes); more than the card's usual server is only a note.
 MAX_GPUS_PER_NODE = 64
@@ -49,6 +50,14 @@ class GPUSpec:
     source: str = ""  # the vendor's spec page or datasheet (bandwidth, features)
     memory_source: str = ""  # where memory_bytes comes from (a published nvidia-smi / rocm-smi total)
     gfx_arch: str | None = None  # AMD cards: the LLVM gfx target (gfx942), in place of a compute capability
+    # Apple silicon: the whole unified memory, which CPU and GPU share; memory_bytes is then Metal's
+    # share of it (what the GPU may use), and the host gets what the GPU part of a plan leaves
+    unified_memory_bytes: int | None = None
+
+    @property
+    def unified(self) -> bool:
+        """An Apple silicon GPU: its memory is the Mac's, shared with the CPU."""
+        return self.unified_memory_bytes is not None
 
 
 # --------------------------------------------------------------------------- loading
@@ -57,6 +66,7 @@ _FIELDS = (
     "name",
     "label",
     "memory_mib",
+    "unified_memory_mib",
     "memory_source",
     "bandwidth_gbps",
     "compute_capability",
@@ -72,7 +82,6 @@ _FIELDS = (
 _REQUIRED = (
     "name",
     "label",
-    "memory_mib",
     "memory_source",
     "bandwidth_gbps",
     "fp8",
@@ -132,6 +141,12 @@ def parse_gpu_entry(raw: Any, path: str, where: str, *, user: bool = False) -> t
     for key in _REQUIRED:
         if key not in raw:
             raise _fail(path, f"{where}.{key}", "missing required field")
+    if ("memory_mib" in raw) == ("unified_memory_mib" in raw):
+        raise _fail(
+            path,
+            where,
+            "give memory_mib (a GPU's own memory) or unified_memory_mib (Apple silicon), one of them",
+        )
 
     def at(key: str) -> str:
         return f"{where}.{key}"
@@ -139,11 +154,12 @@ def parse_gpu_entry(raw: Any, path: str, where: str, *, user: bool = False) -> t
     name = _typed(path, at("name"), raw["name"], str, "a string")
     if not re.match(_NAME, name):
         raise _fail(path, at("name"), "names are lower case letters, digits, dots and dashes")
-    memory = _typed(path, at("memory_mib"), raw["memory_mib"], int, "a whole number of MiB")
+    memory_key = "memory_mib" if "memory_mib" in raw else "unified_memory_mib"
+    memory = _typed(path, at(memory_key), raw[memory_key], int, "a whole number of MiB")
     bandwidth = _typed(path, at("bandwidth_gbps"), raw["bandwidth_gbps"], (int, float), "a number")
     per_node = _typed(path, at("max_per_node"), raw["max_per_node"], int, "a whole number")
     if memory <= 0:
-        raise _fail(path, at("memory_mib"), "must be positive")
+        raise _fail(path, at(memory_key), "must be positive")
     if bandwidth <= 0:
         raise _fail(path, at("bandwidth_gbps"), "must be positive")
     if not 1 <= per_node <= MAX_GPUS_PER_NODE:
@@ -151,6 +167,13 @@ def parse_gpu_entry(raw: Any, path: str, where: str, *, user: bool = False) -> t
     interconnect = _typed(path, at("interconnect"), raw["interconnect"], str, "a string")
     if interconnect not in INTERCONNECTS:
         raise _fail(path, at("interconnect"), f"must be one of {', '.join(INTERCONNECTS)}")
+    unified = memory_key == "unified_memory_mib"
+    if unified and (per_node != 1 or interconnect != "none"):
+        raise _fail(
+            path,
+            where,
+            "an Apple silicon GPU (unified_memory_mib) is one per machine: max_per_node 1, interconnect none",
+        )
     if "compute_capability" in raw and "gfx_arch" in raw:
         raise _fail(path, where, "give compute_capability (NVIDIA) or gfx_arch (AMD), not both")
     cc = raw.get("compute_capability")
@@ -165,7 +188,8 @@ def parse_gpu_entry(raw: Any, path: str, where: str, *, user: bool = False) -> t
     spec = GPUSpec(
         name=name,
         label=_typed(path, at("label"), raw["label"], str, "a string"),
-        memory_bytes=memory * MiB,
+        # Apple silicon: the GPU may use Metal's share of the unified memory (vramplan/host.py)
+        memory_bytes=metal_gpu_share(memory * MiB, None) if unified else memory * MiB,
         bandwidth_gbps=float(bandwidth),
         compute_capability=None if cc is None else _compute_capability(path, at("compute_capability"), cc),
         fp8=_typed(path, at("fp8"), raw["fp8"], bool, "true or false"),
@@ -177,6 +201,7 @@ def parse_gpu_entry(raw: Any, path: str, where: str, *, user: bool = False) -> t
         source=_typed(path, at("source"), raw["source"], str, "a string"),
         memory_source=_typed(path, at("memory_source"), raw["memory_source"], str, "a string"),
         gfx_arch=gfx,
+        unified_memory_bytes=memory * MiB if unified else None,
     )
     return spec, override
 
@@ -309,18 +334,36 @@ def gpu_spec(name: str, table: GPUTable | None = None) -> GPUSpec:
     key = _key(name)
     if key in t.by_name:
         return t.by_name[key]
+    if key.startswith("apple-") and key[6:] in t.by_name:  # "Apple M3 Max 128GB", as Apple writes it
+        return t.by_name[key[6:]]
     by_nvml = _match_by_nvml_name(name, t)
     if by_nvml is not None:
         return by_nvml
+    sizes = _sizes_of(key.removeprefix("apple-"), t)
+    if sizes:
+        # A family name without its memory (`m3-max`): the sizes differ by far more than any rounding
+        # (36 to 128 GB), so the plan would be a guess; the error lists what there is to pick from.
+        raise HardwareError(
+            f"--gpu {name.strip()!r} comes in {len(sizes)} memory sizes; name one: {', '.join(sizes)}"
+        )
     import difflib  # only for the did-you-mean hint of an error
 
     names = t.by_name
     matches = [names[m].name for m in difflib.get_close_matches(key, list(names), n=10, cutoff=0.5)]
     same_family = [names[n].name for n in names if n.split("-")[0] == key.split("-")[0]]
     close = list(dict.fromkeys(matches[:1] + same_family + matches[1:]))[:3]  # one name per card
-    known = ", ".join(g.name for g in t.specs)
+    known = ", ".join(g.name for g in t.specs if not g.unified)
+    if any(g.unified for g in t.specs):  # 31 Macs: their pattern, not their names
+        known += "; Apple silicon: CHIP-SIZEgb, e.g. m3-max-128gb (docs/gpus.md lists them)"
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known GPUs: {known}"
     raise HardwareError(f"unknown GPU {name!r}{hint}")
+
+
+def _sizes_of(family: str, table: GPUTable) -> list[str]:
+    """The cards called FAMILY-<N>gb (`m3-max` -> m3-max-36gb ... m3-max-128gb), smallest first."""
+    pattern = re.compile(re.escape(family) + r"-\d+gb")
+    cards = [g for g in table.specs if pattern.fullmatch(g.name)]
+    return [g.name for g in sorted(cards, key=lambda g: g.unified_memory_bytes or g.memory_bytes)]
 
 
 def is_known_gpu(name: str) -> bool:

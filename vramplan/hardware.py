@@ -53,6 +53,7 @@ __all__ = [
     "size_text",
     "spec_for_nvml_name",
     "split_mig_name",
+    "unified_memory_note",
 ]
 
 GPU_SPECS: tuple[GPUSpec, ...]  # the built-in table (gpus.yaml), read on first use: see __getattr__
@@ -89,6 +90,21 @@ def crowded_node_note(spec: GPUSpec, count: int) -> str | None:
     )
 
 
+def unified_memory_note(spec: GPUSpec, host_left_bytes: int) -> str:
+    """The plan's note for an Apple silicon GPU: the one memory, the GPU's share, the host's part."""
+    from vramplan.host import metal_gpu_share, metal_rule_words
+
+    unified = spec.unified_memory_bytes or 0
+    rule = metal_rule_words(unified)
+    if spec.memory_bytes != metal_gpu_share(unified, None):
+        rule = "set by iogpu.wired_limit_mb"  # the probe read a limit the user raised
+    return (
+        f"Apple silicon: {unified / GiB:.1f} GiB of unified memory; Metal lets the GPU use "
+        f"{spec.memory_bytes / GiB:.1f} GiB of it ({rule}), and the host part of the "
+        f"plan gets what the GPU part leaves ({host_left_bytes / GiB:.1f} GiB)"
+    )
+
+
 def parse_gpu(text: str, catalogs: Sequence[str] = ()) -> GPUChoice:
     """Parse `NAME[:COUNT]` (`h100-80gb:8`, `rtx-4090`); `catalogs`: user catalogs whose `gpus:` add
     to the table (besides VRAMPLAN_CATALOG and `gpus.use_catalogs`)."""
@@ -104,6 +120,11 @@ def parse_gpu(text: str, catalogs: Sequence[str] = ()) -> GPUChoice:
         raise HardwareError(f"GPU count in {text!r} must be a whole number") from None
     if count <= 0:
         raise HardwareError(f"GPU count in {text!r} must be at least 1")
+    if spec.unified and count != 1:
+        raise HardwareError(
+            f"--gpu {text!r}: a Mac has one Apple silicon GPU; write --gpu {spec.name} (llama.cpp's RPC "
+            "across several Macs is not planned)"
+        )
     if count > MAX_GPUS_PER_NODE:
         raise HardwareError(
             f"GPU count in {text!r} is more than the {MAX_GPUS_PER_NODE} GPUs one node can hold; "
@@ -222,6 +243,25 @@ class Machine:
 
     def gpu_count(self) -> int:
         return len(self.plan_gpus())
+
+    def metal_gpu(self) -> GPUSpec | None:
+        """Apple silicon: its GPU as a spec, with the Metal share the probe read as its memory (and
+        the unified memory the host shares), for llama.cpp / Ollama plans; None elsewhere. The chip is
+        not read, so its bandwidth is not known (`--gpu m3-max-128gb` names one from the table)."""
+        if self.unified_memory_bytes is None or self.gpu_share_bytes is None or self.gpus:
+            return None
+        return GPUSpec(
+            name=f"apple-silicon-{self.unified_memory_bytes // GiB}gb",
+            label=f"Apple silicon GPU (Metal), {self.unified_memory_bytes / GiB:.0f} GiB unified memory",
+            memory_bytes=self.gpu_share_bytes,
+            bandwidth_gbps=0.0,
+            compute_capability=None,
+            fp8=False,
+            fp4=False,
+            interconnect="none",
+            max_per_node=1,
+            unified_memory_bytes=self.unified_memory_bytes,
+        )
 
     def gpu_spec(self) -> GPUSpec:
         """The spec to plan with: the table entry of the smallest planned GPU (the first of equals),

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 GiB = 1 << 30
 MiB = 1 << 20
 
-# macOS's default Metal working set (MTLDevice.recommendedMaxWorkingSetSize) is about two thirds of
-# the RAM on Macs with up to 36 GB and three quarters above; Apple does not document the rule, the
+# macOS's default Metal working set (MTLDevice.recommendedMaxWorkingSetSize) is two thirds of the
+# RAM on Macs with up to 32 GB and three quarters above; Apple does not document the rule, the
 # numbers are what Metal reports: 10922.67 MB on 16 GB, 21845.34 MB on 32 GB (2/3), 73728 MB on
-# 96 GB (3/4) (ggml_metal_init logs: llama-cpp-python #687, llama.cpp #2011 and #3213). The sysctl
+# 96 GB (3/4) (ggml_metal_init logs, MiB then: llama-cpp-python #687, llama.cpp #2011 and #3213);
+# 17179.89 MB (16 GiB, 2/3) on a 24 GB Apple M2 and 28991.03 MB (27 GiB, 3/4) on a 36 GB Apple M4
+# Max (ggml_metal_device_init logs of llama.cpp b7690 and llama-cpp-python 0.3.34, which print
+# 10^6 bytes as MB; the tests' Apple M4 log, 11453.25 MB on 16 GB, is 2/3 in those units). The sysctl
 # iogpu.wired_limit_mb (MiB; the older debug.iogpu.wired_limit, in bytes, where it is missing)
 # overrides it when not 0: 114688 gives 112.00 GiB (antirez/ds4 PR #893). Newer macOS releases may
 # allow more (107.52 GiB of 128 GiB measured on macOS 26, same PR); the rule here is the conservative one.
-METAL_SMALL_MAC_BYTES = 36 * GiB
+METAL_SMALL_MAC_BYTES = 32 * GiB
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,13 @@ def metal_gpu_share(unified_bytes: int, wired_limit_mb: int | None) -> int:
     return unified_bytes * 3 // 4
 
 
+def metal_rule_words(unified_bytes: int) -> str:
+    """Which default of `metal_gpu_share` applies to `unified_bytes`, in words."""
+    if unified_bytes <= METAL_SMALL_MAC_BYTES:
+        return "macOS default: 2/3 of RAM up to 32 GiB"
+    return "macOS default: 3/4 of RAM above 32 GiB"
+
+
 def apple_memory(sysctl: Callable[[str], int | None]) -> tuple[int | None, int | None, tuple[str, ...]]:
     """Unified memory (hw.memsize) and the GPU's share of it, read through `sysctl(name)`."""
     total = sysctl("hw.memsize")
@@ -110,15 +120,7 @@ def apple_memory(sysctl: Callable[[str], int | None]) -> tuple[int | None, int |
         old = sysctl("debug.iogpu.wired_limit")  # the older name, in bytes
         limit_mb = old // MiB if old else None
     share = metal_gpu_share(total, limit_mb)
-    how = (
-        f"iogpu.wired_limit_mb = {limit_mb}"
-        if limit_mb
-        else (
-            "macOS default: 2/3 of RAM up to 36 GiB"
-            if total <= METAL_SMALL_MAC_BYTES
-            else "macOS default: 3/4 of RAM above 36 GiB"
-        )
-    )
+    how = f"iogpu.wired_limit_mb = {limit_mb}" if limit_mb else metal_rule_words(total)
     note = (
         f"Apple silicon: Metal lets the GPU use {share / GiB:.2f} GiB of {total / GiB:.2f} GiB "
         f"unified memory ({how}); llama.cpp and Ollama place layers there"

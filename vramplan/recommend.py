@@ -165,7 +165,15 @@ def target_for(
     notes: list[str] = []
     if gpu is not None:
         host = host_memory_bytes
-        if host is None:
+        if gpu.spec.unified:  # Apple silicon: the host is the GPU's unified memory (estimate plans it)
+            if host_memory_bytes is not None:
+                raise PlanError(
+                    f"--host-memory: the host of {gpu.spec.name} is the same unified memory as its GPU "
+                    f"({(gpu.spec.unified_memory_bytes or 0) / GiB:.1f} GiB), planned from the card; "
+                    "drop --host-memory"
+                )
+            host = gpu.spec.unified_memory_bytes
+        elif host is None:
             notes.append(
                 "host RAM not given: no partial offload to host RAM planned (give --host-memory GIB)"
             )
@@ -512,6 +520,8 @@ def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Comb
                 if target.nodes > 1 and not rules.spans_nodes:
                     continue
                 gpu = target.gpu
+                if gpu is not None and gpu.unified and not rules.metal:
+                    continue  # no Metal backend: vLLM and SGLang cannot use an Apple silicon GPU
                 if rules.needs_native_precision and gpu is not None and q.requires is not None:
                     if not getattr(gpu, q.requires):
                         skipped.add(q.requires.upper())
@@ -521,6 +531,11 @@ def _combos(catalog: Catalog, target: Target, opts: Options) -> tuple[list[_Comb
         notes.append(
             f"sglang plans of {' and '.join(sorted(skipped))} checkpoints left out: {target.gpu.name} has no "
             "native support for them (vLLM's weight-only Marlin fallback is planned instead)"
+        )
+    if target.gpu is not None and target.gpu.unified:
+        notes.append(
+            f"{target.gpu.name} is Apple silicon: llama.cpp and Ollama plans "
+            "(vLLM and SGLang have no Metal backend)"
         )
     if target.nodes > 1:
         notes.append(
@@ -931,6 +946,14 @@ def check_options(opts: Options, target: Target) -> None:
     if opts.runtimes and target.cpu_only and not any(rules_for(r).runs_on_host for r in opts.runtimes):
         names = " and ".join(r.value for r in opts.runtimes)
         raise PlanError(f"{names} need a GPU and none was found; plan for one with --gpu NAME[:COUNT]")
+    if opts.runtimes and target.gpu is not None and target.gpu.unified:
+        if not any(rules_for(r).metal for r in opts.runtimes):
+            names = " and ".join(r.value for r in opts.runtimes)
+            raise PlanError(
+                f"{names} {'has' if len(opts.runtimes) == 1 else 'have'} no Metal backend and cannot "
+                f"use the GPU of {target.gpu.name} (Apple silicon); "
+                "plan with --runtime llama.cpp or --runtime ollama"
+            )
     if opts.runtimes and target.nodes > 1 and not any(rules_for(r).spans_nodes for r in opts.runtimes):
         names = " and ".join(r.value for r in opts.runtimes)
         raise PlanError(f"{names} run on one node; --nodes needs vllm or sglang")

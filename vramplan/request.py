@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from vramplan.catalog import Catalog, Quant, Resolved, Variant
 from vramplan.errors import PlanError, SourceError, UnknownModelError
 from vramplan.estimate import Request
-from vramplan.hardware import GPUChoice, Machine
+from vramplan.hardware import GPUChoice, GPUSpec, Machine
 from vramplan.precision import KVDtype
 from vramplan.runtimes import KVLayout, RunSettings, Runtime, rules_for
 
@@ -27,6 +27,18 @@ def default_runtime(resolved: Resolved, quant: Quant) -> Runtime:
     if quant.is_gguf:
         return Runtime.LLAMA_CPP if Runtime.LLAMA_CPP in quant.runtimes else quant.runtimes[0]
     return Runtime.VLLM if Runtime.VLLM in quant.runtimes else quant.runtimes[0]
+
+
+def _metal_default(apple: GPUSpec | None, resolved: Resolved, quant: Quant | None = None) -> Runtime | None:
+    """On an Apple silicon GPU with no runtime named: llama.cpp (a runtime with a Metal backend; vLLM
+    and SGLang have none), when it loads `quant` (None: any GGUF); an Ollama tag keeps Ollama."""
+    if apple is None:
+        return None
+    if resolved.via == "ollama":
+        return Runtime.OLLAMA
+    if quant is None or Runtime.LLAMA_CPP in quant.runtimes:
+        return Runtime.LLAMA_CPP
+    return None
 
 
 def pick_quant(variant: Variant, runtime: Runtime | None) -> Quant:
@@ -123,6 +135,10 @@ def build_request(
     if resolved is None:
         resolved = resolve_model(catalog, choices)
     variant = resolved.variant
+    # an Apple silicon GPU: named (--gpu m3-max-128gb), or the Mac the probe found
+    apple = choices.gpu.spec if choices.gpu else (machine.metal_gpu() if machine is not None else None)
+    if apple is not None and not apple.unified:
+        apple = None
     if choices.quant is not None:
         quant = variant.plan_quant(choices.quant, choices.runtime)
         if resolved.quant is not None and quant.name != resolved.quant.name and resolved.via == "ollama":
@@ -131,8 +147,16 @@ def build_request(
                 f"{variant.id} instead"
             )
     else:
-        quant = resolved.quant or pick_quant(variant, choices.runtime)
+        quant = resolved.quant or pick_quant(variant, choices.runtime or _metal_default(apple, resolved))
     runtime = choices.runtime or default_runtime(resolved, quant)
+    if choices.runtime is None and not rules_for(runtime).metal:
+        runtime = _metal_default(apple, resolved, quant) or runtime
+    if choices.gpu is not None and choices.gpu.spec.unified and choices.host_memory_bytes is not None:
+        raise PlanError(
+            f"--host-memory: the host of {choices.gpu.spec.name} is the same unified memory as its GPU "
+            f"({(choices.gpu.spec.unified_memory_bytes or 0) / (1 << 30):.1f} GiB), planned from the card; "
+            "drop --host-memory"
+        )
     if choices.concurrency <= 0:
         raise PlanError(f"--concurrency must be at least 1, got {choices.concurrency}")
     if choices.nodes <= 0:
@@ -153,6 +177,13 @@ def build_request(
         if machine.gpu_count():
             gpu, count = machine.gpu_spec(), machine.gpu_count()
             used, used_index = in_use(machine)
+        elif apple is not None and rules.metal:
+            gpu, count = apple, 1  # this Mac's GPU: Metal's share of the unified memory
+            if choices.host_memory_bytes is not None:
+                raise PlanError(
+                    "--host-memory: on this Mac the host is the same unified memory as the GPU "
+                    f"({(apple.unified_memory_bytes or 0) / (1 << 30):.1f} GiB); drop --host-memory"
+                )
         elif rules.runs_on_host:
             cpu_only = True
     if choices.nodes > 1 and choices.gpu is None:

@@ -69,6 +69,16 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def split_gpu_list(value: str | None) -> list[str]:
+    """`--gpu rtx-4090,l40s,h100-80gb` -> its names (one name: a list of one; None: none)."""
+    if value is None or "," not in value:
+        return [] if value is None else [value]
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise HardwareError(f"--gpu {value!r} has an empty name; write NAME[:COUNT],NAME[:COUNT]")
+    return names
+
+
 def parse_gpu_option(value: str | None) -> GPUChoice | None:
     if value is None:
         return None

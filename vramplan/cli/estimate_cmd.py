@@ -18,6 +18,7 @@ from vramplan.cli.common import (
     parse_gpu_option,
     positive,
     print_json,
+    split_gpu_list,
 )
 from vramplan.precision import KVDtype
 from vramplan.runtimes import KVLayout, Runtime
@@ -106,6 +107,12 @@ from vramplan.runtimes import KVLayout, Runtime
     help="Host RAM for CPU plans and llama.cpp / Ollama offload: 64GiB, 512G, 500GB, or GiB alone "
     "(default: this machine's; none with --gpu).",
 )
+@click.option(
+    "--sweep",
+    type=click.Choice(["context", "concurrency"]),
+    help="Draw memory against context (or concurrency) as stacked bars, with the usable memory and "
+    "where the plan stops fitting; with --json, the series. Takes a --gpu list: a,b,c.",
+)
 @json_option
 @click.pass_context
 def estimate(
@@ -130,6 +137,7 @@ def estimate(
     max_num_batched_tokens: int | None,
     mem_fraction_static: float | None,
     host_memory: str | None,
+    sweep: str | None,
     as_json: bool,
 ) -> None:
     """Memory of MODEL per GPU: weights, KV cache, activations and overhead, and what fits.
@@ -143,6 +151,11 @@ def estimate(
     from vramplan.report import estimate as report
     from vramplan.request import Choices, build_request
 
+    gpus = split_gpu_list(gpu)
+    if len(gpus) > 1 and sweep is None:
+        raise click.UsageError(
+            f"--gpu {gpu} names {len(gpus)} GPUs; compare them with --sweep context or --sweep concurrency"
+        )
     choices = Choices(
         model=model,
         quant=quant,
@@ -150,7 +163,7 @@ def estimate(
         context=context,
         concurrency=concurrency,
         kv_cache_dtype=KVDtype(kv_cache_dtype),
-        gpu=parse_gpu_option(gpu),
+        gpu=parse_gpu_option(gpus[0] if gpus else gpu),
         nodes=nodes,
         tp=tp,
         pp=pp,
@@ -177,6 +190,20 @@ def estimate(
         ),
     )
     machine = None if choices.gpu else probe()
+    if sweep is not None:
+        from dataclasses import replace
+
+        from vramplan.report import sweep as picture
+        from vramplan.sweep import sweep as run_sweep
+
+        catalog = catalog_from(ctx)
+        each = [choices] + [replace(choices, gpu=parse_gpu_option(g)) for g in gpus[1:]]
+        sweeps = [run_sweep(build_request(catalog, c, machine), sweep) for c in each]
+        if as_json:
+            print_json(picture.sweeps_json(sweeps))
+        else:
+            picture.print_sweeps(sweeps, console())
+        return
     result = run_estimate(build_request(catalog_from(ctx), choices, machine))
     if as_json:
         print_json(report.estimate_json(result))

@@ -59,6 +59,9 @@ def plan_json(machine: Machine) -> dict[str, Any]:
             "gpu_count": machine.gpu_count(),
             "capacity_bytes": spec.memory_bytes,
         }
+    metal = machine.metal_gpu()
+    if metal is not None:  # Apple silicon: llama.cpp / Ollama plan its GPU, Metal's share of the memory
+        return {"target": "gpu", "gpu": metal.name, "gpu_count": 1, "capacity_bytes": metal.memory_bytes}
     return {"target": "host", "gpu": None, "gpu_count": 0, "capacity_bytes": machine.host_memory_bytes}
 
 
@@ -80,6 +83,12 @@ def machine_json(machine: Machine) -> dict[str, Any]:
 
 def plan_line(machine: Machine) -> str:
     plan = plan_json(machine)
+    if machine.metal_gpu() is not None:
+        return (
+            f"plan: llama.cpp / Ollama on the Apple silicon GPU, {gib(machine.gpu_share_bytes)} "
+            f"(Metal's share) of {gib(machine.unified_memory_bytes)} unified memory; vLLM and SGLang do "
+            "not run here"
+        )
     if plan["target"] == "gpu":
         return f"plan: {plan['gpu_count']} x {plan['gpu']}, {gib(plan['capacity_bytes'])} each"
     line = f"{NO_GPU_PLAN}, {gib(machine.host_memory_bytes)}"

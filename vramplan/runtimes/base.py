@@ -41,6 +41,10 @@ class Rules:
     mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT,)
     # plans for host RAM when no GPU is found (CPU inference: llama.cpp, Ollama)
     runs_on_host: ClassVar[bool] = False
+    # runs on an Apple silicon GPU: llama.cpp's Metal backend (ggml/src/ggml-metal), which Ollama builds
+    # in; vLLM and SGLang have none (vLLM's macOS build runs on the CPU alone: its installation guide,
+    # "Apple silicon" under CPU), so a plan for an Apple GPU refuses them
+    metal: ClassVar[bool] = False
     # spreads one model over several nodes (TP within a node, PP across nodes)
     spans_nodes: ClassVar[bool] = True
     # loads an FP8 / FP4 checkpoint only on GPUs with native support for it (vramplan does not plan a

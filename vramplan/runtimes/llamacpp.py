@@ -136,6 +136,7 @@ class LlamaCppRules(Rules):
     mla_layouts: ClassVar[tuple[KVLayout, ...]] = (KVLayout.MLA_LATENT, KVLayout.MLA_KV, KVLayout.MHA)
     layer_split: ClassVar[bool] = True
     runs_on_host: ClassVar[bool] = True
+    metal: ClassVar[bool] = True
     spans_nodes: ClassVar[bool] = False
     flash_attn_option: ClassVar[bool] = True
     cpu_moe_option: ClassVar[bool] = True
