@@ -16,9 +16,13 @@ Two halves, two interpreters (vLLM and vramplan pin different libraries, so each
       platform and offline (no weights, no GPU, no network). A failure prints the command line and
       vLLM's error; the exit status is the number of failures (capped at 1).
 
-What this does not reach: anything vLLM checks only when it builds the model's layers on a GPU
-(quantization kernels, attention backends, divisibility asserts inside linear.py); the layer shapes
-vramplan's tensor-parallel rule checks (vramplan/estimate.py `_tp_problem`) cover those splits.
+      Then, once per model x TP x PP x EP, the model's layers as TP rank 0 builds them, on the meta
+      device (vLLM's own linear, embedding and MoE layers divide every size by TP there), with the
+      quantization left out and stand-in process groups that only know their sizes.
+
+What this does not reach: what vLLM checks only on a GPU (quantization kernels and their shape limits,
+such as whole 128-blocks of DeepSeek's FP8 or a group size per rank, attention backends, memory);
+vramplan's tensor-parallel rule (vramplan/estimate.py `_tp_problem`) covers the FP8 blocks.
 """
 
 from __future__ import annotations
@@ -539,6 +543,53 @@ def _tokenizer(folder: Path) -> None:
     )
 
 
+def _unquantized(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "quantization_config"}
+
+
+def _without_quantization(argv: list[str], folder: str) -> list[str]:
+    out = [*argv[:1], folder, *argv[2:]]
+    if "--quantization" in out:
+        i = out.index("--quantization")
+        del out[i : i + 2]
+    return out
+
+
+class _Group:
+    """A stand-in for one rank's view of a vLLM process group: its size and rank, nothing sent."""
+
+    def __init__(self, size: int) -> None:
+        self.world_size = size
+        self.rank_in_group = self.rank = self.local_rank = 0
+        self.ranks = list(range(size))
+        self.is_first_rank, self.is_last_rank = True, size == 1
+        self.unique_name = "vllm-check"
+        self.device_group = self.cpu_group = self
+
+    def size(self) -> int:
+        return self.world_size
+
+
+def _build_layers(config: Any) -> None:
+    """The model's layers as TP rank 0 (and pipeline stage 0) builds them, on the meta device (no
+    memory, no weights): vLLM's own Column/RowParallelLinear, QKVParallelLinear, VocabParallelEmbedding
+    and FusedMoE run their `divide()` asserts on the plan's sizes. Quantization is left out (its
+    kernels need a GPU); the process groups are stand-ins that only know their sizes."""
+    import torch
+    import vllm.distributed.parallel_state as ps
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.model_loader.utils import get_model_architecture
+
+    par = config.parallel_config
+    tp, pp, ep = par.tensor_parallel_size, par.pipeline_parallel_size, par.enable_expert_parallel
+    ps._TP, ps._PP, ps._WORLD = _Group(tp), _Group(pp), _Group(tp * pp)
+    ps._DP, ps._PCP, ps._DCP, ps._EPLB = _Group(1), _Group(1), _Group(1), _Group(1)
+    ps._EP, ps._ETP = _Group(tp if ep else 1), _Group(1 if ep else tp)
+    with set_current_vllm_config(config), torch.device("meta"):
+        model_class, _ = get_model_architecture(config.model_config)
+        model_class(vllm_config=config)
+
+
 def check(work_file: Path) -> int:
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -546,13 +597,14 @@ def check(work_file: Path) -> int:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     work = json.loads(work_file.read_text())
     root = work_file.parent / "models"
-    folders = {}
+    folders, plain = {}, {}
     for i, (repo, m) in enumerate(sorted(work["models"].items())):
-        folder = root / str(i)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(m["config"], indent=1))
-        _tokenizer(folder)
-        folders[repo] = str(folder)
+        for kind, cfg in (("", m["config"]), ("-plain", _unquantized(m["config"]))):
+            folder = root / f"{i}{kind}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+            _tokenizer(folder)
+            (plain if kind else folders)[repo] = str(folder)
 
     t0 = time.monotonic()
     import vllm
@@ -566,21 +618,36 @@ def check(work_file: Path) -> int:
     cmd.subparser_init(sub)
     print(f"vLLM {vllm.__version__}: imported in {time.monotonic() - t0:.1f} s", flush=True)
 
+    def engine_config(argv: list[str]) -> Any:
+        args = parser.parse_args(argv)
+        cmd.validate(args)
+        args.model = args.model_tag
+        engine = EngineArgs.from_cli_args(args)
+        engine.load_format = "dummy"
+        return engine.create_engine_config()
+
     failures = 0
+    built: dict[tuple[str, int, int, bool], str] = {}
     for n, line in enumerate(work["lines"], 1):
         argv = list(line["argv"])
         shown = "vllm " + " ".join(argv)
         argv[1] = folders[line["model"]]
         t1 = time.monotonic()
+        stage = "vLLM"
         try:
-            args = parser.parse_args(argv)
-            cmd.validate(args)
-            args.model = args.model_tag
-            engine = EngineArgs.from_cli_args(args)
-            engine.load_format = "dummy"
-            config = engine.create_engine_config()
+            config = engine_config(argv)
             par = config.parallel_config
             got = f"tp {par.tensor_parallel_size} pp {par.pipeline_parallel_size} dp {par.data_parallel_size}"
+            key = (
+                plain[line["model"]],
+                par.tensor_parallel_size,
+                par.pipeline_parallel_size,
+                par.enable_expert_parallel,
+            )
+            if key not in built:
+                stage = f"vLLM, building the layers of TP rank 0 of {par.tensor_parallel_size}"
+                _build_layers(engine_config(_without_quantization(argv, key[0])))
+                built[key] = got
             print(f"ok   {n:3d} {time.monotonic() - t1:5.1f} s  {got}  {shown}", flush=True)
         except SystemExit as exc:  # argparse: the message went to stderr
             failures += 1
@@ -595,7 +662,7 @@ def check(work_file: Path) -> int:
             said = [ln.strip() for ln in last.splitlines() if ln.strip().startswith("Value error, ")]
             if said:
                 last = re.sub(r"\s*\[type=.*$", "", said[0]).removeprefix("Value error, ")
-            print(f"FAIL {n:3d}  {shown}\n     from: {line['from'][0]}\n     vLLM: {last}", flush=True)
+            print(f"FAIL {n:3d}  {shown}\n     from: {line['from'][0]}\n     {stage}: {last}", flush=True)
     total = len(work["lines"])
     print(f"{total - failures} passed, {failures} failed", flush=True)
     return 1 if failures else 0
