@@ -80,9 +80,24 @@ def test_the_1_5b_on_eight_gpus_gets_a_tp_that_divides_its_mlp(
     assert args[args.index("--data-parallel-size") + 1] == "2"
 
 
+def test_int4_groups_stay_whole_on_each_rank(run: Callable[..., Result], tmp_path: Path) -> None:
+    # 8960 / 4 = 2240 input rows of down_proj per rank, 17.5 groups of 128: Marlin and Triton W4A16
+    # refuse the layer (marlin.py / triton_w4a16.py `can_implement`), so TP 2 with 2 replicas
+    res = deploy(run, tmp_path, "r1-1.5b", "--quant", "gptq-int4", "-t", "vllm", "--gpu", "a100-80gb:4")
+    assert res.exit_code == 0, res.stderr
+    args = serve_args(tmp_path)
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert args[args.index("--data-parallel-size") + 1] == "2"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (
+            ("r1-14b", "--quant", "gptq-int4", "--gpu", "a100-80gb:8", "--tp", "8"),
+            "Error: tensor parallel size 8 does not divide the model's 13824 intermediate size into whole "
+            "128-element quantization blocks; use one of 1, 2, 4",
+        ),
         (
             ("r1-1.5b", "--gpu", "h200:8", "--tp", "6"),
             "Error: tensor parallel size 6 does not divide the model's 8960 intermediate size; use one of 1, 2, 4",

@@ -190,6 +190,11 @@ _VOCAB_PADDING = 64
 # blocks (vllm/model_executor/layers/quantization/utils/fp8_utils.py `validate_fp8_block_shape`,
 # `validate_fp8_block_shape_moe`).
 _FP8_BLOCK = 128
+# 4-bit GPTQ / AWQ checkpoints, groups of 128 along the input: Marlin and the Triton W4A16 kernel need
+# whole groups in each rank's share of a row-parallel input (vllm/model_executor/kernels/linear/
+# mixed_precision/marlin.py and triton_w4a16.py `can_implement`: "not divisible by group_size"). Only
+# Machete (Hopper) is laxer; a plan is written for any GPU of its kind, so the stricter rule holds.
+_INT4_GROUP = 128
 
 
 def _tp_splits(arch: Architecture, block: int) -> list[tuple[str, int, int]]:
@@ -201,6 +206,9 @@ def _tp_splits(arch: Architecture, block: int) -> list[tuple[str, int, int]]:
     projections in and out of attention split by heads, so heads cover them; the hidden size itself
     is never split."""
     out = [("attention heads", arch.num_attention_heads, 1)]
+    if block > 1:  # the attention output projection's input, row-parallel by heads
+        per_head = arch.v_head_dim if arch.is_mla and arch.v_head_dim else arch.attn_head_dim
+        out.append(("attention output size", arch.num_attention_heads * per_head, block))
     if not arch.is_moe or arch.first_k_dense_replace > 0:
         out.append(("intermediate size", arch.intermediate_size, block))
     if arch.moe_intermediate_size:
@@ -239,8 +247,14 @@ def _valid_tp(arch: Architecture, shape: KVShape, block: int = 1) -> list[int]:
 
 
 def _tp_block(req: Request) -> int:
-    """The quantization block a rank's share of the MLP must hold whole: DeepSeek's block FP8."""
-    return _FP8_BLOCK if req.quant.scheme.storage is None and req.quant.format is WeightFormat.FP8 else 1
+    """The quantization block a rank's share of the MLP must hold whole: DeepSeek's block FP8, the
+    groups of 4-bit GPTQ / AWQ."""
+    q = req.quant
+    if q.format is WeightFormat.FP8 and q.scheme.storage is None:
+        return _FP8_BLOCK
+    if q.format in (WeightFormat.GPTQ_INT4, WeightFormat.AWQ_INT4):
+        return _INT4_GROUP
+    return 1
 
 
 def resolve_topology(req: Request, shape: KVShape, rules: Rules | None = None) -> Topology:
