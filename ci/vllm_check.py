@@ -475,6 +475,9 @@ def render(work: Path) -> dict[str, Any]:
                     {"model": repo, "target": target, "try_multi": [("h100-80gb", 8, 2)]},
                 )
             )
+        for kv in ("bf16", "fp16", "fp8"):
+            one = [("h100-80gb", 1)]
+            todo.append((f"{repo} vllm kv {kv}", {"model": repo, "target": "vllm", "try": one, "kv": kv}))
     lines: dict[str, dict[str, Any]] = {}
     models: dict[str, dict[str, Any]] = {}
     refused: list[tuple[str, str]] = []
