@@ -172,7 +172,7 @@ ERRORS = [
     (["estimate", "r1-7b", "--tp", "0"], "Error: Invalid value for --tp: must be at least 1, got 0"),
     (
         ["estimate", "r1-7b", "--gpu", "h100:8", "--tp", "8"],
-        "Error: tensor parallel size 8 does not divide the model's 28 attention heads; use one of 1, 2, 4, 28",
+        "Error: tensor parallel size 8 does not divide the model's 28 attention heads; use one of 1, 2, 4",
     ),
     (
         ["estimate", "r1-7b", "--gpu", "h100:65"],

@@ -275,7 +275,7 @@ def test_default_contexts(catalog: Catalog) -> None:
         (dict(pp=-1), "--pp must be at least 1, got -1"),
         (
             dict(gpu=gpu_spec("h100"), gpus_per_node=8, tp=8),
-            "tensor parallel size 8 does not divide the model's 28 attention heads; use one of 1, 2, 4, 28",
+            "tensor parallel size 8 does not divide the model's 28 attention heads; use one of 1, 2, 4",
         ),
         (
             dict(gpu=gpu_spec("h100"), gpus_per_node=2, tp=4),

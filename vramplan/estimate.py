@@ -18,7 +18,7 @@ from vramplan.arch import Architecture, Split, Tensor, tensors
 from vramplan.catalog import Quant, Variant
 from vramplan.errors import PlanError
 from vramplan.hardware import GPUSpec, crowded_node_note, size_text, unified_memory_note
-from vramplan.precision import KVDtype
+from vramplan.precision import KVDtype, WeightFormat
 from vramplan.quantmix import Scheme, tensor_bytes
 from vramplan.runtimes import (
     BatchShape,
@@ -202,26 +202,79 @@ def ggml_layer_devices(n_layers: int, n_gpus: int, gpu_layers: int, blocks_first
     return out
 
 
-def _tp_ok(arch: Architecture, shape: KVShape, tp: int) -> bool:
-    """vLLM's rule: TP divides the attention heads, and divides or is a multiple of the KV heads."""
-    kv_ok = shape.heads == 1 or shape.heads % tp == 0 or tp % shape.heads == 0
-    return arch.num_attention_heads % tp == 0 and kv_ok
+# vLLM pads the vocabulary to a multiple of 64 before splitting the embedding and the LM head over the
+# TP ranks (vllm/model_executor/layers/vocab_parallel_embedding.py `DEFAULT_VOCAB_PADDING_SIZE`,
+# `pad_vocab_size`, then `divide(num_embeddings_padded, tp_size)`).
+_VOCAB_PADDING = 64
+# DeepSeek's block FP8 (128 x 128 scales): each rank's share of a split MLP dimension must be whole
+# blocks (vllm/model_executor/layers/quantization/utils/fp8_utils.py `validate_fp8_block_shape`,
+# `validate_fp8_block_shape_moe`).
+_FP8_BLOCK = 128
+# 4-bit GPTQ / AWQ checkpoints, groups of 128 along the input: Marlin and the Triton W4A16 kernel need
+# whole groups in each rank's share of a row-parallel input (vllm/model_executor/kernels/linear/
+# mixed_precision/marlin.py and triton_w4a16.py `can_implement`: "not divisible by group_size"). Only
+# Machete (Hopper) is laxer; a plan is written for any GPU of its kind, so the stricter rule holds.
+_INT4_GROUP = 128
 
 
-def _check_tp(arch: Architecture, shape: KVShape, tp: int) -> None:
-    if arch.num_attention_heads % tp:
-        raise PlanError(
-            f"tensor parallel size {tp} does not divide the model's {arch.num_attention_heads} "
-            f"attention heads; use one of {', '.join(str(d) for d in _valid_tp(arch, shape))}"
-        )
+def _tp_splits(arch: Architecture, block: int) -> list[tuple[str, int, int]]:
+    """(what, size, granule) of each dimension tensor parallelism divides among the ranks; a rank's
+    share of `size` must be a whole multiple of `granule`. From vLLM's layers: QKVParallelLinear
+    (attention heads), Merged/Column and RowParallelLinear (`divide(output_size, tp)`,
+    `divide(input_size, tp)`: the MLP, the shared experts and, without expert parallelism, each routed
+    expert: vllm/model_executor/layers/linear.py) and VocabParallelEmbedding / ParallelLMHead. The
+    projections in and out of attention split by heads, so heads cover them; the hidden size itself
+    is never split."""
+    out = [("attention heads", arch.num_attention_heads, 1)]
+    if block > 1:  # the attention output projection's input, row-parallel by heads
+        per_head = arch.v_head_dim if arch.is_mla and arch.v_head_dim else arch.attn_head_dim
+        out.append(("attention output size", arch.num_attention_heads * per_head, block))
+    if not arch.is_moe or arch.first_k_dense_replace > 0:
+        out.append(("intermediate size", arch.intermediate_size, block))
+    if arch.moe_intermediate_size:
+        out.append(("expert intermediate size", arch.moe_intermediate_size, block))
+    padded = -(-arch.vocab_size // _VOCAB_PADDING) * _VOCAB_PADDING
+    out.append((f"padded vocabulary ({arch.vocab_size} to a multiple of {_VOCAB_PADDING})", padded, 1))
+    return out
+
+
+def _tp_problem(arch: Architecture, shape: KVShape, tp: int, block: int = 1) -> str | None:
+    """Why vLLM cannot split the model over `tp` ranks (None: it can). K/V heads are divided when
+    there are at least `tp` of them and replicated otherwise, which needs `tp` to be a multiple of
+    them (linear.py `QKVParallelLinear`: `divide(tp_size, total_num_kv_heads)`)."""
+    for what, size, granule in _tp_splits(arch, block if tp > 1 else 1):  # tp 1 splits nothing
+        if size % (tp * granule):
+            whole = f" into whole {granule}-element quantization blocks" if granule > 1 else ""
+            return f"tensor parallel size {tp} does not divide the model's {size} {what}{whole}"
     if shape.heads > 1 and shape.heads % tp and tp % shape.heads:
-        raise PlanError(
-            f"tensor parallel size {tp} neither divides nor is a multiple of the {shape.heads} KV heads"
-        )
+        return f"tensor parallel size {tp} neither divides nor is a multiple of the {shape.heads} KV heads"
+    return None
 
 
-def _valid_tp(arch: Architecture, shape: KVShape) -> list[int]:
-    return [d for d in range(1, min(arch.num_attention_heads, 64) + 1) if _tp_ok(arch, shape, d)]
+def _tp_ok(arch: Architecture, shape: KVShape, tp: int, block: int = 1) -> bool:
+    return _tp_problem(arch, shape, tp, block) is None
+
+
+def _check_tp(arch: Architecture, shape: KVShape, tp: int, block: int = 1) -> None:
+    problem = _tp_problem(arch, shape, tp, block)
+    if problem is not None:
+        valid = ", ".join(str(d) for d in _valid_tp(arch, shape, block))
+        raise PlanError(f"{problem}; use one of {valid}")
+
+
+def _valid_tp(arch: Architecture, shape: KVShape, block: int = 1) -> list[int]:
+    return [d for d in range(1, min(arch.num_attention_heads, 64) + 1) if _tp_ok(arch, shape, d, block)]
+
+
+def _tp_block(req: Request) -> int:
+    """The quantization block a rank's share of the MLP must hold whole: DeepSeek's block FP8, the
+    groups of 4-bit GPTQ / AWQ."""
+    q = req.quant
+    if q.format is WeightFormat.FP8 and q.scheme.storage is None:
+        return _FP8_BLOCK
+    if q.format in (WeightFormat.GPTQ_INT4, WeightFormat.AWQ_INT4):
+        return _INT4_GROUP
+    return 1
 
 
 def resolve_topology(req: Request, shape: KVShape, rules: Rules | None = None) -> Topology:
@@ -258,13 +311,13 @@ def resolve_topology(req: Request, shape: KVShape, rules: Rules | None = None) -
     if req.tp is None:
         pp = req.pp or req.nodes  # TP within a node, PP across nodes
         tp = max(1, total // pp)
-        while tp > 1 and not _tp_ok(arch, shape, tp):
+        while tp > 1 and not _tp_ok(arch, shape, tp, _tp_block(req)):
             tp -= 1
     else:
         tp = req.tp
         # TP up to a node's GPUs leaves PP across nodes; TP spanning nodes (SGLang style) needs no PP
         pp = req.pp or (req.nodes if tp <= req.gpus_per_node else max(1, total // tp))
-    _check_tp(arch, shape, tp)
+    _check_tp(arch, shape, tp, _tp_block(req))
     if tp * pp > total:
         raise PlanError(
             f"tensor parallel {tp} x pipeline parallel {pp} needs {tp * pp} GPUs but the plan has {total} "

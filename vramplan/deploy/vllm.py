@@ -47,6 +47,10 @@ _VLLM_KV = {
     KVDtype.FP16: "float16",
     KVDtype.FP8: "fp8",
 }
+# The lowest compute capability with bfloat16: below it vLLM runs a bfloat16 checkpoint in float16
+# (vllm/platforms/cuda.py `supported_dtypes`: bfloat16 from capability 8.0; vllm/config/model.py
+# `_resolve_auto_dtype` falls back to the platform's first supported dtype).
+_BF16_CAPABILITY = (8, 0)
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,58 @@ def gpu_vendor(req: Request) -> str:
     return "amd" if req.gpu is not None and req.gpu.gfx_arch else "nvidia"
 
 
+def model_dtype(req: Request) -> str:
+    """The dtype vLLM runs the model in with its default `--dtype auto`: the checkpoint's own
+    (`torch_dtype`; every R1 checkpoint, quantized ones included, is bfloat16 outside its quantized
+    layers) unless the GPU lacks bfloat16, where vLLM falls back to float16."""
+    q = req.quant
+    own = "float16" if q.format is WeightFormat.FP16 or q.scheme.base_dtype == "fp16" else "bfloat16"
+    cc = req.gpu.compute_capability if req.gpu is not None else None
+    if own == "bfloat16" and cc is not None and cc < _BF16_CAPABILITY:
+        return "float16"
+    return own
+
+
+def kv_cache_dtype(req: Request) -> str:
+    """vLLM's `--kv-cache-dtype` for the plan's KV dtype. vLLM keeps a 16-bit cache only in the
+    model's own dtype: an explicit float16 / bfloat16 that differs stops it at startup
+    (vllm/config/vllm.py `_reject_mismatched_float_kv_cache`: 'kv_cache_dtype="float16" is
+    incompatible with dtype="bfloat16"'), so a 16-bit dtype other than the model's is refused here."""
+    vllm_kv = _VLLM_KV.get(req.kv_cache_dtype, "auto")
+    if vllm_kv in ("float16", "bfloat16"):
+        runs = model_dtype(req)
+        if vllm_kv != runs:
+            other = "bf16" if runs == "bfloat16" else "fp16"
+            raise PlanError(
+                f"vLLM keeps a 16-bit KV cache only in the model's dtype, and it runs {req.variant.id} "
+                f"{req.quant.name} in {runs} here; use --kv-cache-dtype auto or {other} (the same 2 bytes "
+                "per value)"
+            )
+    return vllm_kv
+
+
+def published_checkpoint(req: Request) -> str:
+    """The Hugging Face repo vLLM loads for the plan. A quantization with no repo of its own is served
+    from the variant's repo only when no other quantization of the variant is published there;
+    otherwise that repo holds another checkpoint (R1-0528's repo is FP8, its bf16 is only an upcast
+    anyone may make), so the plan is refused with the reason and what runs instead."""
+    q, v = req.quant, req.variant
+    if q.repo:
+        return q.repo
+    there = next((o for o in v.quants if o.repo == v.hf_repo and o.name != q.name), None)
+    if there is None:
+        return v.hf_repo
+    how = f" ({q.notes[:1].lower()}{q.notes[1:].rstrip('.')})" if q.notes else ""
+    gpu = f" --gpu {req.gpu.name}:{req.gpus_per_node}" if req.gpu is not None else ""
+    nodes = f" --nodes {req.nodes}" if req.nodes > 1 else ""
+    raise PlanError(
+        f"{v.id} {q.name} has no published checkpoint{how}: vLLM would load {v.hf_repo}, which is "
+        f"{there.name}. Convert it yourself and serve that directory, or deploy the published one with "
+        f"--quant {there.name} (vramplan estimate {v.id} --quant {there.name} --runtime vllm{gpu}{nodes} "
+        "shows its plan)"
+    )
+
+
 def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: str | None) -> VLLMSettings:
     """vLLM's settings for the plan `est` of `req` (`ollama_tag` is not vLLM's and is ignored)."""
     if req.gpu is None or est.cpu_plan:
@@ -157,6 +213,9 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
     served = served_name if served_name is not None else req.variant.id
     if not served.strip():
         raise PlanError("--served-name must not be empty")
+    if served.startswith("-"):
+        raise PlanError(f"--served-name {served!r} starts with '-', which vLLM would read as an option")
+    published_checkpoint(req)
     peak = max(est.per_gpu, key=lambda d: d.total_bytes) if est.per_gpu else est.host
     util = f"{UNKNOWN_CAPACITY_UTILIZATION:.2f}"
     if peak.capacity_bytes and peak.usable_bytes is not None:
@@ -172,7 +231,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         max_num_seqs=est.batch_sequences,
         max_num_batched_tokens=est.batch_tokens,
         gpu_memory_utilization=util,
-        kv_cache_dtype=_VLLM_KV.get(req.kv_cache_dtype, "auto"),
+        kv_cache_dtype=kv_cache_dtype(req),
         quantization=quantization(req),
         trust_remote_code=arch.model_type == "deepseek_v3",
         # R1 and its distills think in <think> ... </think>: vLLM's `deepseek_r1` parser (vllm/reasoning/)
