@@ -168,8 +168,11 @@ def _model(req: Request, gguf: str | None) -> tuple[str, str, str | None]:
             "pick a GGUF quantization (--quant q4_K_M, ...) or give --gguf FILE"
         )
     if not q.repo:
+        others = [o.name for o in req.variant.quants if o.is_gguf and o.repo]
+        hint = f" or --quant {' / '.join(others)}" if others else ""
         raise PlanError(
-            f"the catalog names no Hugging Face repo for {req.variant.id} {q.name}: give --gguf FILE"
+            f"the catalog names no Hugging Face repo for {req.variant.id} {q.name} (llama-server downloads "
+            f"with -hf): give --gguf FILE{hint}"
         )
     # llama.cpp's -hf REPO:TAG picks the file whose name holds "-TAG" (upper case compared;
     # common/download.cpp `find_best_model`)
