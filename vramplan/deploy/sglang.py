@@ -133,8 +133,9 @@ def default_fraction(est: Estimate) -> float | None:
 
 def pin_request(req: Request, est: Estimate) -> Request | None:
     """`req` with the --mem-fraction-static the bundle writes named, so the plan is estimated with the
-    very number the server gets (None when the request already names one, or no GPU is known)."""
-    if req.runtime is not Runtime.SGLANG or req.mem_fraction_static is not None:
+    very number the server gets (None when the request already names one, or no GPU is known). The
+    registry (deploy/targets.py REQUEST_PINS) calls it for SGLang plans only."""
+    if req.mem_fraction_static is not None:
         return None
     fraction = default_fraction(est)
     return replace(req, mem_fraction_static=fraction) if fraction is not None else None
