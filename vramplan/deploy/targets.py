@@ -119,6 +119,11 @@ RUNTIME_SETTINGS: dict[Runtime, SettingsBuilder] = {
 }
 
 
+# The runtimes whose targets load a GGUF file named with --gguf: its settings builder for the file.
+GGUF_SETTINGS: dict[Runtime, Callable[[str | None], SettingsBuilder]] = {
+    Runtime.LLAMA_CPP: llamacpp.settings_builder,
+}
+
 # A runtime whose default the bundle writes out as a number: the request with that number named, so the
 # estimate is of exactly what the files run (SGLang: --mem-fraction-static).
 REQUEST_PINS: dict[Runtime, Callable[[Request, Estimate], Request | None]] = {
@@ -146,11 +151,12 @@ def deploy_targets() -> tuple[tuple[Runtime, str], ...]:
 def settings_for(runtime: Runtime, gguf: str | None = None) -> SettingsBuilder:
     """The deploy settings builder of `runtime`; for a plan of the GGUF file `gguf`, llama.cpp's for it."""
     if gguf is not None:
-        if runtime is not Runtime.LLAMA_CPP:
+        for_file = GGUF_SETTINGS.get(runtime)
+        if for_file is None:
             raise PlanError(
                 f"--gguf FILE deploys with --target llama.cpp (a {runtime.value} target cannot load it)"
             )
-        return llamacpp.settings_builder(gguf)
+        return for_file(gguf)
     builder = RUNTIME_SETTINGS.get(runtime)
     if builder is None:
         raise PlanError(f"no deploy target runs {runtime.value}")
