@@ -45,7 +45,10 @@ def one_error(res: Result, code: int = 2) -> str:
         (["catalog", "show"], "Error: Missing argument 'MODEL'."),
         (["bogus"], "Error: No such command 'bogus'."),
         (["check"], "Error: Missing argument 'LOGFILE'."),
-        (["deploy", "r1-7b"], "Error: Missing option '--target' / '-t'. Choose from: ollama, vllm, k8s"),
+        (
+            ["deploy", "r1-7b"],
+            "Error: Missing option '--target' / '-t'. Choose from: ollama, vllm, sglang, llama.cpp, k8s",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(run: Callable[..., Result], args: list[str], message: str) -> None:

@@ -1,9 +1,12 @@
 """Golden files: every file `vramplan deploy` writes for the reference plans, byte for byte.
 
 The reference plans (issue 4): the 1.5B distill on one small GPU (an L4), the 32B distill on two
-H100s (tensor parallel 2), the 671B FP8 on one node of 8 H200 (and its Ollama Q4_K_M build there at a
-32k context, since Ollama runs GGUF only), and the 671B on 2 nodes of 8 H100 (vLLM and Kubernetes
-only: Ollama plans are for one node).
+H100s (tensor parallel 2), the 671B FP8 on one node of 8 H200 (and its Ollama and llama.cpp Q4_K_M
+builds there at a 32k context, since they run GGUF only: llama.cpp's UD-Q2_K_XL, the largest the catalog
+has a Hugging Face repo for), and the 671B on 2 nodes of 8 H100 (vLLM,
+SGLang and Kubernetes only: Ollama and llama.cpp plans are for one node). Issue 12 adds SGLang and
+llama.cpp bundles of each, and the 671B on one RTX 4090 with its experts in 192 GiB of host RAM, as
+`vramplan recommend --gpu rtx-4090:2 --host-memory 192` prints it.
 
 After a deliberate change to a template or a plan rule, regenerate the files and review the diff:
 
@@ -30,6 +33,10 @@ PLANS: dict[str, tuple[str, list[str]]] = {
     "r1-32b-2xh100": ("deepseek-r1-distill-qwen-32b", ["--gpu", "h100-80gb:2"]),
     "r1-671b-8xh200": ("deepseek-r1", ["--gpu", "h200:8"]),
     "r1-671b-2x8xh100": ("deepseek-r1", ["--gpu", "h100-80gb:8", "--nodes", "2"]),
+    "r1-671b-2xrtx4090-host192": (
+        "deepseek-r1",
+        ["--quant", "UD-IQ1_M", "--gpu", "rtx-4090:2", "--host-memory", "192GiB", "--n-cpu-moe", "59"],
+    ),
 }
 # bundle name -> deploy options beyond the plan's
 TARGETS: dict[str, list[str]] = {
@@ -37,6 +44,8 @@ TARGETS: dict[str, list[str]] = {
     "vllm": ["--target", "vllm"],
     "k8s": ["--target", "k8s"],
     "k8s-ollama": ["--target", "k8s", "--runtime", "ollama"],
+    "sglang": ["--target", "sglang"],
+    "llama.cpp": ["--target", "llama.cpp"],
 }
 # (case, bundle, extra options)
 BUNDLES: list[tuple[str, str, list[str]]] = [
@@ -53,6 +62,17 @@ BUNDLES: list[tuple[str, str, list[str]]] = [
     ("r1-671b-2x8xh100", "vllm", []),
     ("r1-671b-2x8xh100", "k8s", []),
 ]
+# the SGLang and llama.cpp bundles (issue 12; tests/test_deploy_runtime_targets.py checks their numbers)
+RUNTIME_BUNDLES: list[tuple[str, str, list[str]]] = [
+    ("r1-1.5b-l4", "sglang", []),
+    ("r1-1.5b-l4", "llama.cpp", []),
+    ("r1-32b-2xh100", "sglang", []),
+    ("r1-32b-2xh100", "llama.cpp", []),
+    ("r1-671b-8xh200", "sglang", []),
+    ("r1-671b-8xh200", "llama.cpp", ["--quant", "UD-Q2_K_XL", "--context", "32768"]),
+    ("r1-671b-2x8xh100", "sglang", []),
+    ("r1-671b-2xrtx4090-host192", "llama.cpp", ["--context", "4096"]),
+]
 
 
 def deploy_args(case: str, bundle: str, extra: list[str], out: Path) -> list[str]:
@@ -66,7 +86,12 @@ def render_bundle(run: Callable[..., Result], case: str, bundle: str, extra: lis
     return out
 
 
-@pytest.mark.parametrize(("case", "bundle", "extra"), BUNDLES, ids=[f"{c}-{b}" for c, b, _ in BUNDLES])
+ALL_BUNDLES = BUNDLES + RUNTIME_BUNDLES
+
+
+@pytest.mark.parametrize(
+    ("case", "bundle", "extra"), ALL_BUNDLES, ids=[f"{c}-{b}" for c, b, _ in ALL_BUNDLES]
+)
 def test_golden(run: Callable[..., Result], tmp_path: Path, case: str, bundle: str, extra: list[str]) -> None:
     out = render_bundle(run, case, bundle, extra, tmp_path / "bundle")
     golden = GOLDEN / case / bundle
@@ -88,6 +113,6 @@ def test_golden(run: Callable[..., Result], tmp_path: Path, case: str, bundle: s
 
 def test_every_golden_folder_is_a_case() -> None:
     """No stale golden bundles: each folder under tests/golden/ belongs to a case above."""
-    known = {f"{c}/{b}" for c, b, _ in BUNDLES}
+    known = {f"{c}/{b}" for c, b, _ in ALL_BUNDLES}
     found = {f"{p.parent.name}/{p.name}" for p in GOLDEN.glob("*/*") if p.is_dir()}
     assert found == known

@@ -25,7 +25,9 @@ def test_the_cli_offers_exactly_the_registry() -> None:
 
 
 def test_unknown_target_is_an_error() -> None:
-    with pytest.raises(PlanError, match="unknown deploy target 'helm'; known: ollama, vllm, k8s"):
+    with pytest.raises(
+        PlanError, match=r"unknown deploy target 'helm'; known: ollama, vllm, sglang, llama\.cpp, k8s"
+    ):
         get_target("helm")
 
 
@@ -44,7 +46,12 @@ def test_each_target_has_its_template_folder(name: str) -> None:
 
 
 def test_runtimes_a_target_runs_by_itself_get_deploy_commands() -> None:
-    assert dict(deploy_targets()) == {Runtime.OLLAMA: "ollama", Runtime.VLLM: "vllm"}
+    assert dict(deploy_targets()) == {
+        Runtime.OLLAMA: "ollama",
+        Runtime.VLLM: "vllm",
+        Runtime.SGLANG: "sglang",
+        Runtime.LLAMA_CPP: "llama.cpp",
+    }
 
 
 def test_a_target_refuses_a_runtime_it_does_not_run() -> None:

@@ -265,7 +265,7 @@ def test_compose_schema_requires_gpu_capabilities(compose_validator: Any) -> Non
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_shell_scripts_parse() -> None:
     scripts = golden_files("*/*/*.sh")
-    assert len(scripts) == 7
+    assert len(scripts) == 15  # vLLM 4, Ollama 3, SGLang 4, llama.cpp 4
     for path in scripts:
         proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{path}: {proc.stderr}"

@@ -904,11 +904,16 @@ def deploy_command(c: Candidate, target: Target, opts: Options) -> tuple[str, ..
         return None
     args = ["vramplan", "deploy", c.variant.id, "--target", to, "--quant", c.quant.name]
     args += _gpu_flags(c, target)
+    if c.estimate.host.total_bytes and c.request.host_memory_bytes is not None and c.request.cpu_moe_layers:
+        # experts in host RAM: the deploy checks the RAM planned for, as the estimate command does
+        args += ["--host-memory", size_text(c.request.host_memory_bytes)]
     args += ["--context", str(c.estimate.context)]
     if c.estimate.concurrency > 1:
         args += ["--concurrency", str(c.estimate.concurrency)]
     if c.request.gpu_layers is not None:
         args += ["--gpu-layers", str(c.request.gpu_layers)]
+    if c.request.cpu_moe_layers:
+        args += ["--n-cpu-moe", str(c.request.cpu_moe_layers)]
     return tuple(args)
 
 

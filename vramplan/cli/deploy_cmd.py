@@ -36,8 +36,14 @@ _RUNTIME_HELP = "; ".join(
 
 
 @cli.command()
-@click.argument("model")
+@click.argument("model", required=False)
 @click.option("--target", "-t", type=click.Choice(list(TARGETS)), required=True, help=_TARGET_HELP)
+@click.option(
+    "--gguf",
+    metavar="FILE",
+    help="llama.cpp: deploy this GGUF file (first shard of a split model), planned from its header; "
+    "replaces MODEL.",
+)
 @click.option(
     "--quant", "-q", help="Quantization (default: the model's own, or the first the runtime loads)."
 )
@@ -56,7 +62,21 @@ _RUNTIME_HELP = "; ".join(
 )
 @click.option("--tp", type=int, callback=positive("--tp"), help="Tensor-parallel size (vLLM).")
 @click.option("--pp", type=int, callback=positive("--pp"), help="Pipeline-parallel size.")
-@click.option("--gpu-layers", type=int, help="Ollama: layers on the GPU (partial offload; default: all).")
+@click.option(
+    "--gpu-layers", type=int, help="Ollama, llama.cpp: layers on the GPU (partial offload; default: all)."
+)
+@click.option(
+    "--n-cpu-moe",
+    "cpu_moe_layers",
+    type=int,
+    default=0,
+    help="llama.cpp --n-cpu-moe: keep the MoE experts of the first N layers in host RAM.",
+)
+@click.option(
+    "--host-memory",
+    metavar="SIZE",
+    help="Host RAM the plan may use for llama.cpp / Ollama offload: 64GiB, 512G, 500GB, or GiB alone.",
+)
 @click.option("--served-name", help="The name clients use (default: the model id; Ollama: id-ctxN).")
 @click.option(
     "--out",
@@ -94,7 +114,17 @@ _RUNTIME_HELP = "; ".join(
     help="Replace the bundle in --out: overwrite files that differ, remove those the earlier bundle wrote "
     "that this one does not (unless changed since).",
 )
-@click.option("--launch", is_flag=True, help="Start it: Ollama client, docker compose / serve.sh, kubectl.")
+@click.option(
+    "--launch",
+    is_flag=True,
+    help="Start it: Ollama client, docker compose / serve.sh, kubectl; llama.cpp: a local llama-server "
+    "(VRAMPLAN_LLAMA_SERVER or on PATH) on 127.0.0.1, asked once, its startup log compared with the plan.",
+)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="llama.cpp --launch: start, ask and stop, without comparing the server's memory with the plan.",
+)
 @click.option(
     "--dry-run-first", is_flag=True, help="k8s --launch: kubectl apply --dry-run=client before applying."
 )
@@ -102,8 +132,9 @@ _RUNTIME_HELP = "; ".join(
 @click.pass_context
 def deploy(
     ctx: click.Context,
-    model: str,
+    model: str | None,
     target: str,
+    gguf: str | None,
     quant: str | None,
     runtime: str | None,
     gpu: str | None,
@@ -114,6 +145,8 @@ def deploy(
     tp: int | None,
     pp: int | None,
     gpu_layers: int | None,
+    cpu_moe_layers: int,
+    host_memory: str | None,
     served_name: str | None,
     image: str | None,
     namespace: str | None,
@@ -123,10 +156,12 @@ def deploy(
     out: str | None,
     force: bool,
     launch: bool,
+    no_verify: bool,
     dry_run_first: bool,
     as_json: bool,
 ) -> None:
-    """Write the files that run MODEL as planned (Ollama, vLLM or Kubernetes), and start them with --launch.
+    """Write the files that run MODEL as planned (Ollama, vLLM, SGLang, llama.cpp or Kubernetes), and start
+    them with --launch.
 
     The plan is the one `vramplan estimate` prints for the same options; every file states it.
     """
@@ -135,13 +170,16 @@ def deploy(
     from rich.console import Console
 
     from vramplan import deploy as dep
-    from vramplan.hardware import probe
+    from vramplan.hardware import parse_size, probe
     from vramplan.report import deploy as report
     from vramplan.request import Choices
 
     if dry_run_first and not (launch and "dry_run_first" in TARGETS[target].launch_options):
         which = ", ".join(t.name for t in TARGETS.values() if "dry_run_first" in t.launch_options)
         raise click.UsageError(f"--dry-run-first goes with --launch and --target {which}")
+    if no_verify and not (launch and "verify" in TARGETS[target].launch_options):
+        which = ", ".join(t.name for t in TARGETS.values() if "verify" in t.launch_options)
+        raise click.UsageError(f"--no-verify goes with --launch and --target {which}")
     choices = Choices(
         model=model,
         quant=quant,
@@ -154,6 +192,10 @@ def deploy(
         tp=tp,
         pp=pp,
         gpu_layers=gpu_layers,
+        cpu_moe_layers=cpu_moe_layers,
+        gguf=gguf,
+        host_memory_bytes=None if host_memory is None else parse_size(host_memory, "--host-memory"),
+        given=("--host-memory",) if host_memory is not None else (),
     )
     machine = None if choices.gpu else probe()
     folder = Path(out) if out is not None else None
@@ -173,6 +215,7 @@ def deploy(
     if not as_json:
         report.print_written(bundle, written, out_console)
     launched = False
+    verified = None
     if launch:
         import gc
 
@@ -180,10 +223,19 @@ def deploy(
 
         gc.enable()  # main() starts commands without the cyclic collector; a launch streams for minutes
 
-        run_launch(bundle, out_console, dry_run_first=dry_run_first)
+        verified = run_launch(bundle, out_console, dry_run_first=dry_run_first, verify=not no_verify)
         launched = True
+        if verified is not None:
+            report.print_verified(verified, out_console)
     if as_json:
-        print_json(report.deploy_json(bundle, files, launched, written.removed))
+        print_json(report.deploy_json(bundle, files, launched, written.removed, verified))
+    if verified is not None and not verified.ok:
+        from vramplan.errors import LaunchError
+
+        misses = ", ".join(f"{p.part} ({p.scope}) {p.error:+.1%}" for p in verified.misses)
+        raise LaunchError(
+            f"the server ran, but its memory missed the plan beyond docs/accuracy.md's tolerances: {misses}"
+        )
 
 
 def _command_line(ctx: click.Context) -> list[str]:

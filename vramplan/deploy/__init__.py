@@ -8,7 +8,7 @@
                                client, vLLM through docker compose or serve.sh, Kubernetes through kubectl
 
 The targets are one registry (deploy.targets): a target is one module (deploy/ollama.py, vllm.py,
-k8s.py) and one template folder.
+k8s.py, sglang.py, llamacpp.py) and one template folder.
 
 jinja2, ollama and rich are imported inside the functions that use them.
 """
@@ -64,7 +64,7 @@ def prepare(
 ) -> Bundle:
     """Plan `choices` for the target named `target` (which fixes the runtime), estimate it and render
     the bundle with the deploy `options` (image, namespace, cache, ...; checked here first)."""
-    from vramplan.deploy.targets import get_target, settings_for
+    from vramplan.deploy.targets import get_target, pinned_request, settings_for
     from vramplan.estimate import estimate
     from vramplan.request import build_request, resolve_model
 
@@ -74,8 +74,13 @@ def prepare(
     runtime = to.runtime_for(choices.runtime)
     req = build_request(catalog, replace(choices, runtime=runtime), machine)
     est = estimate(req)
+    pinned = pinned_request(req, est)
+    if pinned is not None:  # the runtime's own default written out (SGLang's --mem-fraction-static)
+        req, est = pinned, estimate(pinned)
     tag = (choices.model or "").strip() if resolved.via == "ollama" else None
-    plan = make_plan(req, est, to.name, settings_for(runtime), served_name=served_name, ollama_tag=tag)
+    plan = make_plan(
+        req, est, to.name, settings_for(runtime, choices.gguf), served_name=served_name, ollama_tag=tag
+    )
     return Bundle(plan, out if out is not None else default_out(plan), tuple(render(plan, opts)), opts)
 
 

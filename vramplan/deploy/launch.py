@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from vramplan.deploy import Bundle
+    from vramplan.deploy.verify import Verified
 
 
 def run_command(argv: Sequence[str]) -> int:
@@ -43,9 +44,12 @@ def compose_works(docker: str) -> bool:
     return proc.returncode == 0
 
 
-def launch(bundle: Bundle, console: Console, *, dry_run_first: bool = False) -> None:
-    """Start what `bundle` describes with its target's launch; raises LaunchError when it cannot."""
+def launch(
+    bundle: Bundle, console: Console, *, dry_run_first: bool = False, verify: bool = True
+) -> Verified | None:
+    """Start what `bundle` describes with its target's launch; raises LaunchError when it cannot. Where
+    the target verifies what it started (llama.cpp), the plan beside the server's own startup log."""
     from vramplan.deploy.targets import LaunchOptions, get_target
 
     target = get_target(bundle.plan.target)
-    target.launch(bundle, console, LaunchOptions(dry_run_first=dry_run_first))
+    return target.launch(bundle, console, LaunchOptions(dry_run_first=dry_run_first, verify=verify))

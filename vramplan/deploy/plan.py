@@ -119,7 +119,10 @@ class DeployPlan:
     @property
     def estimate_command(self) -> list[str]:
         """The `vramplan estimate` arguments that give this plan's memory figures."""
-        args = ["vramplan", "estimate", self.model_id, "--quant", self.quant, "--runtime", self.runtime.value]
+        # a model the catalog does not name (llama.cpp's --gguf FILE) says itself how to name it
+        named: list[str] | None = getattr(self.settings, "estimate_model", None)
+        args = ["vramplan", "estimate", *(named or [self.model_id, "--quant", self.quant])]
+        args += ["--runtime", self.runtime.value]
         if self.gpu_name and not self.cpu_only:
             args += ["--gpu", f"{self.gpu_name}:{self.gpus_per_node}"]
             if self.nodes > 1:

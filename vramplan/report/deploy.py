@@ -12,14 +12,20 @@ from vramplan.report import gib
 
 if TYPE_CHECKING:
     from vramplan.deploy import Bundle
+    from vramplan.deploy.verify import Verified
     from vramplan.deploy.writer import Written
 
 
 def deploy_json(
-    bundle: Bundle, files: list[Path], launched: bool, removed: Sequence[Path] = ()
+    bundle: Bundle,
+    files: list[Path],
+    launched: bool,
+    removed: Sequence[Path] = (),
+    verified: Verified | None = None,
 ) -> dict[str, Any]:
-    """The `deploy --json` document: {"target", "out", "files", "launched"}, and "removed" (the files
-    of the bundle written there before that this one no longer writes) when --force removed some."""
+    """The `deploy --json` document: {"target", "out", "files", "launched"}, "removed" (the files of the
+    bundle written there before that this one no longer writes) when --force removed some, and
+    "verified" (the plan beside the launched server's own log) when the launch compared them."""
     doc: dict[str, Any] = {
         "target": bundle.plan.target,
         "out": str(bundle.out),
@@ -28,7 +34,49 @@ def deploy_json(
     }
     if removed:
         doc["removed"] = [str(p) for p in removed]
+    if verified is not None:
+        from vramplan.deploy.verify import verified_json
+
+        doc["verified"] = verified_json(verified)
     return doc
+
+
+def _value(unit: str, v: float) -> str:
+    if unit == "bytes":
+        return gib(int(v)) if abs(v) >= (1 << 30) // 8 else f"{v / (1 << 20):.2f} MiB"
+    if unit == "bytes/token":
+        return f"{v:,.0f} B/token"
+    if unit == "tokens":
+        return f"{v:,.0f}"
+    return f"{v:.2f}x"
+
+
+def print_verified(v: Verified, console: Console) -> None:
+    """The plan beside what the launched server allocated, part by part, as `vramplan check` reads its
+    log, with each part's tolerance (docs/accuracy.md), and llama.cpp's own projection of its total."""
+    from rich import box
+    from rich.table import Table
+
+    console.print(f"the server's startup log: {v.log}", markup=False, soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("part", "where", "plan", "measured", "error", "tolerance"):
+        table.add_column(col, justify="left" if col in ("part", "where") else "right", no_wrap=col != "where")
+    for p in v.parts:
+        err = "0 (within rounding)" if p.error == 0 else f"{p.error:+.2%}"
+        tol = "-" if p.tolerance is None else f"±{p.tolerance:.0%}" + ("" if p.ok else " MISS")
+        table.add_row(p.part, p.scope, _value(p.unit, p.plan), _value(p.unit, p.measured), err, tol)
+    console.print(table)
+    projected = "-" if v.projected_bytes is None else _value("bytes", v.projected_bytes)
+    console.print(
+        f"total: plan {_value('bytes', v.plan_total_bytes)}, llama.cpp's own projection {projected}, "
+        f"allocated {_value('bytes', v.measured_total_bytes)} (model, KV and compute buffers)",
+        markup=False,
+        soft_wrap=True,
+    )
+    for n in v.notes:
+        console.print(f"note: {n}", markup=False, soft_wrap=True)
+    if v.ok:
+        console.print("verified: every part within its tolerance", markup=False)
 
 
 def print_written(bundle: Bundle, written: Written, console: Console) -> None:
