@@ -4,6 +4,7 @@ cut off by a closed pipe (`vramplan ... | head -1`) ends quietly."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _default_sigint() -> None:
+    # a run started in the background (nohup, `cmd &` without job control) inherits SIGINT ignored, and
+    # then Python installs no KeyboardInterrupt handler; the child starts as a terminal's would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _python(code: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "VRAMPLAN_TESTING": ""}
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+        preexec_fn=_default_sigint,
     )
 
 
