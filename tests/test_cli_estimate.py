@@ -9,6 +9,8 @@ import pytest
 from click.testing import Result
 from golden_util import assert_golden
 
+GiB = 1 << 30
+
 Run = Callable[..., Result]
 
 CASES = {
@@ -139,6 +141,28 @@ def test_cpu_plan_says_so(run: Run) -> None:
     out = run("estimate", "deepseek-r1:7b").stdout
     assert "hardware: host RAM (CPU inference)" in out
     assert "note: no GPU found: this plan is for host RAM (CPU inference)" in out
+
+
+@pytest.mark.parametrize(
+    "name", ["r1-7b", "deepseek-r1-distill-qwen-7b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"]
+)
+def test_alias_id_and_tag_plan_alike_without_gpu(run: Run, name: str) -> None:
+    """On a machine with no GPU, an alias, a catalog id and a repo id plan for host RAM as the Ollama
+    tag does (llama.cpp, the runtime without a GPU; the tag keeps Ollama), not for a GPU of unknown size."""
+    tag = json.loads(run("estimate", "deepseek-r1:7b", "--json").stdout)
+    doc = json.loads(run("estimate", name, "--json").stdout)
+    assert (tag["runtime"], doc["runtime"]) == ("ollama", "llama.cpp")
+    assert doc["quant"] == tag["quant"] == "q4_K_M"
+    assert doc["fits"] is tag["fits"] is True
+    assert doc["per_gpu"] == tag["per_gpu"] == [] and doc["host"]["capacity_bytes"] == 64 * GiB
+    out = run("estimate", name).stdout
+    assert "hardware: host RAM (CPU inference)" in out and "GPU of unknown size" not in out
+
+
+def test_named_runtime_without_gpu_is_kept(run: Run) -> None:
+    """--runtime vllm on a GPU-less machine stays vLLM: a named runtime is never swapped."""
+    doc = json.loads(run("estimate", "r1-7b", "--runtime", "vllm", "--json").stdout)
+    assert doc["runtime"] == "vllm" and doc["fits"] is None
 
 
 ERRORS = [

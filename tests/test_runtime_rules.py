@@ -307,7 +307,10 @@ ALLOWED = {
     ("catalog.py", "_quant"): "catalog validation: an Ollama tag needs a quantization Ollama runs",
     ("catalog.py", "Variant.plan_quant"): "which file a quantization names: a GGUF runtime loads the GGUF",
     ("request.py", "default_runtime"): "which runtime a quantization runs on when none is named",
-    ("request.py", "_metal_default"): "which runtime runs on an Apple silicon GPU when none is named",
+    (
+        "request.py",
+        "_local_default",
+    ): "which runtime runs on Apple silicon or a GPU-less host when none is named",
     (
         "check.py",
         "_kv_dtype",

@@ -920,7 +920,7 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
     if req.context is None:
         notes.append(f"context {context} is what {rt.value} uses when started without a context setting")
     if req.cpu_only:
-        notes.append("no GPU found: this plan is for host RAM (CPU inference)")
+        notes.append("no GPU found: this plan is for host RAM (CPU inference); vLLM and SGLang need a GPU")
     elif req.gpu is None:
         notes.append("no GPU given: per-GPU memory is shown without a capacity (use --gpu NAME[:COUNT])")
     elif (crowded := crowded_node_note(req.gpu, req.gpus_per_node)) is not None:

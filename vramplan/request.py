@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from vramplan.catalog import Catalog, Quant, Resolved, Variant
 from vramplan.errors import PlanError, SourceError, UnknownModelError
 from vramplan.estimate import Request
-from vramplan.hardware import GPUChoice, GPUSpec, Machine
+from vramplan.hardware import GPUChoice, Machine
 from vramplan.precision import KVDtype
 from vramplan.runtimes import KVLayout, RunSettings, Runtime, rules_for
 
@@ -29,10 +29,12 @@ def default_runtime(resolved: Resolved, quant: Quant) -> Runtime:
     return Runtime.VLLM if Runtime.VLLM in quant.runtimes else quant.runtimes[0]
 
 
-def _metal_default(apple: GPUSpec | None, resolved: Resolved, quant: Quant | None = None) -> Runtime | None:
-    """On an Apple silicon GPU with no runtime named: llama.cpp (a runtime with a Metal backend; vLLM
-    and SGLang have none), when it loads `quant` (None: any GGUF); an Ollama tag keeps Ollama."""
-    if apple is None:
+def _local_default(local: bool, resolved: Resolved, quant: Quant | None = None) -> Runtime | None:
+    """With no runtime named, on an Apple silicon GPU or on a machine with no GPU (`local`): llama.cpp
+    (a Metal backend and a CPU backend; vLLM and SGLang have neither), when it loads `quant` (None: any
+    GGUF); an Ollama tag keeps Ollama. So an alias, a catalog id and an Ollama tag of one model all plan
+    for the hardware the machine has."""
+    if not local:
         return None
     if resolved.via == "ollama":
         return Runtime.OLLAMA
@@ -139,6 +141,9 @@ def build_request(
     apple = choices.gpu.spec if choices.gpu else (machine.metal_gpu() if machine is not None else None)
     if apple is not None and not apple.unified:
         apple = None
+    # no GPU at all: neither named nor found (the probe saw no CUDA/ROCm GPU and no Apple silicon)
+    gpuless = choices.gpu is None and machine is not None and not machine.gpu_count() and apple is None
+    local = apple is not None or gpuless
     if choices.quant is not None:
         quant = variant.plan_quant(choices.quant, choices.runtime)
         if resolved.quant is not None and quant.name != resolved.quant.name and resolved.via == "ollama":
@@ -147,10 +152,10 @@ def build_request(
                 f"{variant.id} instead"
             )
     else:
-        quant = resolved.quant or pick_quant(variant, choices.runtime or _metal_default(apple, resolved))
+        quant = resolved.quant or pick_quant(variant, choices.runtime or _local_default(local, resolved))
     runtime = choices.runtime or default_runtime(resolved, quant)
-    if choices.runtime is None and not rules_for(runtime).metal:
-        runtime = _metal_default(apple, resolved, quant) or runtime
+    if choices.runtime is None and not (rules_for(runtime).metal and rules_for(runtime).runs_on_host):
+        runtime = _local_default(local, resolved, quant) or runtime
     if choices.gpu is not None and choices.gpu.spec.unified and choices.host_memory_bytes is not None:
         raise PlanError(
             f"--host-memory: the host of {choices.gpu.spec.name} is the same unified memory as its GPU "
