@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from vramplan.catalog import Catalog
 from vramplan.deploy import Bundle
 from vramplan.deploy.launch import launch
 from vramplan.deploy.targets import TARGETS, deploy_targets, get_target
@@ -60,3 +61,21 @@ def test_a_target_refuses_a_runtime_it_does_not_run() -> None:
     with pytest.raises(PlanError, match="--target k8s runs vllm or ollama, not sglang"):
         get_target("k8s").runtime_for(Runtime.SGLANG)
     assert get_target("k8s").runtime_for(None) is Runtime.VLLM
+
+
+def test_an_ollama_tag_deploys_on_ollama_in_k8s(catalog: Catalog, tmp_path: Path) -> None:
+    """`deploy deepseek-r1:7b --target k8s` runs Ollama, the runtime the tag names (as `estimate` plans
+    it), not the target's default vLLM, which cannot load the tag's GGUF; a catalog id keeps vLLM."""
+    from vramplan.deploy import prepare
+    from vramplan.hardware import parse_gpu
+    from vramplan.request import Choices
+
+    gpu = parse_gpu("l40s")
+    tag = prepare(catalog, Choices("deepseek-r1:7b", gpu=gpu), None, "k8s", out=tmp_path / "a")
+    assert (tag.plan.runtime, tag.plan.quant) == (Runtime.OLLAMA, "q4_K_M")
+    plain = prepare(catalog, Choices("r1-7b", gpu=gpu), None, "k8s", out=tmp_path / "b")
+    assert plain.plan.runtime is Runtime.VLLM
+    with pytest.raises(PlanError, match="vllm cannot load deepseek-r1-distill-qwen-7b q4_K_M"):
+        prepare(
+            catalog, Choices("deepseek-r1:7b", gpu=gpu, runtime=Runtime.VLLM), None, "k8s", out=tmp_path / "c"
+        )

@@ -66,12 +66,17 @@ def prepare(
     the bundle with the deploy `options` (image, namespace, cache, ...; checked here first)."""
     from vramplan.deploy.targets import get_target, pinned_request, settings_for
     from vramplan.estimate import estimate
-    from vramplan.request import build_request, resolve_model
+    from vramplan.request import build_request, default_runtime, resolve_model
 
     to = get_target(target)
     opts = check_options(options if options is not None else DeployOptions(), to.name, choices.nodes)
     resolved = resolve_model(catalog, choices)
-    runtime = to.runtime_for(choices.runtime)
+    asked = choices.runtime
+    if asked is None and resolved.quant is not None:
+        # a name that fixes its build (an Ollama tag) names its runtime too, as in `vramplan estimate`
+        named = default_runtime(resolved, resolved.quant)
+        asked = named if named in to.runtimes else None
+    runtime = to.runtime_for(asked)
     req = build_request(catalog, replace(choices, runtime=runtime), machine)
     est = estimate(req)
     pinned = pinned_request(req, est)
