@@ -66,6 +66,13 @@ def models_reference() -> str:
         + ") can be planned for every model with `--quant`: it is sized by llama-quantize's per-tensor "
         "rules (vramplan/quantmix.py), runs on llama.cpp and Ollama, and the plan notes that no such file "
         "is published.\n",
+        "A catalog of your own (`--catalog FILE` or `VRAMPLAN_CATALOG`, `:`-separated) adds models in "
+        "the format of `model_catalog.yaml` (`version: 1`, `architectures:`, `variants:`); an unknown "
+        "key, a missing field or a wrong type is an error naming the file, the entry and the field, and "
+        "a `version:` other than 1 is refused as unsupported. An entry whose `id` the catalog already "
+        "holds is an error unless it says `override: true`; it then replaces that entry whole, "
+        "aliases and Ollama tags included (list them again to keep them). GPUs of your own: "
+        "docs/hardware.md.\n",
     ]
     for v in cat.variants:
         a = v.architecture

@@ -166,6 +166,38 @@ def test_user_catalog_adds_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert load_catalog().resolve("me/my-tiny").variant.id == "my-tiny"
 
 
+def test_user_catalog_cannot_shadow_a_built_in_id_silently(tmp_path: Path) -> None:
+    """An entry with a built-in id is an error, unless it says `override: true`: then it replaces the
+    built-in entry (here the 7B, which becomes the tiny model)."""
+    p = tmp_path / "shadow.yaml"
+    p.write_text(MINIMAL.replace("id: my-tiny", "id: deepseek-r1-distill-qwen-7b"))
+    with pytest.raises(CatalogError) as err:
+        load_catalog([str(p)])
+    assert str(err.value) == (
+        f"{p}: variants[0] (deepseek-r1-distill-qwen-7b): 'deepseek-r1-distill-qwen-7b' is a model id of "
+        "the catalog already; add `override: true` to replace that entry"
+    )
+    p = tmp_path / "override.yaml"  # another file: a catalog is read once per set of paths
+    p.write_text(MINIMAL.replace("id: my-tiny", "id: deepseek-r1-distill-qwen-7b\n    override: true"))
+    cat = load_catalog([str(p)])
+    assert cat.get("deepseek-r1-distill-qwen-7b").name == "My Tiny"
+    assert cat.get("deepseek-r1-distill-qwen-7b").override is True
+    p = tmp_path / "bad-override.yaml"
+    p.write_text(MINIMAL.replace("id: my-tiny", "id: my-tiny\n    override: yes please"))
+    with pytest.raises(CatalogError, match=r"variants\[0\] \(my-tiny\)\.override: expected bool"):
+        load_catalog([str(p)])
+
+
+@pytest.mark.parametrize("version", ["99", "0", "'1'"])
+def test_an_unsupported_catalog_version_says_so(version: str) -> None:
+    """Before: `version: 99` with a catalog of another shape reported a missing field."""
+    text = f"version: {version}\nmodels: []\n"
+    with pytest.raises(CatalogError) as err:
+        parse_catalog(text, "cat.yaml")
+    shown = {"99": "99", "0": "0", "'1'": "'1'"}[version]
+    assert str(err.value) == f"cat.yaml: unsupported catalog version {shown} (this vramplan reads version 1)"
+
+
 def test_user_catalog_name_clash_is_an_error(tmp_path: Path) -> None:
     p = tmp_path / "clash.yaml"
     p.write_text(MINIMAL.replace("id: my-tiny", "id: my-tiny\n    aliases: [r1]"))

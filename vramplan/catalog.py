@@ -95,6 +95,9 @@ class Variant:
     quality: tuple[tuple[str, float], ...] = ()  # (metric, score) pairs, metrics of QUALITY_METRICS
     quality_source: str | None = None
     notes: str = ""
+    # a user catalog's entry that says `override: true`: it replaces the entry of its id from a catalog
+    # loaded before it (without the key, a second entry of one id is an error)
+    override: bool = False
 
     @property
     def scores(self) -> dict[str, float]:
@@ -480,6 +483,7 @@ _VARIANT_FIELDS = [
     "default_quant",
     "quants",
     "notes",
+    "override",
 ]
 
 
@@ -536,7 +540,12 @@ def _variant(ctx: _Ctx, raw: Any, archs: Mapping[str, tuple[Architecture, str]])
         quality=tuple(quality.items()),
         quality_source=qsource,
         notes=_typed(ctx.at("notes"), m.get("notes", ""), str),
+        override=_typed(ctx.at("override"), m.get("override", False), bool),
     )
+
+
+# The catalog format this vramplan reads (the `version:` key of a catalog file; absent: this one).
+CATALOG_VERSION = 1
 
 
 def parse_catalog(
@@ -550,13 +559,17 @@ def parse_catalog(
         raise CatalogError(f"{path}: {where}: not valid YAML ({exc.problem})") from None
     if doc is None:
         raise CatalogError(f"{path}: the catalog is empty; it needs at least a `variants:` list")
+    # the version first: a catalog of another version may have other fields
+    version = doc.get("version", CATALOG_VERSION) if isinstance(doc, dict) else CATALOG_VERSION
+    if type(version) is not int or version != CATALOG_VERSION:
+        raise CatalogError(
+            f"{path}: unsupported catalog version {version!r} (this vramplan reads version {CATALOG_VERSION})"
+        )
     top = _mapping(_Ctx(path, "(top level)"), doc, ["version", "architectures", "variants", "gpus"])
     if _gpus_section(path, top):
         top = {"variants": [], **top}
     elif "variants" not in top:
         raise _Ctx(path, "(top level).variants").fail("missing required field")
-    if top.get("version", 1) != 1:
-        raise _Ctx(path, "version").fail("this vramplan reads catalog version 1")
     archs = dict(base_archs or {})
     raw_archs = top.get("architectures") or {}
     for aid, raw in _mapping(_Ctx(path, "architectures"), raw_archs, _keys(raw_archs)).items():
@@ -600,8 +613,13 @@ def _load(paths: tuple[str, ...]) -> Catalog:
         except UnicodeDecodeError:
             raise CatalogError(f"{p}: not a YAML catalog (not UTF-8 text)") from None
         new, archs = parse_catalog(text, p, archs)
-        for v in new:
-            variants[v.id] = v  # a user's entry replaces the built-in one of the same id
+        for i, v in enumerate(new):
+            if v.id in variants and not v.override:
+                raise _Ctx(p, f"variants[{i}] ({v.id})").fail(
+                    f"{v.id!r} is a model id of the catalog already; add `override: true` to replace "
+                    "that entry"
+                )
+            variants[v.id] = v
     cat = Catalog(tuple(variants.values()), paths)
     _check_names_unique(cat)
     return cat
