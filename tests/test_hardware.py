@@ -4,11 +4,14 @@ CUDA_VISIBLE_DEVICES, MIG, no driver, a failure half way, the host and Apple sil
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from nvml_fake import FakeNVML
 
 from vramplan import gpus, hardware, host
@@ -610,6 +613,31 @@ def test_more_gpus_than_a_usual_server_is_a_note() -> None:
     assert parse_gpu("rtx-3090:64").count == 64
     with pytest.raises(HardwareError, match="more than the 64 GPUs one node can hold"):
         parse_gpu("rtx-3090:65")
+
+
+def test_an_alias_of_one_card_of_several_says_which() -> None:
+    """`--gpu h100` is the SXM card, though h100-pcie and h100-nvl are H100s too: the choice says so;
+    a card's own id, and an alias only one card answers to, add nothing."""
+    assert parse_gpu("h100:8").notes == (
+        "--gpu h100 is the h100-80gb (NVIDIA H100 SXM 80GB); name h100-pcie or h100-nvl for the others",
+    )
+    assert parse_gpu("V100").alias_note == (
+        "--gpu v100 is the v100-32gb (Tesla V100 SXM2 32GB); name v100-16gb for the other"
+    )
+    for name in ("h100-80gb", "h100-sxm", "4090", "a100-40", "l40s"):
+        assert parse_gpu(name).alias_note is None, name
+
+
+def test_estimate_and_recommend_say_which_card_an_alias_picked(run: Callable[..., Result]) -> None:
+    note = (
+        "--gpu a100 is the a100-80gb (NVIDIA A100 SXM4 80GB); name a100-40gb or a100-80gb-pcie for the others"
+    )
+    doc = json.loads(run("estimate", "r1-7b", "--gpu", "a100", "--json").stdout)
+    assert doc["topology"]["gpu"] == "a100-80gb" and doc["notes"][0] == note
+    assert f"note: {note}" in " ".join(run("estimate", "r1-7b", "--gpu", "a100").stdout.split())
+    assert note not in run("estimate", "r1-7b", "--gpu", "a100-80gb").stdout
+    rec = json.loads(run("recommend", "--gpu", "a100", "--model", "r1-7b", "--json").stdout)
+    assert note in rec["machine"]["notes"]
 
 
 USER_GPU = """

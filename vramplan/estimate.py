@@ -82,6 +82,8 @@ class Request:
     # where each input came from: (flag, source) pairs the CLI fills ("flag", "probe"); a flag not
     # named is the runtime's default
     sources: tuple[tuple[str, str], ...] = ()
+    # notes on how the names given were read, shown first (which card `--gpu h100` picked)
+    given_notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -913,7 +915,7 @@ def _gib(n: int) -> str:
 
 
 def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
-    notes: list[str] = []
+    notes: list[str] = list(req.given_notes)
     arch, rt, q = req.variant.architecture, req.runtime, req.quant
     if q.plan_note:
         notes.append(q.plan_note)

@@ -328,6 +328,22 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
+def alias_note(name: str, table: GPUTable | None = None) -> str | None:
+    """When `name` is an alias that picks one card of several (`h100`: the SXM card, where h100-pcie
+    and h100-nvl are H100s too), a line saying which card it picked and what the others are called;
+    None for a card's own id, an alias of one card only, or a name the table lacks."""
+    t = gpu_table() if table is None else table
+    key = _key(name)
+    spec = t.by_name.get(key)
+    if spec is None or key == spec.name:
+        return None
+    others = [s.name for s in t.specs if s.name != spec.name and s.name.startswith(key)]
+    if not others:
+        return None
+    rest = "the others" if len(others) > 1 else "the other"
+    return f"--gpu {key} is the {spec.name} ({spec.label}); name {' or '.join(others)} for {rest}"
+
+
 def gpu_spec(name: str, table: GPUTable | None = None) -> GPUSpec:
     """The spec called `name`: a vramplan id or alias (any case), or a name as NVML reports it."""
     t = gpu_table() if table is None else table

@@ -20,6 +20,7 @@ from vramplan.gpus import (
     GiB,
     GPUSpec,
     MiB,
+    alias_note,
     builtin_specs,
     gpu_spec,
     gpu_table,
@@ -72,11 +73,13 @@ class GPUChoice:
 
     spec: GPUSpec
     count: int
+    # the name given was an alias that picks one card of several (`h100`): which one (gpus.alias_note)
+    alias_note: str | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
-        note = crowded_node_note(self.spec, self.count)
-        return (note,) if note else ()
+        notes = (self.alias_note, crowded_node_note(self.spec, self.count))
+        return tuple(n for n in notes if n)
 
 
 def crowded_node_note(spec: GPUSpec, count: int) -> str | None:
@@ -111,9 +114,11 @@ def parse_gpu(text: str, catalogs: Sequence[str] = ()) -> GPUChoice:
     name, colon, count_text = text.partition(":")
     if not name.strip():
         raise HardwareError(f"--gpu {text!r} names no GPU; write NAME[:COUNT], e.g. h100-80gb:8")
-    spec = gpu_spec(name, gpu_table(catalogs))
+    table = gpu_table(catalogs)
+    spec = gpu_spec(name, table)
+    note = alias_note(name, table)
     if not colon:
-        return GPUChoice(spec, 1)
+        return GPUChoice(spec, 1, note)
     try:
         count = int(count_text)
     except ValueError:
@@ -130,7 +135,7 @@ def parse_gpu(text: str, catalogs: Sequence[str] = ()) -> GPUChoice:
             f"GPU count in {text!r} is more than the {MAX_GPUS_PER_NODE} GPUs one node can hold; "
             "use --nodes for more"
         )
-    return GPUChoice(spec, count)
+    return GPUChoice(spec, count, note)
 
 
 # A memory size on the command line (--host-memory): a number and an optional unit. A bare number is

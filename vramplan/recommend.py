@@ -164,6 +164,7 @@ def target_for(
         raise PlanError(f"--host-bandwidth must be a positive number of GB/s, got {bw:g}")
     notes: list[str] = []
     if gpu is not None:
+        notes += [gpu.alias_note] if gpu.alias_note else []  # which card `--gpu h100` picked
         host = host_memory_bytes
         if gpu.spec.unified:  # Apple silicon: the host is the GPU's unified memory (estimate plans it)
             if host_memory_bytes is not None:

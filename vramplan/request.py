@@ -219,5 +219,6 @@ def build_request(
         gpu_in_use_bytes=used,
         gpu_in_use_index=used_index,
         sources=tuple((flag, "flag") for flag in choices.given),
+        given_notes=(choices.gpu.alias_note,) if choices.gpu and choices.gpu.alias_note else (),
         run=choices.run,
     )
