@@ -271,3 +271,19 @@ def test_a_node_of_more_cards_than_its_usual_server_is_planned_with_a_note(run: 
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert any(n.startswith("10 x rtx-3090 in one node: more than the 8") for n in doc["notes"])
+
+
+def test_total_includes_the_host_part_of_an_offload_plan(run: Run) -> None:
+    """An offload plan's total is its GPUs' and its host RAM's memory, and says how much is host."""
+    args = ["estimate", "deepseek-r1", "-q", "q4_K_M", "-r", "llama.cpp", "--gpu", "rtx-4090"]
+    args += ["--n-cpu-moe", "61", "--host-memory", "512", "--context", "2048"]
+    doc = json.loads(run(*args, "--json").stdout)
+    gpus = sum(d["total_bytes"] for d in doc["per_gpu"])
+    host = doc["host"]["total_bytes"]
+    assert host > 300 * GiB and doc["gpu_bytes"] == gpus
+    assert doc["total_bytes"] == gpus + host
+    line = next(ln for ln in run(*args).stdout.splitlines() if ln.startswith("total "))
+    assert line.startswith(f"total {(gpus + host) / GiB:.2f} GiB ({host / GiB:.2f} GiB of it in host RAM)")
+    cpu = json.loads(run("estimate", "deepseek-r1:7b", "--json").stdout)
+    assert cpu["total_bytes"] == cpu["host"]["total_bytes"] and cpu["gpu_bytes"] == 0
+    assert "of it in host RAM" not in run("estimate", "deepseek-r1:7b").stdout

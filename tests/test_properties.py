@@ -42,7 +42,8 @@ def check_sums(e: Estimate) -> None:
     for d in (*e.per_gpu, e.host):
         assert d.total_bytes == d.weights_bytes + d.kv_cache_bytes + d.activation_bytes + d.overhead_bytes
         assert min(d.weights_bytes, d.kv_cache_bytes, d.activation_bytes, d.overhead_bytes) >= 0
-    assert e.total_bytes == sum(d.total_bytes for d in e.per_gpu)
+    assert e.gpu_bytes == sum(d.total_bytes for d in e.per_gpu)
+    assert e.total_bytes == e.gpu_bytes + e.host.total_bytes  # the host part of an offload included
     assert e.kv_cache_bytes == sum(d.kv_cache_bytes for d in (*e.per_gpu, e.host))
 
 

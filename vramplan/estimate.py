@@ -157,10 +157,15 @@ class Estimate:
     gpu_in_use_bytes: int = 0  # memory in use on a GPU before the start, taken off what is usable
 
     @property
-    def total_bytes(self) -> int:
-        if not self.per_gpu:
-            return self.host.total_bytes
+    def gpu_bytes(self) -> int:
+        """What the plan puts on its GPUs, all of them together."""
         return sum(d.total_bytes for d in self.per_gpu)
+
+    @property
+    def total_bytes(self) -> int:
+        """All of the plan's memory: its GPUs' and its host RAM part (offloaded layers or experts; all of
+        a CPU plan)."""
+        return self.gpu_bytes + self.host.total_bytes
 
     @property
     def cpu_plan(self) -> bool:

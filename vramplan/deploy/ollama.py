@@ -197,7 +197,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         flash_attn=req.flash_attn,
         kv_cache_type=_OLLAMA_KV.get(KVDtype(est.kv_cache_dtype)),
         load_timeout=f"{load_min}m" if load_min > OLLAMA_LOAD_DEFAULT_MIN else None,
-        max_loaded_models=1 if vram and est.total_bytes > vram // 2 else None,  # no room for a second
+        max_loaded_models=1 if vram and est.gpu_bytes > vram // 2 else None,  # no room for a second
         gpu_layers=gpu_layers,
         # a model read from another source is not assumed to be an R1 model (as vLLM's reasoning parser)
         temperature=R1_TEMPERATURE if req.variant.family in R1_FAMILIES else None,

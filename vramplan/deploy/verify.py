@@ -261,7 +261,7 @@ def verify_llama_log(bundle: Bundle, log_path: Path, answer: str = "") -> Verifi
     return Verified(
         log=log_path,
         parts=parts,
-        plan_total_bytes=planned.total_bytes + (planned.host.total_bytes if planned.per_gpu else 0),
+        plan_total_bytes=planned.total_bytes,
         projected_bytes=_projected(text),
         measured_total_bytes=measured_total,
         answer=answer.strip()[:80],

@@ -38,7 +38,8 @@ def estimate_json(e: Estimate) -> dict[str, Any]:
         "kv_cells": e.kv_cells,
         "per_gpu": [_device_json(d) for d in e.per_gpu],
         "host": _device_json(e.host),
-        "total_bytes": e.total_bytes,
+        "total_bytes": e.total_bytes,  # GPUs and host RAM
+        "gpu_bytes": e.gpu_bytes,
         "fits": e.fits,
         "max_context": e.max_context,
         "max_concurrency": e.max_concurrency,
@@ -128,7 +129,8 @@ def print_estimate(e: Estimate, console: Console) -> None:
         )
     console.print(table)
     verdict = {True: "fits", False: "does not fit", None: "fit unknown (no hardware given)"}[e.fits]
-    console.print(f"total {gib(e.total_bytes)}  ·  {verdict}")
+    host = f" ({gib(e.host.total_bytes)} of it in host RAM)" if e.per_gpu and e.host.total_bytes else ""
+    console.print(f"total {gib(e.total_bytes)}{host}  ·  {verdict}")
     if e.max_context is not None:
         console.print(
             f"largest context at {e.concurrency} request(s): {e.max_context}  ·  "
