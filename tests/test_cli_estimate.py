@@ -287,3 +287,58 @@ def test_total_includes_the_host_part_of_an_offload_plan(run: Run) -> None:
     cpu = json.loads(run("estimate", "deepseek-r1:7b", "--json").stdout)
     assert cpu["total_bytes"] == cpu["host"]["total_bytes"] and cpu["gpu_bytes"] == 0
     assert "of it in host RAM" not in run("estimate", "deepseek-r1:7b").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "settings"),
+    [
+        (
+            "deepseek-r1 -q fp8 -r vllm --gpu h200:8 --kv-cache-dtype fp8",
+            {"--max-model-len": "163840", "--tensor-parallel-size": "8", "--kv-cache-dtype": "fp8"},
+        ),
+        (
+            "deepseek-r1 -q fp8 -r vllm --gpu h200:8 --nodes 2",
+            {"--max-model-len": "163840", "--tensor-parallel-size": "8", "--pipeline-parallel-size": "2"},
+        ),
+        (
+            "deepseek-r1 -q fp8 -r sglang --gpu h200:8 --kv-cache-dtype fp8",
+            {
+                "--context-length": "163840",
+                "--max-running-requests": "1",
+                "--tp-size": "8",
+                "--kv-cache-dtype": "fp8_e4m3",
+            },
+        ),
+        (
+            "deepseek-r1 -q q4_K_M -r llama.cpp --gpu rtx-4090 --n-cpu-moe 61 --host-memory 512 "
+            "--context 2048 --kv-cache-dtype q8_0",
+            {
+                "--ctx-size": "2048",
+                "--parallel": "1",
+                "--n-cpu-moe": "61",
+                "--cache-type-k": "q8_0",
+                "--cache-type-v": "q8_0",
+            },
+        ),
+        (
+            "r1-7b -r llama.cpp --gpu l40s --context 4096 --no-flash-attn",
+            {"--ctx-size": "4096", "--parallel": "1", "--flash-attn": "off"},
+        ),
+        (
+            "deepseek-r1:7b --gpu l4 --kv-cache-dtype q8_0 --gpu-layers 20",
+            {
+                "num_ctx": "4096",
+                "OLLAMA_NUM_PARALLEL": "1",
+                "num_gpu": "20",
+                "OLLAMA_KV_CACHE_TYPE": "q8_0",
+                "OLLAMA_FLASH_ATTENTION": "1",
+            },
+        ),
+        ("r1-7b -r vllm --gpu l40s --context 8192", {"--max-model-len": "8192"}),
+    ],
+)
+def test_settings_reproduce_the_plan(run: Run, args: str, settings: dict[str, str]) -> None:
+    """The settings line states every runtime flag the plan depends on and that differs from the
+    runtime's default: parallelism, the KV cache type, offload, flash attention."""
+    doc = json.loads(run("estimate", *args.split(), "--json").stdout)
+    assert doc["runtime_settings"] == settings

@@ -27,6 +27,7 @@ from vramplan.runtimes import (
     GiB,
     KVLayout,
     KVShape,
+    PlanFlags,
     Rules,
     RunSettings,
     Runtime,
@@ -841,7 +842,18 @@ def estimate(req: Request, *, solve_context: bool = True, solve_concurrency: boo
         fits=fits,
         max_context=max_context,
         max_concurrency=max_conc,
-        settings=cells.settings,
+        settings=cells.settings
+        + rules.plan_flags(
+            PlanFlags(
+                tensor_parallel=st.topo.tensor_parallel,
+                pipeline_parallel=st.topo.pipeline_parallel,
+                kv_asked=req.kv_cache_dtype,
+                kv_dtype=st.dtype,
+                gpu_layers=None if req.cpu_only else req.gpu_layers,
+                cpu_moe_layers=0 if req.cpu_only else req.cpu_moe_layers,
+                flash_attn=req.flash_attn,
+            )
+        ),
         batch_tokens=batch.tokens,
         batch_sequences=batch.sequences,
         inputs=_inputs(req, st, batch, gpus),

@@ -24,6 +24,7 @@ from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
 from vramplan.hardware import size_text
 from vramplan.precision import KVDtype
+from vramplan.runtimes.llamacpp import GGML_KV
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,9 +45,6 @@ LLAMA_CPP_PORT = 8080  # llama-server's default --port (common/common.h `port = 
 # Where the image keeps what `-hf` downloads (LLAMA_CACHE; common/common.cpp `fs_get_cache_directory`)
 CONTAINER_CACHE = "/root/.cache/llama.cpp"
 CONTAINER_MODELS = "/models"  # where a --gguf file's folder is mounted in the container
-
-# vramplan's KV dtype -> llama-server --cache-type-k / --cache-type-v (common/arg.cpp `kv_cache_types`)
-_GGML_KV = {KVDtype.FP16: "f16", KVDtype.BF16: "bf16", KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}
 
 
 @dataclass(frozen=True)
@@ -204,7 +202,7 @@ def settings(
     else:
         ngl = arch.num_hidden_layers + 1  # every repeating layer and the output layer
     kv = KVDtype(est.kv_cache_dtype)
-    cache = _GGML_KV.get(kv)
+    cache = GGML_KV.get(kv)
     if cache is None:
         raise PlanError(f"llama.cpp has no KV cache type for {kv.value}")
     context_flags = tuple((f, v) for f, v in est.settings if f in ("--ctx-size", "--parallel"))

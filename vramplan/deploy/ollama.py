@@ -22,6 +22,7 @@ from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError, PlanError, RenderError
 from vramplan.estimate import Estimate, Request
 from vramplan.precision import KVDtype
+from vramplan.runtimes.ollama import OLLAMA_KV
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -52,8 +53,6 @@ OLLAMA_LOAD_BYTES_PER_S = GiB // 4
 R1_TEMPERATURE = 0.6
 R1_TOP_P = 0.95
 
-# vramplan's KV dtype -> OLLAMA_KV_CACHE_TYPE (ollama docs/faq: f16, q8_0, q4_0).
-_OLLAMA_KV = {KVDtype.FP16: "f16", KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}
 
 # Ollama model names: [host/][namespace/]model[:tag], letters, digits, '.', '_', '-'.
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -195,7 +194,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         context=est.context,
         concurrency=est.concurrency,
         flash_attn=req.flash_attn,
-        kv_cache_type=_OLLAMA_KV.get(KVDtype(est.kv_cache_dtype)),
+        kv_cache_type=OLLAMA_KV.get(KVDtype(est.kv_cache_dtype)),
         load_timeout=f"{load_min}m" if load_min > OLLAMA_LOAD_DEFAULT_MIN else None,
         max_loaded_models=1 if vram and est.gpu_bytes > vram // 2 else None,  # no room for a second
         gpu_layers=gpu_layers,

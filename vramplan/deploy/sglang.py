@@ -25,6 +25,7 @@ from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
 from vramplan.precision import KVDtype
 from vramplan.runtimes import Runtime, rules_for
+from vramplan.runtimes.sglang import SGLANG_KV
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,11 +39,6 @@ SGLANG_VERSION = "0.5.23"
 SGLANG_IMAGE = f"lmsysorg/sglang:v{SGLANG_VERSION}"
 SGLANG_PORT = 30000  # ServerArgs.port's default (arg_groups/fields/serving.py)
 DIST_INIT_PORT = 20000  # the head's port for torch.distributed in --dist-init-addr HOST:PORT (any free one)
-
-# vramplan's KV dtype -> SGLang --kv-cache-dtype (arg_groups/fields/model.py `kv_cache_dtype` choices:
-# auto, fp8_e5m2, fp8_e4m3, mxfp8, bf16, bfloat16, nvfp4, fp4_mx_block16). It has no fp16 choice: "auto"
-# is the model's dtype, which is fp16 for an fp16 checkpoint.
-_SGLANG_KV = {KVDtype.AUTO: "auto", KVDtype.BF16: "bfloat16", KVDtype.FP8: "fp8_e4m3"}
 
 
 @dataclass(frozen=True)
@@ -162,7 +158,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
     kv = KVDtype(est.kv_cache_dtype)
     # "auto" is the model's dtype: bf16, or fp16 for an fp16 checkpoint (runtimes/sglang.py auto_kv_dtype)
     model_dtype = rules_for(Runtime.SGLANG).auto_kv_dtype(req.quant.format)
-    kv_flag = "auto" if kv in (KVDtype.AUTO, model_dtype) else _SGLANG_KV.get(kv)
+    kv_flag = "auto" if kv in (KVDtype.AUTO, model_dtype) else SGLANG_KV.get(kv)
     if kv_flag is None:
         raise PlanError(f"SGLang has no --kv-cache-dtype for {kv.value} with this checkpoint")
     fraction = req.mem_fraction_static if req.mem_fraction_static is not None else default_fraction(est)

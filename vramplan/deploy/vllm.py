@@ -15,8 +15,8 @@ from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
-from vramplan.precision import KVDtype, WeightFormat
-from vramplan.runtimes.vllm import GPU_MEMORY_UTILIZATION
+from vramplan.precision import WeightFormat
+from vramplan.runtimes.vllm import GPU_MEMORY_UTILIZATION, VLLM_KV
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,13 +40,6 @@ VLLM_PORT = 8000
 # it should be the pinned release's default (0.92 in VLLM_VERSION) is open.
 UNKNOWN_CAPACITY_UTILIZATION = GPU_MEMORY_UTILIZATION.rows[0][1]
 
-# vramplan's KV dtype -> vLLM `--kv-cache-dtype` (vllm/config/cache.py `CacheDType`).
-_VLLM_KV = {
-    KVDtype.AUTO: "auto",
-    KVDtype.BF16: "bfloat16",
-    KVDtype.FP16: "float16",
-    KVDtype.FP8: "fp8",
-}
 # The lowest compute capability with bfloat16: below it vLLM runs a bfloat16 checkpoint in float16
 # (vllm/platforms/cuda.py `supported_dtypes`: bfloat16 from capability 8.0; vllm/config/model.py
 # `_resolve_auto_dtype` falls back to the platform's first supported dtype).
@@ -163,7 +156,7 @@ def kv_cache_dtype(req: Request) -> str:
     model's own dtype: an explicit float16 / bfloat16 that differs stops it at startup
     (vllm/config/vllm.py `_reject_mismatched_float_kv_cache`: 'kv_cache_dtype="float16" is
     incompatible with dtype="bfloat16"'), so a 16-bit dtype other than the model's is refused here."""
-    vllm_kv = _VLLM_KV.get(req.kv_cache_dtype, "auto")
+    vllm_kv = VLLM_KV.get(req.kv_cache_dtype, "auto")
     if vllm_kv in ("float16", "bfloat16"):
         runs = model_dtype(req)
         if vllm_kv != runs:
@@ -227,7 +220,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         pipeline_parallel=topo.pipeline_parallel,
         data_parallel=dp,
         expert_parallel=arch.is_moe and topo.tensor_parallel > 1,
-        runtime_settings=est.settings,
+        runtime_settings=tuple((f, v) for f, v in est.settings if f == "--max-model-len"),
         max_num_seqs=est.batch_sequences,
         max_num_batched_tokens=est.batch_tokens,
         gpu_memory_utilization=util,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from vramplan.arch import Architecture
 from vramplan.precision import KVDtype, WeightFormat
-from vramplan.runtimes.base import Rules, RunSettings
+from vramplan.runtimes.base import PlanFlags, Rules, RunSettings
 from vramplan.runtimes.llamacpp import (
     LLAMA_CPP_CTX_PAD,
     LLAMA_CPP_UBATCH,
@@ -63,6 +63,7 @@ __all__ = [
     "LlamaCppRules",
     "MiB",
     "OllamaRules",
+    "PlanFlags",
     "Rules",
     "RunSettings",
     "Runtime",

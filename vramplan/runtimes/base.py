@@ -29,6 +29,18 @@ class RunSettings(NamedTuple):
     # the output layer (early 2025); current builds offload the output layer first, then N - 1 blocks
 
 
+class PlanFlags(NamedTuple):
+    """What a plan chose that a runtime's flags state (`Rules.plan_flags`)."""
+
+    tensor_parallel: int
+    pipeline_parallel: int
+    kv_asked: KVDtype  # --kv-cache-dtype as given (auto: the runtime's default)
+    kv_dtype: KVDtype  # the KV dtype the plan uses
+    gpu_layers: int | None  # llama.cpp --n-gpu-layers as given (None: all)
+    cpu_moe_layers: int  # llama.cpp --n-cpu-moe
+    flash_attn: bool
+
+
 class Rules:
     """The memory rules of one runtime at one version. Subclasses fill in the class attributes and
     override the methods whose rule differs; the defaults here are the common case."""
@@ -102,6 +114,12 @@ class Rules:
 
     def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
         raise NotImplementedError
+
+    def plan_flags(self, plan: PlanFlags) -> tuple[tuple[str, str], ...]:
+        """The runtime's own settings, besides the context ones (`Cells.settings`), that the plan
+        depends on and that differ from the runtime's defaults: parallelism, the KV cache type,
+        offload. With them the settings line reproduces the plan. None by default."""
+        return ()
 
     def resolve_kv_dtype(self, requested: KVDtype, weight_format: WeightFormat) -> KVDtype:
         """The KV dtype the runtime really uses for `requested` (`auto`: `auto_kv_dtype`)."""

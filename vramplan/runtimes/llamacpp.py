@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from vramplan.arch import Architecture
 from vramplan.precision import KVDtype, WeightFormat, kv_row_bytes
-from vramplan.runtimes.base import Rules
+from vramplan.runtimes.base import PlanFlags, Rules
 from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVLayout, KVShape, Runtime, pad
 from vramplan.runtimes.version import Versioned
 
@@ -122,6 +122,10 @@ def compute_buffer_ggml(
     return max(attn, ffn, logits)
 
 
+# vramplan's KV dtype -> llama-server --cache-type-k / --cache-type-v (common/arg.cpp `kv_cache_types`)
+GGML_KV = {KVDtype.FP16: "f16", KVDtype.BF16: "bf16", KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}
+
+
 class LlamaCppRules(Rules):
     runtime: ClassVar[Runtime] = Runtime.LLAMA_CPP
     label: ClassVar[str] = "llama.cpp"
@@ -153,6 +157,20 @@ class LlamaCppRules(Rules):
     def auto_kv_dtype(self, weight_format: WeightFormat) -> KVDtype:
         """f16, the default cache type."""
         return KVDtype.FP16
+
+    def plan_flags(self, plan: PlanFlags) -> tuple[tuple[str, str], ...]:
+        """--n-gpu-layers and --n-cpu-moe where given, --cache-type-k / -v other than f16, and
+        flash attention when turned off (common/arg.cpp)."""
+        flags = []
+        if plan.gpu_layers is not None:
+            flags.append(("--n-gpu-layers", str(plan.gpu_layers)))
+        if plan.cpu_moe_layers:
+            flags.append(("--n-cpu-moe", str(plan.cpu_moe_layers)))
+        if plan.kv_dtype is not KVDtype.FP16 and plan.kv_dtype in GGML_KV:
+            flags += [("--cache-type-k", GGML_KV[plan.kv_dtype]), ("--cache-type-v", GGML_KV[plan.kv_dtype])]
+        if not plan.flash_attn:
+            flags.append(("--flash-attn", "off"))
+        return tuple(flags)
 
     @property
     def kv_unified(self) -> bool:

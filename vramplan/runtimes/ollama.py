@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from vramplan.arch import Architecture
 from vramplan.precision import KVDtype
+from vramplan.runtimes.base import PlanFlags
 from vramplan.runtimes.llamacpp import LlamaCppRules
 from vramplan.runtimes.types import GiB, KVLayout, Runtime
 from vramplan.runtimes.version import Version, Versioned, parse_version
@@ -178,6 +179,10 @@ def planner_kv_heads(arch: Architecture, layout: KVLayout) -> tuple[int, int]:
     return 1, arch.mla_latent_dim
 
 
+# vramplan's KV dtype -> OLLAMA_KV_CACHE_TYPE (ollama docs/faq: f16, q8_0, q4_0).
+OLLAMA_KV = {KVDtype.FP16: "f16", KVDtype.Q8_0: "q8_0", KVDtype.Q4_0: "q4_0"}
+
+
 class OllamaRules(LlamaCppRules):
     runtime: ClassVar[Runtime] = Runtime.OLLAMA
     label: ClassVar[str] = "Ollama"
@@ -206,6 +211,20 @@ class OllamaRules(LlamaCppRules):
         if not full_offload or (n_gpus > 1 and PLANNER_MULTI_GPU_PARTIAL.at(self.version)):
             return "partial"
         return "full"
+
+    def plan_flags(self, plan: PlanFlags) -> tuple[tuple[str, str], ...]:
+        """num_gpu where --gpu-layers is given, OLLAMA_KV_CACHE_TYPE other than f16 (it needs flash
+        attention), OLLAMA_FLASH_ATTENTION when the plan turns it off or a quantized cache needs it
+        (ollama docs/faq)."""
+        flags = []
+        if plan.gpu_layers is not None:
+            flags.append(("num_gpu", str(plan.gpu_layers)))
+        quantized = plan.kv_dtype is not KVDtype.FP16 and plan.kv_dtype in OLLAMA_KV
+        if quantized:
+            flags.append(("OLLAMA_KV_CACHE_TYPE", OLLAMA_KV[plan.kv_dtype]))
+        if not plan.flash_attn or quantized:
+            flags.append(("OLLAMA_FLASH_ATTENTION", "1" if plan.flash_attn else "0"))
+        return tuple(flags)
 
     def _cell_settings(self, context: int, concurrency: int) -> tuple[tuple[str, str], ...]:
         """Ollama runs llama-server with `-c num_ctx x OLLAMA_NUM_PARALLEL -np OLLAMA_NUM_PARALLEL`

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from vramplan.arch import Architecture
 from vramplan.precision import KVDtype, WeightFormat
-from vramplan.runtimes.base import Rules
+from vramplan.runtimes.base import PlanFlags, Rules
 from vramplan.runtimes.types import BatchShape, Cells, Device, GiB, KVShape, MiB, Runtime, gib_text
 from vramplan.runtimes.version import Version, Versioned
 
@@ -101,6 +101,12 @@ def sglang_reserved_bytes(arch: Architecture, device: Device, tp: int, pp: int) 
     return activations, overhead
 
 
+# vramplan's KV dtype -> SGLang --kv-cache-dtype (arg_groups/fields/model.py `kv_cache_dtype` choices:
+# auto, fp8_e5m2, fp8_e4m3, mxfp8, bf16, bfloat16, nvfp4, fp4_mx_block16). It has no fp16 choice: "auto"
+# is the model's dtype, which is fp16 for an fp16 checkpoint.
+SGLANG_KV = {KVDtype.AUTO: "auto", KVDtype.BF16: "bfloat16", KVDtype.FP8: "fp8_e4m3"}
+
+
 class SGLangRules(Rules):
     runtime: ClassVar[Runtime] = Runtime.SGLANG
     label: ClassVar[str] = "SGLang"
@@ -108,6 +114,18 @@ class SGLangRules(Rules):
     # SGLang `--kv-cache-dtype`
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
     mem_fraction_option: ClassVar[bool] = True
+
+    def plan_flags(self, plan: PlanFlags) -> tuple[tuple[str, str], ...]:
+        """--tp-size / --pp-size (default 1) and --kv-cache-dtype where the plan's differs from the
+        model's own dtype, SGLang's auto (srt/server_args.py)."""
+        flags = []
+        if plan.tensor_parallel > 1:
+            flags.append(("--tp-size", str(plan.tensor_parallel)))
+        if plan.pipeline_parallel > 1:
+            flags.append(("--pp-size", str(plan.pipeline_parallel)))
+        if plan.kv_asked is not KVDtype.AUTO and plan.kv_asked in SGLANG_KV:
+            flags.append(("--kv-cache-dtype", SGLANG_KV[plan.kv_asked]))
+        return tuple(flags)
 
     def __init__(self, version: Version | None = None) -> None:
         super().__init__(version)

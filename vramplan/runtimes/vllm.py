@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from vramplan.arch import Architecture
 from vramplan.precision import KVDtype, WeightFormat
-from vramplan.runtimes.base import Rules
+from vramplan.runtimes.base import PlanFlags, Rules
 from vramplan.runtimes.types import (
     BatchShape,
     Cells,
@@ -188,6 +188,15 @@ def vllm_cudagraph_bytes(arch: Architecture, tp: int) -> int:
     return max(GiB // 4, (3 * GiB) // (2 * tp))
 
 
+# vramplan's KV dtype -> vLLM `--kv-cache-dtype` (vllm/config/cache.py `CacheDType`).
+VLLM_KV = {
+    KVDtype.AUTO: "auto",
+    KVDtype.BF16: "bfloat16",
+    KVDtype.FP16: "float16",
+    KVDtype.FP8: "fp8",
+}
+
+
 class VLLMRules(Rules):
     runtime: ClassVar[Runtime] = Runtime.VLLM
     label: ClassVar[str] = "vLLM"
@@ -195,6 +204,18 @@ class VLLMRules(Rules):
     kv_dtypes: ClassVar[tuple[KVDtype, ...]] = (KVDtype.AUTO, KVDtype.BF16, KVDtype.FP16, KVDtype.FP8)
     default_block: ClassVar[int] = VLLM_BLOCK
     batch_options: ClassVar[bool] = True
+
+    def plan_flags(self, plan: PlanFlags) -> tuple[tuple[str, str], ...]:
+        """--tensor-parallel-size / --pipeline-parallel-size (default 1) and --kv-cache-dtype (default
+        auto) where the plan sets them (vllm/engine/arg_utils.py)."""
+        flags = []
+        if plan.tensor_parallel > 1:
+            flags.append(("--tensor-parallel-size", str(plan.tensor_parallel)))
+        if plan.pipeline_parallel > 1:
+            flags.append(("--pipeline-parallel-size", str(plan.pipeline_parallel)))
+        if plan.kv_asked is not KVDtype.AUTO and plan.kv_asked in VLLM_KV:
+            flags.append(("--kv-cache-dtype", VLLM_KV[plan.kv_asked]))
+        return tuple(flags)
 
     def __init__(self, version: Version | None = None) -> None:
         super().__init__(version)
