@@ -116,3 +116,18 @@ def test_every_golden_folder_is_a_case() -> None:
     known = {f"{c}/{b}" for c, b, _ in ALL_BUNDLES}
     found = {f"{p.parent.name}/{p.name}" for p in GOLDEN.glob("*/*") if p.is_dir()}
     assert found == known
+
+
+@pytest.mark.parametrize("target", ["vllm", "sglang"])
+def test_worker_ranks_read_as_words(run: Callable[..., Result], tmp_path: Path, target: str) -> None:
+    """Before: "1..1 on the workers" for two nodes. Now one worker is "1 on the worker", more are a
+    range in words."""
+    for nodes, says in ((2, "1 on the worker"), (4, "1 to 3 on the workers")):
+        out = tmp_path / f"{target}-{nodes}"
+        res = run(
+            "deploy", "deepseek-r1", "--target", target, "--quant", "fp8", "--gpu", "h100-80gb:8",
+            "--nodes", str(nodes), "--context", "8192", "--out", str(out),
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        text = "".join(p.read_text() for p in sorted(out.iterdir()) if p.is_file())
+        assert says in text and ".." not in text.replace("...", "")

@@ -13,8 +13,8 @@ fi
 
 SERVE_HOST="${SERVE_HOST:-0.0.0.0}"
 SERVE_PORT="${SERVE_PORT:-30000}"
-# One command per node: NODE_RANK=0 on the head (it serves the API), 1..1 on the workers.
-: "${NODE_RANK:?set NODE_RANK: 0 on the head node, 1..1 on the workers}"
+# One command per node: NODE_RANK=0 on the head (it serves the API), 1 on the worker.
+: "${NODE_RANK:?set NODE_RANK: 0 on the head node, 1 on the worker}"
 : "${HEAD_ADDR:?set HEAD_ADDR to an address of the head node that every node can reach}"
 DIST_PORT="${DIST_PORT:-20000}"
 node_args=(--nnodes 2 --node-rank "$NODE_RANK" --dist-init-addr "$HEAD_ADDR:$DIST_PORT")

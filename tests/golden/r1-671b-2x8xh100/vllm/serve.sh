@@ -12,8 +12,8 @@ fi
 
 SERVE_HOST="${SERVE_HOST:-0.0.0.0}"
 SERVE_PORT="${SERVE_PORT:-8000}"
-# One command per node: NODE_RANK=0 on the head (it serves the API), 1..1 on the workers.
-: "${NODE_RANK:?set NODE_RANK: 0 on the head node, 1..1 on the workers}"
+# One command per node: NODE_RANK=0 on the head (it serves the API), 1 on the worker.
+: "${NODE_RANK:?set NODE_RANK: 0 on the head node, 1 on the worker}"
 : "${HEAD_ADDR:?set HEAD_ADDR to an address of the head node that every node can reach}"
 MASTER_PORT="${MASTER_PORT:-29501}"
 # vLLM inherits NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME (the interface between the nodes, when more than
