@@ -35,6 +35,7 @@ CORE = [
         for m in ("__init__", "types", "version", "base", "vllm", "sglang", "llamacpp", "ollama")
     ),
     "cache",
+    "words",
     "speed",
     "sources/gguf_reader",
     "sources/gguf_model",
@@ -170,8 +171,9 @@ def test_every_command_module_is_in_the_lazy_group() -> None:
 # --------------------------------------------------------------------------- the import graph vs docs/architecture.md
 
 LAYOUT = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
-# Modules every module may import: the error family, the YAML cache, the data-file finder, the version.
-SHARED = {"errors", "cache", "resources", "__init__"}
+# Modules every module may import: the error family, the YAML cache, the data-file finder, the
+# phrasing of counts, the version.
+SHARED = {"errors", "cache", "resources", "words", "__init__"}
 # "core types" in the report row: the core's modules (design.md: the core never imports click or rich).
 CORE_TYPES = {
     "catalog", "precision", "runtimes", "estimate", "recommend", "request", "quantmix", "arch",

@@ -103,7 +103,8 @@ def test_estimate_json_twin(run: Run, name: str) -> None:
     assert f"{doc['kv_bytes_per_token']} bytes per token" in table
     assert doc["model"] in table
     if doc["max_context"] is not None:
-        assert f"largest context at {doc['concurrency']} request(s): {doc['max_context']}" in table
+        requests = "1 request" if doc["concurrency"] == 1 else f"{doc['concurrency']} requests"
+        assert f"largest context at {requests}: {doc['max_context'] or 'none fits'}" in table
 
 
 def test_issue_example(run: Run) -> None:
@@ -342,3 +343,28 @@ def test_settings_reproduce_the_plan(run: Run, args: str, settings: dict[str, st
     runtime's default: parallelism, the KV cache type, offload, flash attention."""
     doc = json.loads(run("estimate", *args.split(), "--json").stdout)
     assert doc["runtime_settings"] == settings
+
+
+def test_counts_read_as_words() -> None:
+    from vramplan.words import count
+
+    assert [count(1, "GPU"), count(2, "GPU"), count(1, "request"), count(0, "request")] == [
+        "1 GPU",
+        "2 GPUs",
+        "1 request",
+        "0 requests",
+    ]
+
+
+def test_when_no_context_fits_it_says_so_and_why(run: Run) -> None:
+    """Before: "largest context at 1 request(s): 0". A 32B in bf16 does not fit one 24 GB card at any
+    context: the line says none fits and a note names what is already too much."""
+    out = " ".join(run("estimate", "r1-32b", "-r", "vllm", "--gpu", "rtx-4090").stdout.split())
+    assert "largest context at 1 request: none fits" in out
+    assert "largest concurrency at 131072 tokens: none fits" in out
+    assert (
+        "note: no context fits: on GPU 0 the weights, activations and overhead alone take 63.7 GiB of "
+        "22.1 GiB usable, before any KV cache"
+    ) in out
+    assert "request(s)" not in out and "node(s)" not in out
+    assert "largest context at 4 requests:" in run("estimate", "r1-7b", "--concurrency", "4").stdout

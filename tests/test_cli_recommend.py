@@ -235,7 +235,7 @@ ERRORS = [
     (["--nodes", "2"], "Error: --nodes needs --gpu NAME:COUNT to say what each node holds"),
     (
         ["--runtime", "vllm"],
-        "Error: vllm need a GPU and none was found; plan for one with --gpu NAME[:COUNT]",
+        "Error: vllm needs a GPU and none was found; plan for one with --gpu NAME[:COUNT]",
     ),
     (
         ["--gpu", "h100:8", "--nodes", "2", "--runtime", "llama.cpp"],

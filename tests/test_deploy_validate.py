@@ -349,7 +349,8 @@ def test_numbers_match_the_estimate(
     peak = max(d["total_bytes"] for d in est["per_gpu"])
     readme = (folder / "README.md").read_text()
     assert f"{peak / (1 << 30):.2f} GiB" in readme
-    assert f"{est['context']} tokens per request, {est['concurrency']} request(s) at once" in readme
+    requests = "1 request" if est["concurrency"] == 1 else f"{est['concurrency']} requests"
+    assert f"{est['context']} tokens per request, {requests} at once" in readme
     topo = est["topology"]
     if runtime == "ollama":
         modelfile = (

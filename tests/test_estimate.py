@@ -279,7 +279,7 @@ def test_default_contexts(catalog: Catalog) -> None:
         ),
         (
             dict(gpu=gpu_spec("h100"), gpus_per_node=2, tp=4),
-            "tensor parallel 4 x pipeline parallel 1 needs 4 GPUs but the plan has 2 (1 node(s) x 2)",
+            "tensor parallel 4 x pipeline parallel 1 needs 4 GPUs but the plan has 2 (1 node x 2)",
         ),
     ],
 )

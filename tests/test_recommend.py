@@ -462,7 +462,7 @@ def test_cpu_plan_speed_uses_host_bandwidth(catalog: Catalog) -> None:
         (lambda c: headroom_from_percent(-1), "--headroom must be at least 0 and below 90 (percent), got -1"),
         (
             lambda c: recommend(c, target_for(NO_GPU_MACHINE, None), Options(runtimes=(Runtime.VLLM,))),
-            "vllm need a GPU and none was found; plan for one with --gpu NAME[:COUNT]",
+            "vllm needs a GPU and none was found; plan for one with --gpu NAME[:COUNT]",
         ),
         (
             lambda c: recommend(

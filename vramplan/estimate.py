@@ -35,6 +35,7 @@ from vramplan.runtimes import (
     kv_shape,
     rules_for,
 )
+from vramplan.words import count
 
 HOST = -1
 
@@ -329,7 +330,7 @@ def resolve_topology(req: Request, shape: KVShape, rules: Rules | None = None) -
     if tp * pp > total:
         raise PlanError(
             f"tensor parallel {tp} x pipeline parallel {pp} needs {tp * pp} GPUs but the plan has {total} "
-            f"({req.nodes} node(s) x {req.gpus_per_node})"
+            f"({count(req.nodes, 'node')} x {req.gpus_per_node})"
         )
     if pp > arch.num_hidden_layers:
         why = f"pipeline parallel {pp}" if req.pp else f"--nodes {req.nodes} (a pipeline stage per node)"
@@ -964,7 +965,7 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         )
     idle = req.gpus_per_node * req.nodes - st.topo.gpus_used
     if not req.cpu_only and not st.rules.layer_split and idle > 0 and req.gpu is not None:
-        notes.append(f"{idle} GPU(s) left idle by TP x PP; run data-parallel replicas on them")
+        notes.append(f"{count(idle, 'GPU')} left idle by TP x PP; run data-parallel replicas on them")
     if req.gpu is not None and q.requires is not None and not getattr(req.gpu, q.requires):
         fallback = st.rules.precision_fallback_note(req.gpu.name, q.requires)
         if fallback:
@@ -997,6 +998,14 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
     caveat = st.rules.kv_dtype_caveat(arch, q.gguf_mla)
     if caveat:
         notes.append(caveat)
+    if est.max_context == 0 and est.per_gpu:
+        # nothing fits even at one token: what the plan needs besides the KV cache is already too much
+        g = max(est.per_gpu, key=lambda d: d.total_bytes - d.kv_cache_bytes - (d.usable_bytes or 0))
+        fixed = g.total_bytes - g.kv_cache_bytes
+        notes.append(
+            f"no context fits: on GPU {g.index} the weights, activations and overhead alone take "
+            f"{_gib(fixed)} of {_gib(g.usable_bytes or 0)} usable, before any KV cache"
+        )
     if est.fits is False:
         worst = max(est.per_gpu or (est.host,), key=lambda d: d.total_bytes - (d.usable_bytes or 0))
         where = "host RAM" if worst.index == HOST else f"GPU {worst.index}"

@@ -28,6 +28,7 @@ from vramplan.gpus import (
     spec_for_nvml_name,
     split_mig_name,
 )
+from vramplan.words import count
 
 if TYPE_CHECKING:
     from vramplan.host import HostInfo
@@ -449,7 +450,7 @@ def plan_notes(machine: Machine) -> tuple[str, ...]:
         )
     elif mig:
         left = ", ".join(str(g.index) for g in mig)
-        notes.append(f"GPU {left} in MIG mode left out of plans, which use the {len(plan)} whole GPU(s)")
+        notes.append(f"GPU {left} in MIG mode left out of plans, which use {count(len(plan), 'whole GPU')}")
     names = sorted({g.name for g in plan})
     if len(names) > 1:
         small = min(plan, key=lambda g: g.memory_total_bytes)

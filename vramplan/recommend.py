@@ -26,6 +26,7 @@ from vramplan.quantmix import GGUF_FTYPES
 from vramplan.request import Choices, resolve_model
 from vramplan.runtimes import Runtime, rules_for
 from vramplan.speed import HOST_BANDWIDTH_GBPS, host_share, tokens_per_second
+from vramplan.words import count
 
 GiB = 1 << 30
 
@@ -554,9 +555,9 @@ def _fit_reason(est: Estimate, target: Target, opts: Options, default_ctx: int |
     if est.cpu_plan:
         where = "fits in host RAM (CPU inference)"
     elif t.nodes > 1:
-        where = f"fits on {t.nodes} nodes x {t.gpus_per_node} GPUs"
+        where = f"fits on {t.nodes} nodes x {count(t.gpus_per_node, 'GPU')}"
     elif t.gpus_used == total:
-        where = f"fits on all {total} GPUs" if total > 1 else "fits on the GPU"
+        where = {1: "fits on the GPU", 2: "fits on both GPUs"}.get(total, f"fits on all {total} GPUs")
     else:
         where = f"fits on {t.gpus_used} of the {total} GPUs"
     if opts.context is None and default_ctx is not None and est.context < default_ctx:
@@ -951,7 +952,8 @@ def check_options(opts: Options, target: Target) -> None:
         raise PlanError(f"--headroom must be at least 0 and below 90 %, got {opts.headroom * 100:g} %")
     if opts.runtimes and target.cpu_only and not any(rules_for(r).runs_on_host for r in opts.runtimes):
         names = " and ".join(r.value for r in opts.runtimes)
-        raise PlanError(f"{names} need a GPU and none was found; plan for one with --gpu NAME[:COUNT]")
+        need = "needs" if len(opts.runtimes) == 1 else "need"
+        raise PlanError(f"{names} {need} a GPU and none was found; plan for one with --gpu NAME[:COUNT]")
     if opts.runtimes and target.gpu is not None and target.gpu.unified:
         if not any(rules_for(r).metal for r in opts.runtimes):
             names = " and ".join(r.value for r in opts.runtimes)

@@ -20,6 +20,7 @@ from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import PROBE_PERIOD_S, DeployPlan
 from vramplan.deploy.vllm import VLLM_IMAGE, VLLM_PORT, VLLM_VERSION
 from vramplan.errors import RenderError
+from vramplan.words import count
 
 GiB = 1 << 30
 
@@ -84,7 +85,7 @@ def _environment() -> Any:
         autoescape=False,
     )
     env.filters.update(yaml=yaml_quote, compose=compose_quote, kube=kube_quote, sh=sh_quote)
-    env.filters.update(oneline=oneline, gib=gib, chomp=chomp)
+    env.filters.update(oneline=oneline, gib=gib, chomp=chomp, count=count)  # count: 1 GPU, 2 GPUs
     return env
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vramplan.errors import LaunchError
+from vramplan.words import count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -208,7 +209,7 @@ def run_llama_server(
         message = choices[0].get("message") or {}
         answer = str(message.get("content") or message.get("reasoning_content") or "")
         usage = doc.get("usage") or {}
-        console.print(f"answered: {usage.get('completion_tokens', '?')} token(s); stopping the server")
+        console.print(f"answered: {_tokens(usage.get('completion_tokens'))}; stopping the server")
     finally:
         _stop(proc)
     if not verify_log:
@@ -292,3 +293,8 @@ def verified_json(v: Verified) -> dict[str, Any]:
         "measured_total_bytes": v.measured_total_bytes,
         "notes": list(v.notes),
     }
+
+
+def _tokens(n: object) -> str:
+    """How many tokens the server answered with, in words (`1 token`, `12 tokens`)."""
+    return count(n, "token") if isinstance(n, int) else "an unknown number of tokens"

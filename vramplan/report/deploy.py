@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from vramplan.report import gib
+from vramplan.words import count
 
 if TYPE_CHECKING:
     from vramplan.deploy import Bundle
@@ -81,10 +82,12 @@ def print_verified(v: Verified, console: Console) -> None:
 
 def print_written(bundle: Bundle, written: Written, console: Console) -> None:
     plan, files = bundle.plan, written.files
-    where = "host RAM" if plan.cpu_only else f"{plan.nodes} node(s) x {plan.gpus_per_node} {plan.gpu_name}"
+    where = (
+        "host RAM" if plan.cpu_only else f"{count(plan.nodes, 'node')} x {plan.gpus_per_node} {plan.gpu_name}"
+    )
     console.print(
         f"{plan.model_id} {plan.quant} on {plan.runtime.value}: {plan.context} tokens x "
-        f"{plan.concurrency} request(s) on {where}, {gib(plan.peak.total_bytes)} on the fullest "
+        f"{count(plan.concurrency, 'request')} on {where}, {gib(plan.peak.total_bytes)} on the fullest "
         f"{'device' if plan.cpu_only else 'GPU'}",
         markup=False,
         soft_wrap=True,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramplan.estimate import DeviceUse, Estimate
 from vramplan.report import GiB, bar, gib
+from vramplan.words import count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -94,7 +95,7 @@ def print_estimate(e: Estimate, console: Console) -> None:
     t = e.topology
     console.print(Text.assemble((e.model, "bold"), f"  {e.quant} on {e.runtime}"))
     console.print(
-        f"context {e.context} tokens x {e.concurrency} request(s)  ·  KV cache {e.kv_cache_dtype}, "
+        f"context {e.context} tokens x {count(e.concurrency, 'request')}  ·  KV cache {e.kv_cache_dtype}, "
         f"{e.kv_layout} layout, {e.kv_bytes_per_token} bytes per token"
     )
     if e.cpu_plan:
@@ -102,7 +103,7 @@ def print_estimate(e: Estimate, console: Console) -> None:
     else:
         gpu = t.gpu or "GPU of unknown size"
         console.print(
-            f"hardware: {t.nodes} node(s) x {t.gpus_per_node} {gpu}  ·  "
+            f"hardware: {count(t.nodes, 'node')} x {t.gpus_per_node} {gpu}  ·  "
             f"tensor parallel {t.tensor_parallel}, pipeline parallel {t.pipeline_parallel}"
         )
     console.print(f"parameters {e.params / 1e9:.2f} B  ·  weights {gib(e.weights_bytes)} in all")
@@ -133,8 +134,8 @@ def print_estimate(e: Estimate, console: Console) -> None:
     console.print(f"total {gib(e.total_bytes)}{host}  ·  {verdict}")
     if e.max_context is not None:
         console.print(
-            f"largest context at {e.concurrency} request(s): {e.max_context}  ·  "
-            f"largest concurrency at {e.context} tokens: {e.max_concurrency}"
+            f"largest context at {count(e.concurrency, 'request')}: {e.max_context or 'none fits'}  ·  "
+            f"largest concurrency at {e.context} tokens: {e.max_concurrency or 'none fits'}"
         )
     settings = "  ".join(f"{k} {v}" for k, v in e.settings)
     console.print(f"{e.runtime} settings: {settings}")

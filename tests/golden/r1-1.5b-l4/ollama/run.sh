@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start Ollama with the plan's settings, pull deepseek-r1:1.5b and create deepseek-r1-distill-qwen-1.5b-ctx4096 from the Modelfile.
-# Written by vramplan for 4096 tokens x 1 request(s); see README.md.
+# Written by vramplan for 4096 tokens x 1 request; see README.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SGLang 0.5.23 server for DeepSeek-R1-Distill-Qwen-1.5B (bf16), written by vramplan.
-# The memory plan: 131072 tokens x 1 request(s) on 1 node(s) x 1 l4,
+# The memory plan: 131072 tokens x 1 request on 1 node x 1 l4,
 # 13.65 GiB on the fullest GPU; weights and KV cache within --mem-fraction-static 0.696 of each GPU.
 # Every flag was checked against SGLang 0.5.23's own ServerArgs; see README.md.
 set -euo pipefail

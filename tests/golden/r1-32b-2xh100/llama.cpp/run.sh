@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # llama.cpp server (llama-server, release b11312 or later) for DeepSeek-R1-Distill-Qwen-32B (q4_K_M), written by vramplan.
-# The memory plan: 131072 tokens x 1 request(s) on 2 h100-80gb,
+# The memory plan: 131072 tokens x 1 request on 2 h100-80gb,
 # 26.32 GiB on the fullest GPU, 0.41 GiB in host RAM.
 # Every flag was checked against llama.cpp's common/arg.cpp (b11312); see README.md.
 # LLAMA_SERVER picks the binary, HOST and PORT where it listens; arguments after run.sh are passed on

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start Ollama with the plan's settings, pull deepseek-r1:32b and create deepseek-r1-distill-qwen-32b-ctx131072 from the Modelfile.
-# Written by vramplan for 131072 tokens x 1 request(s); see README.md.
+# Written by vramplan for 131072 tokens x 1 request; see README.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 

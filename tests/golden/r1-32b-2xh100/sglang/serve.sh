@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SGLang 0.5.23 server for DeepSeek-R1-Distill-Qwen-32B (bf16), written by vramplan.
-# The memory plan: 131072 tokens x 1 request(s) on 1 node(s) x 2 h100-80gb,
+# The memory plan: 131072 tokens x 1 request on 1 node x 2 h100-80gb,
 # 59.89 GiB on the fullest GPU; weights and KV cache within --mem-fraction-static 0.832 of each GPU.
 # Every flag was checked against SGLang 0.5.23's own ServerArgs; see README.md.
 set -euo pipefail

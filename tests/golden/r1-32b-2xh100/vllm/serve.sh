@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vLLM 0.33.0 server for DeepSeek-R1-Distill-Qwen-32B (bf16), written by vramplan.
-# The memory plan: 131072 tokens x 1 request(s) on 1 node(s) x 2 h100-80gb,
+# The memory plan: 131072 tokens x 1 request on 1 node x 2 h100-80gb,
 # 51.50 GiB on the fullest GPU of 73.28 GiB vLLM may use (0.92 of each GPU).
 # Every flag was checked against vLLM 0.33.0's own argument definitions; see README.md.
 set -euo pipefail

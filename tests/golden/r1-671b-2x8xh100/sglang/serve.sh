@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SGLang 0.5.23 server for DeepSeek-R1 (fp8), written by vramplan.
-# The memory plan: 163840 tokens x 1 request(s) on 2 node(s) x 8 h100-80gb,
+# The memory plan: 163840 tokens x 1 request on 2 nodes x 8 h100-80gb,
 # 63.27 GiB on the fullest GPU; weights and KV cache within --mem-fraction-static 0.787 of each GPU.
 # Every flag was checked against SGLang 0.5.23's own ServerArgs; see README.md.
 set -euo pipefail

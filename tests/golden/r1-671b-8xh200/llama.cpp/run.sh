@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # llama.cpp server (llama-server, release b11312 or later) for DeepSeek-R1 (UD-Q2_K_XL), written by vramplan.
-# The memory plan: 32768 tokens x 1 request(s) on 8 h200,
+# The memory plan: 32768 tokens x 1 request on 8 h200,
 # 49.43 GiB on the fullest GPU, 0.48 GiB in host RAM.
 # Every flag was checked against llama.cpp's common/arg.cpp (b11312); see README.md.
 # LLAMA_SERVER picks the binary, HOST and PORT where it listens; arguments after run.sh are passed on

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start Ollama with the plan's settings, pull deepseek-r1:671b-q4_K_M and create deepseek-r1-ctx32768 from the Modelfile.
-# Written by vramplan for 32768 tokens x 1 request(s); see README.md.
+# Written by vramplan for 32768 tokens x 1 request; see README.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vLLM 0.33.0 server for DeepSeek-R1 (fp8), written by vramplan.
-# The memory plan: 163840 tokens x 1 request(s) on 1 node(s) x 8 h200,
+# The memory plan: 163840 tokens x 1 request on 1 node x 8 h200,
 # 95.00 GiB on the fullest GPU of 129.17 GiB vLLM may use (0.92 of each GPU).
 # Every flag was checked against vLLM 0.33.0's own argument definitions; see README.md.
 set -euo pipefail
