@@ -368,3 +368,14 @@ def test_when_no_context_fits_it_says_so_and_why(run: Run) -> None:
     ) in out
     assert "request(s)" not in out and "node(s)" not in out
     assert "largest context at 4 requests:" in run("estimate", "r1-7b", "--concurrency", "4").stdout
+
+
+def test_a_host_part_of_unknown_size_says_so(run: Run) -> None:
+    """Before: the host row showed `?`. Now its memory column says the size is unknown and a note says
+    why and what to give."""
+    out = run("estimate", "deepseek-r1:7b", "--gpu", "h100-80gb").stdout
+    host = next(ln for ln in out.splitlines() if ln.lstrip().startswith("host "))
+    assert host.rstrip().endswith("size unknown") and "?" not in out
+    assert "note: host RAM not given: the host part (0.3 GiB) is not checked against it" in out
+    given = run("estimate", "deepseek-r1:7b", "--gpu", "h100-80gb", "--host-memory", "64").stdout
+    assert "size unknown" not in given and "host RAM not given" not in given

@@ -939,6 +939,11 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
         notes.append(q.plan_note)
     if req.context is None:
         notes.append(f"context {context} is what {rt.value} uses when started without a context setting")
+    if est.per_gpu and est.host.total_bytes and est.host.capacity_bytes is None:
+        notes.append(
+            f"host RAM not given: the host part ({_gib(est.host.total_bytes)}) is not checked against it "
+            "(give --host-memory SIZE)"
+        )
     if req.cpu_only:
         notes.append("no GPU found: this plan is for host RAM (CPU inference); vLLM and SGLang need a GPU")
     elif req.gpu is None:

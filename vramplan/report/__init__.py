@@ -23,7 +23,7 @@ def bar(used: int, capacity: int | None, width: int = 20) -> Text:
     from rich.text import Text
 
     if not capacity:
-        return Text("?", style="dim")
+        return Text("size unknown", style="dim")
     share = used / capacity
     filled = min(width, round(share * width))
     style = "red" if share > 1 else ("yellow" if share > 0.9 else "green")
