@@ -493,3 +493,44 @@ def test_vllm_utilization_default_by_version(catalog: Catalog) -> None:
     assert old.request.gpu_memory_utilization == 0.9
     new = check_log(catalog, parse_log(line.format(v="0.33.0")), "x", gpu=parse_gpu("l40s"))
     assert new.request.gpu_memory_utilization is None  # the estimator's own default, 0.92 since 0.33
+
+
+REAL = Path(__file__).parent / "fixtures" / "logs" / "real"
+
+
+def test_a_model_named_against_the_log_is_refused(run: Callable[..., Result]) -> None:
+    """Before: `check LOG -m WRONG-MODEL` planned the named model with the log's settings (errors of
+    -77 %, or a tensor-parallel error). Now the log's own model is named and the check stops."""
+    res = run("check", str(LOGS / "llama_server_distill_qwen_32b.log"), "-m", "r1-7b")
+    assert res.exit_code != 0
+    assert res.stderr == (
+        "Error: the log is of deepseek-r1-distill-qwen-32b (it names 'DeepSeek R1 Distill Qwen 32B'), "
+        "not of r1-7b (deepseek-r1-distill-qwen-7b); drop --model, or check a log of that model\n"
+    )
+    cpu = REAL / "llamacpp" / "llama-perplexity_r1-q8_0_xeon-cpu-amx_4seq_b4905.log"
+    res = run("check", str(cpu), "-m", "r1-1.5b")
+    assert res.stderr.startswith(
+        "Error: the log is of deepseek-r1 (n_layer 61, n_embd 7168, n_head 128), not of r1-1.5b"
+    )
+    # the model the log names, or one of the same architecture (a re-release), is accepted
+    ok = run("check", str(LOGS / "llama_server_distill_qwen_32b.log"), "-m", "deepseek-r1-distill-qwen-32b")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_the_header_says_a_llama_cpp_build_is_a_build(run: Callable[..., Result]) -> None:
+    out = run("check", str(LOGS / "llama_server_distill_qwen_32b.log")).stdout
+    assert "llama.cpp build 4714 log" in " ".join(out.split())
+
+
+def test_an_unstated_quantization_is_said_in_words() -> None:
+    """Before: "(it states: not stated)"."""
+    from vramplan.catalog import load_catalog
+    from vramplan.errors import UnknownModelError
+    from vramplan.logs.identify import identify
+
+    log = read_log(
+        str(REAL / "llamacpp" / "llama-server_distill-qwen-32b-q4_k_m_1gpu-cuda-fa_b47xx-excerpt.log")
+    )
+    with pytest.raises(UnknownModelError) as err:
+        identify(load_catalog(), log, model="r1-32b")
+    assert "(it states no quantization or dtype); give --quant" in str(err.value)

@@ -111,6 +111,29 @@ def _by_shape(catalog: Catalog, log: ParsedLog) -> Variant | None:
     return None
 
 
+def _check_named_model(catalog: Catalog, log: ParsedLog, model: str, variant: Variant) -> None:
+    """--model must name the model the log ran (or one of the same architecture: a re-release such as
+    deepseek-r1-0528 for deepseek-r1): a log that names another catalog model, or whose llama.cpp
+    shape is another model's, is refused here rather than planned with the wrong numbers."""
+    named = f"{model} ({variant.id})" if model.strip().lower() != variant.id else variant.id
+    fix = "drop --model, or check a log of that model"
+    found = _resolve(catalog, log.model) if log.model else None
+    if found is not None and found[0].architecture != variant.architecture:
+        raise PlanError(f"the log is of {found[0].id} (it names {log.model!r}), not of {named}; {fix}")
+    if not log.runtime.is_ggml:
+        return
+    keys = {"n_layer": "num_hidden_layers", "n_embd": "hidden_size", "n_head": "num_attention_heads"}
+    shape = {k: _hp(log, k) for k in keys}
+    if any(v is None for v in shape.values()):
+        return
+    theirs = {k: getattr(variant.architecture, f) for k, f in keys.items()}
+    if shape != theirs:
+        other = _by_shape(catalog, log)
+        of = f"of {other.id}" if other is not None else "of another model"
+        said = ", ".join(f"{k} {v}" for k, v in shape.items())
+        raise PlanError(f"the log is {of} ({said}), not of {named}; {fix}")
+
+
 def arch_from_hparams(log: ParsedLog) -> Architecture | None:
     """An Architecture from llama.cpp's print_info lines (enough for KV and compute); None if a needed
     value is missing."""
@@ -243,6 +266,7 @@ def identify(
     if model is not None:
         r = catalog.resolve(model)
         variant, named_quant, how = r.variant, r.quant, f"--model {model}"
+        _check_named_model(catalog, log, model, variant)
         if quant is not None and r.via == "ollama" and r.quant and quant.lower() != r.quant.name.lower():
             raise PlanError(
                 f"{model} is the {r.quant.name} build; drop --quant or name {r.variant.id} instead"
@@ -299,10 +323,11 @@ def identify(
     else:
         chosen = _torch_quant(variant, log, named_quant)
     if chosen is None:
-        stated = log.settings.quantization or log.settings.dtype or "not stated"
+        stated = log.settings.quantization or log.settings.dtype
+        said = f"it states {stated}" if stated else "it states no quantization or dtype"
         known = ", ".join(q.name for q in variant.quants)
         raise UnknownModelError(
-            f"cannot tell which quantization of {variant.id} the log loaded (it states: {stated}); "
+            f"cannot tell which quantization of {variant.id} the log loaded ({said}); "
             f"give --quant (one of {known})"
         )
     return Identified(variant, chosen, how)

@@ -75,7 +75,8 @@ def _error_text(err: float) -> Text:
 
 def print_check(r: CheckResult, console: Console) -> None:
     e, log = r.estimate, r.log
-    version = f" {log.version}" if log.version else ""
+    # llama.cpp numbers its builds (b4714): a version of digits alone is a build number
+    version = f" {'build ' if (log.version or '').isdigit() else ''}{log.version}" if log.version else ""
     console.print(Text.assemble((f"{r.path}", "bold"), f"  {log.runtime.value}{version} log"))
     console.print(f"model: {e.model} {e.quant}  ·  identified by {r.identified.how}")
     console.print(
