@@ -83,11 +83,14 @@ def print_variant(v: Variant, console: Console) -> None:
         where = ", ".join(q.ollama_tags) or q.repo or "-"
         table.add_row(
             q.name,
-            q.format.value + (f" ({q.requires})" if q.requires else ""),
+            q.format.value,
             ", ".join(r.value for r in q.runtimes),
             q.size.text if q.size else "-",
             where,
         )
     console.print(table)
+    for q in v.quants:
+        if q.requires:
+            console.print(f"note: {q.name} is made for GPUs with native {q.requires} support")
     n = len(PLANNABLE_GGUF_TYPES)
     console.print(f"any llama-quantize type can be planned too ({n} file types, e.g. --quant Q5_K_M)")
