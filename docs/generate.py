@@ -30,6 +30,44 @@ def _commands(group: click.Group, prefix: list[str]) -> list[tuple[list[str], cl
     return out
 
 
+# The words the commands print, each in one sense (the glossary closes docs/cli.md).
+GLOSSARY = """## Glossary
+
+The words every command prints, each in one sense.
+
+- **weights**: the model's parameters as the runtime loads them, in the quantization's storage
+  format (GGUF blocks, FP8 with its scales, bf16, ...); split over the GPUs by tensor or pipeline
+  parallelism, with any offloaded part in host RAM.
+- **KV cache**: the keys and values kept for every token of every request, so that a token attends to
+  the ones before it; it grows with context x concurrency and with the KV cache type (`--kv-cache-dtype`).
+  vLLM and SGLang allocate a pool of it up front, llama.cpp and Ollama a fixed number of cells.
+- **activations** (the `activ.` column; llama.cpp and Ollama call it the **compute buffer**): the
+  working memory of one forward pass over the largest batch the runtime schedules, freed and reused
+  between steps but reserved at start-up.
+- **overhead**: what the runtime holds besides the three above: the CUDA context, cuBLAS and NCCL
+  buffers, vLLM's CUDA graphs, SGLang's reserve; each rule names its source (docs/estimation.md).
+- **usable**: the share of a GPU the runtime lets itself fill (vLLM's `--gpu-memory-utilization`,
+  SGLang's `--mem-fraction-static`, all of it for llama.cpp and Ollama), less memory already in use.
+- **headroom** (`recommend --headroom`): a share of the usable memory a plan leaves free on purpose.
+- **fits**: every GPU's total (and the host part's, when there is one) is at most its usable memory;
+  `does not fit` names the device that overflows first; `fit unknown` means no capacity was given.
+- **total**: the sum of the parts on every device of the plan, GPUs and host RAM together; the
+  estimate says how much of it is host RAM.
+- **TP / PP / DP** (tensor / pipeline / data parallel): TP splits every layer over the GPUs of a node,
+  PP gives each GPU or node a range of layers, DP runs whole copies of the model side by side; a plan
+  uses TP x PP GPUs per copy.
+- **offload**: weights kept in host RAM instead of on a GPU (llama.cpp's `--n-gpu-layers` and
+  `--n-cpu-moe`, Ollama's `num_gpu`); they run on the CPU, so the plan fits at a lower speed.
+- **host RAM**: the machine's memory, used for offloaded weights and for plans without a GPU (CPU
+  inference); on Apple silicon the same unified memory as the GPU's.
+- **context**: the tokens of one request (prompt and answer); **concurrency**: the requests served at
+  once.
+- **settings**: the runtime's own flags that give the plan (`vllm serve ...`, `llama-server ...`,
+  Ollama's `num_ctx` and environment); **inputs**: the values the plan read, each with where it came
+  from (a flag, the probe, the runtime's default).
+"""
+
+
 def cli_reference() -> str:
     from vramplan.cli import cli
 
@@ -45,6 +83,7 @@ def cli_reference() -> str:
             parent = click.Context(parent.command.get_command(parent, name), info_name=name, parent=parent)  # type: ignore[attr-defined,arg-type]
         ctx = click.Context(cmd, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100)
         parts.append(f"## vramplan {' '.join(path)}\n\n```\n{cmd.get_help(ctx)}\n```\n")
+    parts.append(GLOSSARY)
     return "\n".join(parts)
 
 

@@ -65,3 +65,13 @@ def test_readme_examples_show_real_output() -> None:
         [sys.executable, str(ROOT / "docs" / "readme_examples.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_cli_reference_ends_with_a_glossary() -> None:
+    """Every term the tables and notes use has one meaning, written down in docs/cli.md."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    glossary = text.split("## Glossary\n", 1)[1]
+    for term in ("weights", "KV cache", "activations", "compute buffer", "overhead", "usable", "headroom"):
+        assert f"**{term}**" in glossary, term
+    for term in ("fits", "total", "TP / PP / DP", "offload", "host RAM", "settings"):
+        assert f"**{term}**" in glossary, term
