@@ -437,7 +437,7 @@ def test_late_2024_llama_cpp_names_and_identification_by_shape(catalog: Catalog)
     assert (p.settings.quantization, p.settings.context, p.settings.cells) == ("Q4_K - Medium", 2048, 2048)
     r = check_log(catalog, p, "x")
     assert (r.estimate.model, r.estimate.quant) == ("deepseek-r1-distill-qwen-7b", "q4_K_M")
-    assert r.identified.how == "its shape (n_layer, n_embd, n_head, n_vocab) is deepseek-r1-distill-qwen-7b's"
+    assert r.identified.how == "its shape (n_layer, n_embd, n_head, n_vocab), deepseek-r1-distill-qwen-7b's"
     kv = next(x for x in r.parts if x.part == "KV cache")
     assert (kv.measured, kv.estimate, kv.error) == (112 * MiB, 112 * MiB, 0.0)
 

@@ -322,6 +322,7 @@ ALLOWED = {
     ("deploy/k8s.py", "pod_sizes"): "deploy: a pod's vCPUs and host memory for the server's processes",
     ("deploy/k8s.py", "run_as"): "deploy: the user each server's image runs as",
     ("logs/identify.py", "identify"): "log readers: GGUF names and hparams appear only in ggml logs",
+    ("logs/identify.py", "_check_named_model"): "log readers: the model's shape is printed only in ggml logs",
 }
 
 

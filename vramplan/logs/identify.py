@@ -275,12 +275,12 @@ def identify(
         found = _resolve(catalog, log.model)
         if found:
             variant, named_quant = found
-            how = f"the log names {log.model!r}"
+            how = f"the name in the log, {log.model!r}"
     ggml = log.runtime.is_ggml
     if variant is None and ggml:
         variant = _by_shape(catalog, log)
         if variant is not None:
-            how = f"its shape (n_layer, n_embd, n_head, n_vocab) is {variant.id}'s"
+            how = f"its shape (n_layer, n_embd, n_head, n_vocab), {variant.id}'s"
     ftype = ftype_from_log(log.settings.quantization) if ggml else None
     if variant is None and ggml:
         arch = arch_from_hparams(log)

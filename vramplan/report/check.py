@@ -11,6 +11,7 @@ from rich.text import Text
 
 from vramplan.check import CheckResult, PartCheck
 from vramplan.report import GiB
+from vramplan.words import count
 
 
 def _value(unit: str, v: float) -> str:
@@ -80,8 +81,8 @@ def print_check(r: CheckResult, console: Console) -> None:
     console.print(Text.assemble((f"{r.path}", "bold"), f"  {log.runtime.value}{version} log"))
     console.print(f"model: {e.model} {e.quant}  ·  identified by {r.identified.how}")
     console.print(
-        f"estimate: context {e.context} tokens x {e.concurrency}  ·  KV cache {e.kv_cache_dtype}, "
-        f"{e.kv_layout} layout, {e.kv_cells} cells"
+        f"estimate: context {e.context} tokens x {count(e.concurrency, 'request')}  ·  "
+        f"KV cache {e.kv_cache_dtype}, {e.kv_layout} layout, {e.kv_cells} cells"
     )
     by_source: dict[str, list[str]] = {}
     for k, v, s in r.settings:
