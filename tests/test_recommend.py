@@ -4,8 +4,10 @@ partial offload, the decode-speed bound and bad inputs, with exact expectations.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
+from click.testing import Result
 from conftest import NO_GPU_MACHINE
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -584,3 +586,11 @@ def test_stopping_early_changes_nothing_shown(catalog: Catalog, gpu: str) -> Non
         (c.variant.id, c.quant.name, c.runtime, c.gpus_used, c.estimate.context) for c in full.candidates[:10]
     ]
     assert [m.reason for m in short.misfits] == [m.reason for m in full.misfits][: len(short.misfits)]
+
+
+def test_fit_reasons_count_in_words(run: Callable[..., Result]) -> None:
+    """Before: "fits on all 2 GPUs"."""
+    out = " ".join(run("recommend", "--gpu", "h100-80gb:2", "--top", "2").stdout.split())
+    assert "fits on both GPUs" in out and "all 2 GPUs" not in out
+    out4 = " ".join(run("recommend", "--gpu", "h100-80gb:4", "--top", "2").stdout.split())
+    assert "all 2 GPUs" not in out4 and "request(s)" not in out4
