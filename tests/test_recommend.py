@@ -21,14 +21,14 @@ from vramplan.recommend import (
     MIN_CONTEXT,
     Candidate,
     Options,
+    PlannedMachine,
     Recommendation,
-    Target,
     headroom_from_percent,
+    machine_for,
     quality_score,
     quant_rank,
     rank_key,
     recommend,
-    target_for,
 )
 from vramplan.runtimes import Runtime, usable_fraction
 from vramplan.speed import HOST_BANDWIDTH_GBPS, bytes_read_per_token, tokens_per_second
@@ -36,11 +36,11 @@ from vramplan.speed import HOST_BANDWIDTH_GBPS, bytes_read_per_token, tokens_per
 GiB = 1 << 30
 
 
-def gpu_target(name: str, **kw: object) -> Target:
-    return target_for(None, parse_gpu(name), **kw)  # type: ignore[arg-type]
+def gpu_machine(name: str, **kw: object) -> PlannedMachine:
+    return machine_for(None, parse_gpu(name), **kw)  # type: ignore[arg-type]
 
 
-def rec(catalog: Catalog, target: Target, **kw: object) -> Recommendation:
+def rec(catalog: Catalog, target: PlannedMachine, **kw: object) -> Recommendation:
     kw.setdefault("deploy_targets", deploy_targets())  # as the CLI passes them
     return recommend(catalog, target, Options(**kw))  # type: ignore[arg-type]
 
@@ -92,7 +92,7 @@ def test_quant_rank(catalog: Catalog, model: str, quant: str, rank: int) -> None
 
 
 def test_ranked_by_quality_then_quantization_then_speed(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h200:8"), per_model=0, top=1000)
+    r = rec(catalog, gpu_machine("h200:8"), per_model=0, top=1000)
     keys = [rank_key(c) for c in r.candidates]
     assert keys == sorted(keys)
     for a, b in zip(r.candidates, r.candidates[1:], strict=False):
@@ -105,7 +105,7 @@ def test_ranked_by_quality_then_quantization_then_speed(catalog: Catalog) -> Non
 
 
 def test_h200_node_ranks_a_671b_first(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h200:8"))
+    r = rec(catalog, gpu_machine("h200:8"))
     first = r.candidates[0]
     assert (first.variant.id, first.quant.name, first.runtime, first.gpus_used) == (
         "deepseek-r1-0528",
@@ -132,20 +132,20 @@ def test_h200_node_ranks_a_671b_first(catalog: Catalog) -> None:
 
 
 def test_rows_group_runtimes_and_limit_per_model(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h200:8"))
+    r = rec(catalog, gpu_machine("h200:8"))
     assert len(r.candidates) == 10
     per_model: dict[str, int] = {}
     for c in r.candidates:
         per_model[c.variant.id] = per_model.get(c.variant.id, 0) + 1
         assert all(a.variant.id == c.variant.id and a.quant_rank == c.quant_rank for a in c.alternatives)
     assert max(per_model.values()) == 2
-    everything = rec(catalog, gpu_target("h200:8"), per_model=0, top=1000)
+    everything = rec(catalog, gpu_machine("h200:8"), per_model=0, top=1000)
     assert everything.rows > r.rows
 
 
 def test_fewest_gpus_that_hold_the_plan(catalog: Catalog) -> None:
     """The 70B in bf16 (131 GiB of weights) needs 2 of 8 H200s; the 8B fits on 1 of them."""
-    r = rec(catalog, gpu_target("h200:8"), per_model=0, top=1000)
+    r = rec(catalog, gpu_machine("h200:8"), per_model=0, top=1000)
     r70 = next(
         c for c in r.candidates if c.variant.id == "deepseek-r1-distill-llama-70b" and c.quant.name == "bf16"
     )
@@ -163,7 +163,7 @@ def test_fewest_gpus_that_hold_the_plan(catalog: Catalog) -> None:
 
 
 def test_rtx_4090_ranks_only_what_fits_24_gb(catalog: Catalog) -> None:
-    t = gpu_target("rtx-4090")
+    t = gpu_machine("rtx-4090")
     r = rec(catalog, t, context=8192, per_model=0, top=1000)
     assert r.candidates
     budget = int(gpu_spec("rtx-4090").memory_bytes * 0.92 * 0.9)  # vLLM's default share, less 10 %
@@ -183,7 +183,7 @@ def test_rtx_4090_ranks_only_what_fits_24_gb(catalog: Catalog) -> None:
 def test_headroom_decides_a_close_fit(catalog: Catalog) -> None:
     """The 8B in bf16 on vLLM takes 19.1 GiB of a 4090 at 8192 tokens: inside 10 % headroom
     (0.92 x 24564 MiB x 0.9 = 19.86 GiB), outside 20 % (17.65 GiB)."""
-    t = gpu_target("rtx-4090")
+    t = gpu_machine("rtx-4090")
     opts = {
         "context": 8192,
         "models": ("deepseek-r1-0528-qwen3-8b",),
@@ -202,7 +202,7 @@ def test_headroom_decides_a_close_fit(catalog: Catalog) -> None:
 
 
 def test_no_gpu_plans_host_ram_and_says_so(catalog: Catalog) -> None:
-    t = target_for(NO_GPU_MACHINE, None)
+    t = machine_for(NO_GPU_MACHINE, None)
     assert t.cpu_only and t.host_memory_bytes == 64 * GiB
     assert t.notes[-1].startswith(
         "no GPU found: planning for host RAM (CPU inference) with llama.cpp and Ollama"
@@ -226,7 +226,7 @@ def test_no_gpu_plans_host_ram_and_says_so(catalog: Catalog) -> None:
 
 def test_context_lowered_to_fit_not_below_the_floor(catalog: Catalog) -> None:
     """Without --context, llama.cpp's default (the trained 131072) is lowered to the largest that fits."""
-    r = rec(catalog, target_for(NO_GPU_MACHINE, None), per_model=0, top=1000)
+    r = rec(catalog, machine_for(NO_GPU_MACHINE, None), per_model=0, top=1000)
     c = row(r, "deepseek-r1-distill-llama-70b", "q4_K_M")
     lc = (
         c
@@ -246,7 +246,7 @@ def test_probed_gpus_and_their_commands(catalog: Catalog) -> None:
     gpus = tuple(
         ProbedGPU(i, "NVIDIA GeForce RTX 4090", card.memory_bytes, card.memory_bytes, card) for i in range(2)
     )
-    t = target_for(Machine(gpus, 128 * GiB, 32, ()), None)
+    t = machine_for(Machine(gpus, 128 * GiB, 32, ()), None)
     assert (t.gpu, t.gpus_per_node, t.host_memory_bytes, t.probed) == (card, 2, 128 * GiB, True)
     r = recommend(catalog, t, Options(context=8192, deploy_targets=deploy_targets()))
     for c in every(r):
@@ -261,7 +261,7 @@ def test_probed_gpus_and_their_commands(catalog: Catalog) -> None:
 
 
 def test_h100_node_explains_fp8_671b(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h100-80gb:8"))
+    r = rec(catalog, gpu_machine("h100-80gb:8"))
     assert all(c.variant.architecture.num_hidden_layers for c in r.candidates)
     r1 = next(m for m in r.misfits if m.variant.id == "deepseek-r1")
     assert (r1.quant.name, r1.runtime, r1.fits) == ("fp8", Runtime.VLLM, False)
@@ -272,7 +272,7 @@ def test_h100_node_explains_fp8_671b(catalog: Catalog) -> None:
     zero = next(m for m in r.misfits if m.variant.id == "deepseek-r1-zero")  # no smaller quantization
     assert zero.reason.endswith("; needs 2 nodes of h100-80gb:8 (--nodes 2)")
     # and two nodes do fit, as said
-    two = rec(catalog, gpu_target("h100-80gb:8", nodes=2), models=("deepseek-r1",), quants=("fp8",))
+    two = rec(catalog, gpu_machine("h100-80gb:8", nodes=2), models=("deepseek-r1",), quants=("fp8",))
     assert [(c.runtime, c.gpus_used, c.estimate.topology.pipeline_parallel) for c in two.candidates] == [
         (Runtime.VLLM, 16, 2)
     ]
@@ -280,7 +280,11 @@ def test_h100_node_explains_fp8_671b(catalog: Catalog) -> None:
 
 def test_explains_more_gpus_in_the_node(catalog: Catalog) -> None:
     r = rec(
-        catalog, gpu_target("l40s"), context=8192, models=("deepseek-r1-distill-llama-70b",), quants=("bf16",)
+        catalog,
+        gpu_machine("l40s"),
+        context=8192,
+        models=("deepseek-r1-distill-llama-70b",),
+        quants=("bf16",),
     )
     assert r.candidates == ()
     (m,) = r.misfits
@@ -290,7 +294,7 @@ def test_explains_more_gpus_in_the_node(catalog: Catalog) -> None:
 def test_explains_a_shorter_context(catalog: Catalog) -> None:
     r = rec(
         catalog,
-        gpu_target("rtx-4090"),
+        gpu_machine("rtx-4090"),
         context=131072,
         models=("deepseek-r1-0528-qwen3-8b",),
         quants=("bf16",),
@@ -306,7 +310,7 @@ def test_explains_a_shorter_context(catalog: Catalog) -> None:
 
 def test_explains_a_smaller_quantization_in_host_ram(catalog: Catalog) -> None:
     r = recommend(
-        catalog, target_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1-distill-qwen-32b",))
+        catalog, machine_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1-distill-qwen-32b",))
     )
     (m,) = r.misfits
     assert (m.quant.name, m.fits) == ("f16", False)
@@ -319,7 +323,7 @@ def test_explains_a_smaller_quantization_in_host_ram(catalog: Catalog) -> None:
 
 def test_partial_offload_of_layers(catalog: Catalog) -> None:
     """The 70B q4_K_M (43 GB) on one 4090 with 128 GiB of RAM: as many layers on the GPU as fit."""
-    t = gpu_target("rtx-4090", host_memory_bytes=128 * GiB)
+    t = gpu_machine("rtx-4090", host_memory_bytes=128 * GiB)
     r = rec(catalog, t, context=8192, models=("deepseek-r1-distill-llama-70b",), quants=("q4_K_M",))
     (c,) = r.candidates
     assert (c.runtime, c.offload) == (Runtime.OLLAMA, "layers")
@@ -340,7 +344,7 @@ def test_partial_offload_of_layers(catalog: Catalog) -> None:
 def test_moe_experts_in_host_ram(catalog: Catalog) -> None:
     """The 671B's smallest GGUF on 4 x RTX 4090: llama.cpp keeps the routed experts of the first N
     blocks in host RAM (--n-cpu-moe N) when that is faster than moving whole layers."""
-    t = gpu_target("rtx-4090:4", host_memory_bytes=256 * GiB)
+    t = gpu_machine("rtx-4090:4", host_memory_bytes=256 * GiB)
     r = rec(
         catalog, t, context=4096, models=("deepseek-r1",), quants=("UD-IQ1_S",), runtimes=(Runtime.LLAMA_CPP,)
     )
@@ -445,44 +449,44 @@ def test_cpu_plan_speed_uses_host_bandwidth(catalog: Catalog) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda c: target_for(None, parse_gpu("h100:8"), nodes=0), "--nodes must be at least 1, got 0"),
+        (lambda c: machine_for(None, parse_gpu("h100:8"), nodes=0), "--nodes must be at least 1, got 0"),
         (
-            lambda c: target_for(NO_GPU_MACHINE, None, nodes=2),
+            lambda c: machine_for(NO_GPU_MACHINE, None, nodes=2),
             "--nodes needs --gpu NAME:COUNT to say what each node holds",
         ),
         (
-            lambda c: target_for(None, parse_gpu("h100:8"), host_bandwidth_gbps=0),
+            lambda c: machine_for(None, parse_gpu("h100:8"), host_bandwidth_gbps=0),
             "--host-bandwidth must be a positive number of GB/s, got 0",
         ),
         (
-            lambda c: target_for(Machine((), None, 4, ()), None),
+            lambda c: machine_for(Machine((), None, 4, ()), None),
             "no GPU found and the host RAM is unknown: give --host-memory GIB or --gpu NAME",
         ),
         (lambda c: headroom_from_percent(95), "--headroom must be at least 0 and below 90 (percent), got 95"),
         (lambda c: headroom_from_percent(-1), "--headroom must be at least 0 and below 90 (percent), got -1"),
         (
-            lambda c: recommend(c, target_for(NO_GPU_MACHINE, None), Options(runtimes=(Runtime.VLLM,))),
+            lambda c: recommend(c, machine_for(NO_GPU_MACHINE, None), Options(runtimes=(Runtime.VLLM,))),
             "vllm need a GPU and none was found; plan for one with --gpu NAME[:COUNT]",
         ),
         (
             lambda c: recommend(
-                c, target_for(None, parse_gpu("h100:8"), nodes=2), Options(runtimes=(Runtime.OLLAMA,))
+                c, machine_for(None, parse_gpu("h100:8"), nodes=2), Options(runtimes=(Runtime.OLLAMA,))
             ),
             "ollama run on one node; --nodes needs vllm or sglang",
         ),
-        (lambda c: recommend(c, gpu_target("l4"), Options(top=0)), "--top must be at least 1, got 0"),
+        (lambda c: recommend(c, gpu_machine("l4"), Options(top=0)), "--top must be at least 1, got 0"),
         (
-            lambda c: recommend(c, gpu_target("l4"), Options(concurrency=0)),
+            lambda c: recommend(c, gpu_machine("l4"), Options(concurrency=0)),
             "--concurrency must be at least 1, got 0",
         ),
         (
             lambda c: recommend(
-                c, gpu_target("l4"), Options(models=("deepseek-r1-distill-qwen-7b",), quants=("q3_K_S",))
+                c, gpu_machine("l4"), Options(models=("deepseek-r1-distill-qwen-7b",), quants=("q3_K_S",))
             ),
             "no quantization named q3_k_s among the models planned; known: bf16, f16, fp8, gptq-int4, q4_K_M, q8_0",
         ),
         (
-            lambda c: recommend(c, gpu_target("l4"), Options(models=("deepseek-r2",))),
+            lambda c: recommend(c, gpu_machine("l4"), Options(models=("deepseek-r2",))),
             "unknown model 'deepseek-r2'; did you mean deepseek-r1, deepseek-r1:32b, deepseek-r1-0528?",
         ),
     ],
@@ -502,10 +506,10 @@ def test_unknown_gpu_names_the_closest(catalog: Catalog) -> None:
 
 
 def test_model_filter_with_an_ollama_tag(catalog: Catalog) -> None:
-    r = recommend(catalog, target_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1:7b",)))
+    r = recommend(catalog, machine_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1:7b",)))
     assert {(c.variant.id, c.quant.name) for c in r.candidates} == {("deepseek-r1-distill-qwen-7b", "q4_K_M")}
     with pytest.raises(UnknownModelError):
-        recommend(catalog, target_for(NO_GPU_MACHINE, None), Options(quants=("q9_9",)))
+        recommend(catalog, machine_for(NO_GPU_MACHINE, None), Options(quants=("q9_9",)))
 
 
 # --------------------------------------------------------------------------- speed of recommend
@@ -516,8 +520,8 @@ def test_whole_catalog_is_fast(catalog: Catalog) -> None:
     here is loose for slow, shared CI machines (benchmarks/latency.py measures the command)."""
     t0 = time.perf_counter()
     for name in ("h200:8", "h100-80gb:8", "l40s:4", "rtx-4090"):
-        recommend(catalog, gpu_target(name), Options())
-    recommend(catalog, target_for(NO_GPU_MACHINE, None), Options())
+        recommend(catalog, gpu_machine(name), Options())
+    recommend(catalog, machine_for(NO_GPU_MACHINE, None), Options())
     assert time.perf_counter() - t0 < 4.0
 
 
@@ -525,7 +529,7 @@ def test_probed_gpu_missing_from_the_table(catalog: Catalog) -> None:
     """A card vramplan's table lacks: planned with its NVML memory, whole-machine plans only (no
     command could name a subset), no speed bound (its bandwidth is unknown)."""
     gpus = tuple(ProbedGPU(i, "NVIDIA Future GPU", 48 * GiB, 48 * GiB, None) for i in range(2))
-    t = target_for(Machine(gpus, 64 * GiB, 16, ()), None)
+    t = machine_for(Machine(gpus, 64 * GiB, 16, ()), None)
     assert (t.gpu.name if t.gpu else None, t.named_gpu) == ("nvidia-future-gpu", False)
     assert t.notes == ("NVIDIA Future GPU's memory bandwidth is not in vramplan's table: no speed bound",)
     r = recommend(catalog, t, Options(context=8192, per_model=0, top=1000))
@@ -554,7 +558,7 @@ def test_nothing_recommended_exceeds_its_budget(
     """Every plan recommended keeps each GPU within headroom of what its runtime may use, and the host
     part within headroom of host RAM; every misfit is over on some device."""
     spec = gpu_spec(gpu)
-    t = target_for(None, GPUChoice(spec, count), host_memory_bytes=host * GiB if host else None)
+    t = machine_for(None, GPUChoice(spec, count), host_memory_bytes=host * GiB if host else None)
     r = recommend(
         load_catalog(), t, Options(context=context, headroom=headroom, models=(model,), per_model=0)
     )
@@ -576,8 +580,8 @@ def test_nothing_recommended_exceeds_its_budget(
 @pytest.mark.parametrize("gpu", ["h200:8", "h100-80gb:8", "l40s:4"])
 def test_stopping_early_changes_nothing_shown(catalog: Catalog, gpu: str) -> None:
     """Variants ranked below a full --top are not planned; what is shown is what a full plan shows."""
-    short = rec(catalog, gpu_target(gpu))
-    full = rec(catalog, gpu_target(gpu), top=1000)
+    short = rec(catalog, gpu_machine(gpu))
+    full = rec(catalog, gpu_machine(gpu), top=1000)
     assert not short.complete and full.complete and short.planned < full.planned == 110
     key = [(c.variant.id, c.quant.name, c.runtime, c.gpus_used, c.estimate.context) for c in short.candidates]
     assert key == [

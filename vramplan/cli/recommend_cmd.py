@@ -113,7 +113,7 @@ def recommend(
     from vramplan.report import recommend as report
 
     choice = parse_gpu_option(gpu)
-    target = rec.target_for(
+    machine = rec.machine_for(
         None if choice else probe(),
         choice,
         nodes=nodes,
@@ -132,7 +132,7 @@ def recommend(
         per_model=per_model,
         deploy_targets=deploy_targets(),
     )
-    result = rec.recommend(catalog_from(ctx), target, options)
+    result = rec.recommend(catalog_from(ctx), machine, options)
     if as_json:
         print_json(report.recommend_json(result))
     else:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from vramplan.recommend import MIN_CONTEXT, Candidate, Recommendation, Target
+from vramplan.recommend import MIN_CONTEXT, Candidate, PlannedMachine, Recommendation
 from vramplan.report import GiB, bar
 from vramplan.runtimes import rules_for
 
@@ -21,7 +21,7 @@ SPEED_NOTE = (
 )
 
 
-def planned_machine_json(t: Target) -> dict[str, Any]:
+def planned_machine_json(t: PlannedMachine) -> dict[str, Any]:
     """The machine a recommendation plans for (the "machine" key of `recommend --json`)."""
     g = t.gpu
     return {
@@ -99,7 +99,7 @@ def recommend_json(r: Recommendation) -> dict[str, Any]:
     """`recommend --json`: what fits, best first, then the better options that do not fit."""
     o = r.options
     return {
-        "machine": planned_machine_json(r.target),
+        "machine": planned_machine_json(r.machine),
         "options": {
             "context": o.context,
             "concurrency": o.concurrency,
@@ -179,7 +179,7 @@ def _command(c: Candidate) -> str:
 
 
 def print_recommendation(r: Recommendation, console: Console) -> None:
-    t = r.target
+    t = r.machine
     console.print(Text.assemble(("Recommendations for ", "bold"), (t.describe(), "bold")))
     console.print(_context_words(r))
     if not r.candidates:
