@@ -137,13 +137,13 @@ def _explain(
 
 
 def misfits_to_explain(misses: list[Combo], shown: list[Candidate], fits: list[Candidate]) -> list[Combo]:
-    """One misfit per variant worth knowing about: a variant ranked above the last candidate shown
-    (or any variant when nothing fits), its best quantization that does not fit, when that
+    """One misfit per variant worth knowing about: a variant scored at least as high as the lowest
+    candidate shown (or any variant when nothing fits), its best quantization that does not fit, when that
     quantization ranks above the variant's best fitting one."""
-    floor = shown[-1].quality if shown else None
-    best_fit: dict[str, int] = {}
+    floor = min((c.quality if c.quality is not None else -1.0) for c in shown) if shown else None
+    best_fit: dict[str, int] = {}  # each variant's least lossy quantization that fits
     for f in fits:
-        best_fit.setdefault(f.variant.id, f.quant_rank)
+        best_fit[f.variant.id] = min(f.quant_rank, best_fit.get(f.variant.id, f.quant_rank))
     out: list[Combo] = []
     seen: set[str] = set()
     for m in sorted(misses, key=_misfit_key):

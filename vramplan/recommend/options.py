@@ -21,6 +21,14 @@ DEFAULT_HEADROOM = 0.10
 DEFAULT_TOP = 10
 DEFAULT_PER_MODEL = 2
 MAX_NODES = 16  # the most nodes a misfit explanation searches
+# Plans whose decode-speed bound is below this many tokens per second are listed apart, as "fits, but
+# slow": about the speed a person reads. Adults read English non-fiction silently at 238 words per
+# minute on average (Brysbaert 2019, "How many words do we read per minute?", Journal of Memory and
+# Language 109, 104047, a meta-analysis of 190 studies), and a token is about 3/4 of an English word
+# (OpenAI, "What are tokens and how to count them?"): 238 / 0.75 / 60 = 5.3 tokens/s. The bound is a
+# ceiling, so a plan just above it still decodes slower than a person reads; R1 also writes its
+# reasoning before the answer, which nobody reads as it streams.
+DEFAULT_MIN_SPEED = 5.0
 
 
 # --------------------------------------------------------------------------- options and results
@@ -37,6 +45,7 @@ class Options:
     offload: bool = True  # plan llama.cpp / Ollama partial offload to host RAM
     top: int = DEFAULT_TOP  # rows shown (one per variant and quantization class)
     per_model: int = DEFAULT_PER_MODEL  # rows per variant at most (0: no limit)
+    min_speed: float = DEFAULT_MIN_SPEED  # tokens/s: plans with a lower speed bound are listed apart
     # runtime -> the `vramplan deploy --target` that runs it by itself (the deploy registry's
     # `deploy_targets()`, which the CLI passes: the core does not import deploy); a runtime without
     # one gets its `vramplan estimate` command instead
@@ -54,6 +63,8 @@ class Candidate:
     tokens_per_second: float | None
     offload: str | None = None  # None, "layers" (--n-gpu-layers) or "experts" (--n-cpu-moe)
     notes: tuple[str, ...] = ()
+    quality_group: int = 0  # the variant's quality group (quality.quality_groups), 0 the best
+    slow: bool = False  # its speed bound is below --min-speed
     deploy_command: tuple[str, ...] | None = None
     estimate_command: tuple[str, ...] = ()
     # the other runtimes and layouts that fit the same variant and quantization, best first
@@ -102,6 +113,9 @@ class Recommendation:
     planned: int  # variant x quantization x runtime combinations planned
     complete: bool = True  # False: variants ranked below the rows shown were not planned
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # what fits but decodes slower than --min-speed, best first (at most --top), and how many rows
+    slow: tuple[Candidate, ...] = ()
+    slow_rows: int = 0
 
 
 # --------------------------------------------------------------------------- the entry point
@@ -116,6 +130,10 @@ def check_options(opts: Options, machine: PlannedMachine) -> None:
         raise PlanError(f"--top must be at least 1, got {opts.top}")
     if opts.per_model < 0:
         raise PlanError(f"--per-model must be 0 (no limit) or more, got {opts.per_model}")
+    if not (math.isfinite(opts.min_speed) and opts.min_speed >= 0):
+        raise PlanError(
+            f"--min-speed must be 0 (no limit) or a positive number of tokens/s, got {opts.min_speed:g}"
+        )
     if not 0 <= opts.headroom < 0.9:
         raise PlanError(f"--headroom must be at least 0 and below 90 %, got {opts.headroom * 100:g} %")
     if opts.runtimes and machine.cpu_only and not any(rules_for(r).runs_on_host for r in opts.runtimes):

@@ -22,6 +22,7 @@ class Combo:
     runtime: Runtime
     quality: float | None
     rank: int
+    group: int = 0  # the variant's quality group (quality.quality_groups)
 
 
 def plan_request(
@@ -86,6 +87,7 @@ def make_candidate(
         fits=fits,
         reason=reason,
         quality=combo.quality,
+        quality_group=combo.group,
         quant_rank=combo.rank,
         tokens_per_second=tokens_per_second(est, gpu_bandwidth(machine), machine.host_bandwidth_gbps),
         offload=kind,

@@ -3,6 +3,8 @@ order of plans (quality first while the difference is larger than the evaluation
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vramplan.catalog import Quant, Variant
 from vramplan.precision import WeightFormat
 from vramplan.quantmix import GGUF_FTYPES
@@ -86,15 +88,57 @@ def quant_rank(variant: Variant, quant: Quant) -> int:
 
 # --------------------------------------------------------------------------- ranking
 
+# Evaluation noise, as a share of a score. Two measurements of the same unquantized checkpoint differ
+# by more than this: DeepSeek publishes R1-0528 at AIME 2024 91.4 and GPQA Diamond 81.0 (mean 86.20,
+# its model card), while ISTA-DASLab, re-running it with DeepSeek's settings (pass@1 over 10 seeds,
+# temperature 0.6, top-p 0.95), measured 88.66 and 79.65 (mean 84.16, 2.4 % lower), and a 4-bit GPTQ
+# of it 101.21 % of that on GPQA Diamond (model card of ISTA-DASLab/DeepSeek-R1-0528-GPTQ-4b-128g-
+# experts). A smaller difference in quality is not evidence that one plan answers better: speed
+# decides. The 70B and 32B distills (67.60 and 67.35) are one quality; the 14B (64.40) is not.
+QUALITY_NOISE = 0.02
 
-def rank_key(c: Candidate) -> tuple[float, int, float, int, int, str, str]:
-    """Best first: published quality, then the quantization's quality loss, then the decode-speed
-    bound, then runtimes `vramplan deploy` starts, then fewer GPUs; names break the last ties."""
+# 8-bit formats lose less than the noise: Neural Magic's FP8 and INT8 (W8A8) quantizations of every
+# R1 distill recover at least 99 % of the unquantized scores on AIME 2024, MATH-500 and GPQA Diamond,
+# except INT8 of the 1.5B (97 %) (neuralmagic.com, "Quantized DeepSeek-R1 Models: Deployment-Ready
+# Reasoning Models", 2025-02-27), and GGUF Q8_0 adds +0.0026 perplexity on Llama-3-8B, the least of
+# any type (llama.cpp tools/quantize/quantize.cpp QUANT_OPTIONS). 4-bit formats lose more: the same
+# study's INT4 (W4A16) recovers "97 %+" for 7B and larger, up to 3 %, beyond the noise.
+WITHIN_NOISE_RANK = 1  # quant ranks 0 (release precision) and 1 (8-bit) are one quality
+
+
+def quality_groups(scores: Iterable[float | None]) -> dict[float | None, int]:
+    """Each score's quality group, 0 the best: from the highest score down, a score within
+    QUALITY_NOISE of its group's first (highest) score joins the group, a lower one starts the next.
+    Variants without a score form the last group."""
+    groups: dict[float | None, int] = {}
+    leader: float | None = None
+    n = -1
+    for s in sorted({s for s in scores if s is not None}, reverse=True):
+        if leader is None or s < leader * (1 - QUALITY_NOISE):
+            leader, n = s, n + 1
+        groups[s] = n
+    groups[None] = n + 1
+    return groups
+
+
+def loss_class(rank: int) -> int:
+    """The quantization's loss as ranking sees it: the ranks within the noise of the release precision
+    (0 and 1) are one class; the others keep their rank."""
+    return 0 if rank <= WITHIN_NOISE_RANK else rank
+
+
+def rank_key(c: Candidate) -> tuple[int, int, float, float, int, int, int, str, str]:
+    """Best first: the variant's quality group (scores within QUALITY_NOISE are one quality), then the
+    quantization's loss class (16- and 8-bit are one), then the decode-speed bound; then the exact
+    score and quantization rank, runtimes `vramplan deploy` starts, fewer GPUs; names break the
+    last ties."""
     quality = c.quality if c.quality is not None else -1.0
     return (
+        c.quality_group,
+        loss_class(c.quant_rank),
+        -(c.tokens_per_second or 0.0),
         -quality,
         c.quant_rank,
-        -(c.tokens_per_second or 0.0),
         RUNTIME_ORDER.index(c.runtime),
         c.gpus_used,
         c.variant.id,

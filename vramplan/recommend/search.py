@@ -18,7 +18,7 @@ from vramplan.recommend.misfit import explained_misfit, misfits_to_explain
 from vramplan.recommend.offload import offload_words, plan_offload
 from vramplan.recommend.options import MIN_CONTEXT, Candidate, Options, Recommendation, check_options
 from vramplan.recommend.plan import Combo, make_candidate, plan_request, quick
-from vramplan.recommend.quality import quality_score, quant_rank, rank_key
+from vramplan.recommend.quality import quality_groups, quality_score, quant_rank, rank_key
 from vramplan.request import Choices, resolve_model
 from vramplan.runtimes import rules_for
 
@@ -116,6 +116,11 @@ def _combos(catalog: Catalog, machine: PlannedMachine, opts: Options) -> tuple[l
         if few:
             notes.append(f"left out, fewer layers than --nodes {machine.nodes}: {', '.join(few)}")
         variants = [(v, q) for v, q in variants if v.architecture.num_hidden_layers >= machine.nodes]
+    # quality groups over the whole catalog (and any model named from outside it), so a filter does
+    # not change how two variants compare
+    groups = quality_groups(
+        [quality_score(v) for v in catalog.variants] + [quality_score(v) for v, _ in variants]
+    )
     skipped: set[str] = set()
     for v, only in variants:
         quality = quality_score(v)
@@ -139,7 +144,7 @@ def _combos(catalog: Catalog, machine: PlannedMachine, opts: Options) -> tuple[l
                     if not getattr(gpu, q.requires):
                         skipped.add(q.requires.upper())
                         continue
-                out.append(Combo(v, q, rt, quality, quant_rank(v, q)))
+                out.append(Combo(v, q, rt, quality, quant_rank(v, q), groups[quality]))
     if skipped and machine.gpu is not None:
         notes.append(
             f"sglang plans of {' and '.join(sorted(skipped))} checkpoints left out: {machine.gpu.name} "
@@ -302,8 +307,9 @@ def _plan(combo: Combo, machine: PlannedMachine, opts: Options) -> tuple[list[Ca
 
 
 def recommend(catalog: Catalog, machine: PlannedMachine, opts: Options) -> Recommendation:
-    """Every combination planned for `target`, what fits ranked best first (at most opts.top), and the
-    better options that do not fit, each with what would make it fit."""
+    """Every combination planned for `machine`, what fits ranked best first (at most opts.top; below
+    --min-speed in a list of its own), and the better options that do not fit, each with what would
+    make it fit."""
     check_options(opts, machine)
     combos, notes = _combos(catalog, machine, opts)
     if not combos:
@@ -314,27 +320,29 @@ def recommend(catalog: Catalog, machine: PlannedMachine, opts: Options) -> Recom
         notes.append(f"--headroom is in percent: {percent:g} keeps {percent:g} % free{also}")
     fits: list[Candidate] = []
     misses: list[Combo] = []
-    # Quality ranks first, so variants are planned best first, and once --top rows are filled the
-    # variants of lower quality cannot change what is shown: they are not planned (`complete` False).
-    levels: dict[float, list[Combo]] = {}
+    # The quality group ranks first, so groups are planned best first, and once --top rows that are
+    # fast enough are filled the groups of lower quality cannot change them: they are not planned
+    # (`complete` False).
+    levels: dict[int, list[Combo]] = {}
     for combo in combos:
-        levels.setdefault(combo.quality if combo.quality is not None else -1.0, []).append(combo)
+        levels.setdefault(combo.group, []).append(combo)
     planned = 0
     complete = True
-    for n, quality in enumerate(sorted(levels, reverse=True)):
-        for combo in levels[quality]:
+    for n, group in enumerate(sorted(levels)):
+        for combo in levels[group]:
             ok, missed = _plan(combo, machine, opts)
             planned += 1
-            fits += ok
+            fits += [replace(c, slow=_slow(c, opts)) for c in ok]
             if missed:
                 misses.append(combo)
-        if n < len(levels) - 1 and len(_rows(sorted(fits, key=rank_key), opts.per_model)) >= opts.top:
+        if n < len(levels) - 1 and len(_fast_and_slow(fits, opts)[0]) >= opts.top:
             complete = False
             break
     fits.sort(key=rank_key)
-    rows = _rows(fits, opts.per_model)
-    shown = [with_deploy_commands(c, machine, opts) for c in rows[: opts.top]]
-    chosen = misfits_to_explain(misses, shown, fits)
+    fast, slow = _fast_and_slow(fits, opts)
+    shown = [with_deploy_commands(c, machine, opts) for c in fast[: opts.top]]
+    shown_slow = [with_deploy_commands(c, machine, opts) for c in slow[: opts.top]]
+    chosen = misfits_to_explain(misses, shown or shown_slow, fits)
     explained = tuple(explained_misfit(m, machine, opts, fits, misses) for m in chosen)
     return Recommendation(
         machine=machine,
@@ -342,11 +350,28 @@ def recommend(catalog: Catalog, machine: PlannedMachine, opts: Options) -> Recom
         candidates=tuple(shown),
         misfits=explained,
         fitting=len(fits),
-        rows=len(rows),
+        rows=len(fast),
         planned=planned,
         complete=complete,
         notes=tuple(notes),
+        slow=tuple(shown_slow),
+        slow_rows=len(slow),
     )
+
+
+def _slow(c: Candidate, opts: Options) -> bool:
+    """The plan's speed bound is below --min-speed (an unknown bound is not called slow)."""
+    return c.tokens_per_second is not None and c.tokens_per_second < opts.min_speed
+
+
+def _fast_and_slow(fits: list[Candidate], opts: Options) -> tuple[list[Candidate], list[Candidate]]:
+    """The rows (see _rows) that reach --min-speed and those that do not, each best first and each with
+    at most --per-model rows per variant. A row is slow when its best plan is (its alternatives are
+    no faster: they share its variant and quantization, so speed orders them)."""
+    rows = _rows(sorted(fits, key=rank_key))
+    fast = _per_model([r for r in rows if not r.slow], opts.per_model)
+    slow = _per_model([r for r in rows if r.slow], opts.per_model)
+    return fast, slow
 
 
 def _nothing_to_plan(opts: Options, machine: PlannedMachine, notes: list[str]) -> str:
@@ -370,22 +395,30 @@ def _nothing_to_plan(opts: Options, machine: PlannedMachine, notes: list[str]) -
     )
 
 
-def _rows(fits: list[Candidate], per_model: int) -> list[Candidate]:
-    """One row per variant and quantization class (quant_rank: bf16 and f16 are one class, AWQ and
-    NVFP4 another), its best plan with the others as alternatives, and at most `per_model` rows per
-    variant (0: no limit). `fits` is ranked."""
+def _rows(fits: list[Candidate]) -> list[Candidate]:
+    """One row per variant and quantization rank (bf16 and f16 are one, AWQ and NVFP4 another), its
+    best plan with the others as alternatives. `fits` is ranked."""
     rows: list[Candidate] = []
     where: dict[tuple[str, int], int] = {}
-    per_variant: dict[str, int] = {}
     for c in fits:
         key = (c.variant.id, c.quant_rank)
         if key in where:
             i = where[key]
             rows[i] = replace(rows[i], alternatives=(*rows[i].alternatives, c))
             continue
-        if per_model and per_variant.get(c.variant.id, 0) >= per_model:
-            continue
-        per_variant[c.variant.id] = per_variant.get(c.variant.id, 0) + 1
         where[key] = len(rows)
         rows.append(c)
     return rows
+
+
+def _per_model(rows: list[Candidate], per_model: int) -> list[Candidate]:
+    """At most `per_model` rows per variant, the best ones (0: no limit)."""
+    if not per_model:
+        return rows
+    out: list[Candidate] = []
+    per_variant: dict[str, int] = {}
+    for r in rows:
+        if per_variant.get(r.variant.id, 0) < per_model:
+            per_variant[r.variant.id] = per_variant.get(r.variant.id, 0) + 1
+            out.append(r)
+    return out

@@ -72,6 +72,7 @@ def candidate_json(c: Candidate, rank: int | None) -> dict[str, Any]:
         "deploy_command": shlex.join(c.deploy_command) if c.deploy_command else None,
         "estimate_command": shlex.join(c.estimate_command),
         "notes": list(c.notes),
+        "slow": c.slow,
         "alternatives": [_alternative_json(a) for a in c.alternatives],
     }
 
@@ -110,9 +111,12 @@ def recommend_json(r: Recommendation) -> dict[str, Any]:
             "offload": o.offload,
             "top": o.top,
             "per_model": o.per_model,
+            "min_speed": o.min_speed,
         },
         "candidates": [candidate_json(c, i) for i, c in enumerate(r.candidates, 1)]
+        + [candidate_json(c, i) for i, c in enumerate(r.slow, len(r.candidates) + 1)]
         + [candidate_json(c, None) for c in r.misfits],
+        "slow_rows": r.slow_rows,
         "fitting": r.fitting,
         "rows": r.rows,
         "planned": r.planned,
@@ -183,7 +187,7 @@ def print_recommendation(r: Recommendation, console: Console) -> None:
     console.print(Text.assemble(("Recommendations for ", "bold"), (t.describe(), "bold")))
     console.print(_context_words(r))
     if not r.candidates:
-        console.print("Nothing fits.")
+        console.print("Nothing fits." if not r.slow else "Nothing fits that reaches --min-speed.")
     else:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
         for col, just in (
@@ -239,6 +243,7 @@ def print_recommendation(r: Recommendation, console: Console) -> None:
             console.print(
                 f"{more} more fit (--top {r.rows} lists them; --per-model 0 lifts the limit per model)"
             )
+    print_slow(r, console)
     if r.misfits:
         console.print(Text("Better options that do not fit:", style="bold"))
         for c in r.misfits:
@@ -246,3 +251,21 @@ def print_recommendation(r: Recommendation, console: Console) -> None:
     console.print(SPEED_NOTE)
     for n in (*t.notes, *r.notes):
         console.print(f"note: {n}")
+
+
+def print_slow(r: Recommendation, console: Console) -> None:
+    """The "fits, but slow" section: plans whose speed bound is below --min-speed, best first."""
+    if not r.slow:
+        return
+    speed = f"{r.options.min_speed:g}"
+    console.print(Text(f"Fits, but slow (below {speed} tok/s, --min-speed {speed}):", style="bold"))
+    for c in r.slow:
+        peak = c.per_gpu_peak_bytes / GiB
+        console.print(
+            f"  {c.variant.id} {c.quant.name} ({c.runtime.value}): {_where(c)}, {peak:.1f} GiB, "
+            f"≤{_speed(c)} tok/s"
+        )
+        console.print(f"    {_command(c)}", soft_wrap=True)
+    more = r.slow_rows - len(r.slow)
+    if more > 0:
+        console.print(f"  {more} more (--top {r.slow_rows} lists them)")
