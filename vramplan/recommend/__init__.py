@@ -20,6 +20,7 @@ from vramplan.recommend.machine import PlannedMachine, machine_for
 from vramplan.recommend.offload import offload_words
 from vramplan.recommend.options import (
     DEFAULT_HEADROOM,
+    DEFAULT_MIN_SPEED,
     DEFAULT_PER_MODEL,
     DEFAULT_TOP,
     MAX_NODES,
@@ -33,8 +34,11 @@ from vramplan.recommend.options import (
 )
 from vramplan.recommend.quality import (
     QUALITY_METRICS,
+    QUALITY_NOISE,
     RANK_LABELS,
     RUNTIME_ORDER,
+    loss_class,
+    quality_groups,
     quality_score,
     quant_rank,
     rank_key,
@@ -43,11 +47,13 @@ from vramplan.recommend.search import recommend
 
 __all__ = [
     "DEFAULT_HEADROOM",
+    "DEFAULT_MIN_SPEED",
     "DEFAULT_PER_MODEL",
     "DEFAULT_TOP",
     "MAX_NODES",
     "MIN_CONTEXT",
     "QUALITY_METRICS",
+    "QUALITY_NOISE",
     "RANK_LABELS",
     "RUNTIME_ORDER",
     "Candidate",
@@ -59,8 +65,10 @@ __all__ = [
     "deploy_command",
     "estimate_command",
     "headroom_from_percent",
+    "loss_class",
     "machine_for",
     "offload_words",
+    "quality_groups",
     "quality_score",
     "quant_rank",
     "rank_key",
