@@ -17,7 +17,7 @@ from vramplan.deploy.ollama import OLLAMA_PORT
 from vramplan.deploy.options import HOST_CACHE_PATH, DeployOptions, image_has_digest
 from vramplan.deploy.plan import DeployPlan
 from vramplan.deploy.vllm import VLLM_PORT
-from vramplan.errors import LaunchError, PlanError
+from vramplan.errors import LaunchError
 from vramplan.runtimes import Runtime
 
 if TYPE_CHECKING:
@@ -237,11 +237,6 @@ def server_command(plan: DeployPlan, pods: dict[str, PodSize]) -> tuple[list[str
 
 def template_values(plan: DeployPlan, options: DeployOptions) -> dict[str, Any]:
     """What the Kubernetes templates read besides the plan."""
-    if plan.multi_node and plan.runtime is Runtime.LLAMA_CPP:
-        raise PlanError(
-            "llama.cpp runs on one node here: --runtime llama.cpp takes no --nodes "
-            "(across nodes, deploy --runtime vllm or --runtime sglang)"
-        )
     image = options.image or plan.settings.image  # type: ignore[attr-defined]
     cache = options.cache_for(plan.nodes)
     version, reasons = lws_minimum(LWS_USED)
