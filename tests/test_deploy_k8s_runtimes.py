@@ -335,3 +335,16 @@ def test_every_catalog_variant_that_fits_deploys_on_kubernetes(
                     assert container(pod)["args"][-1].startswith("$(LWS_LEADER_ADDRESS):"), role
             else:
                 kubernetes_validate.validate(doc, K8S_VERSIONS[0], strict=True)
+
+
+def test_docs_state_the_values_the_manifests_use() -> None:
+    section = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    section = section.split("## Hardened manifests")[1].split("\n## ")[0]
+    for phrase in (
+        f"SGLang and llama.cpp: UID {k8s.SGLANG_UID}",
+        f"{k8s.LLAMA_CPP_HOST_VCPUS} vCPUs and `--threads {k8s.LLAMA_CPP_HOST_VCPUS}`",
+        f"llama-server: {2 * k8s.VCPUS_PER_PROCESS} vCPUs on GPUs",
+        f"the models volume at `{k8s.LLAMA_CPP_MODELS}`",
+        f"{k8s.VCPUS_PER_PROCESS} vCPUs per SGLang process",
+    ):
+        assert phrase in section, phrase
