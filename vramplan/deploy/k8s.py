@@ -222,13 +222,12 @@ def _api_port(plan: DeployPlan) -> int:
 def server_command(plan: DeployPlan, pods: dict[str, PodSize]) -> tuple[list[str], list[str]]:
     """The container's command and arguments for an SGLang or llama.cpp plan (the node's own flags of a
     multi-node SGLang plan come from the template). vLLM's and Ollama's are in their templates."""
-    s = plan.settings
+    args: list[str] = list(plan.settings.server_args)  # type: ignore[attr-defined]
     listen = ["--host", "0.0.0.0", "--port", str(_api_port(plan))]
     if plan.runtime is Runtime.SGLANG:
         # the image's own launch (lmsysorg/sglang: `python3 -m sglang.launch_server`)
-        return ["python3", "-m", "sglang.launch_server"], ["--model-path", plan.repo, *listen, *s.server_args]  # type: ignore[attr-defined]
-    args: list[str] = list(s.server_args)  # type: ignore[attr-defined]
-    gguf: str | None = getattr(s, "gguf_path", None)
+        return ["python3", "-m", "sglang.launch_server"], ["--model-path", plan.repo, *listen, *args]
+    gguf: str | None = getattr(plan.settings, "gguf_path", None)
     if gguf:  # a --gguf file is read from the models volume (README: how it gets there)
         args[1] = f"{LLAMA_CPP_MODELS}/{Path(gguf).name}"
     # the image's entrypoint is llama-server itself (llama.cpp .devops/cuda.Dockerfile `server` stage)
