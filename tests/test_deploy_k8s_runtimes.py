@@ -348,3 +348,23 @@ def test_docs_state_the_values_the_manifests_use() -> None:
         f"{k8s.VCPUS_PER_PROCESS} vCPUs per SGLang process",
     ):
         assert phrase in section, phrase
+
+
+@pytest.mark.parametrize(
+    ("runtime", "image"),
+    [("sglang", SGLANG_IMAGE), ("llama.cpp", LLAMA_CPP_IMAGE)],
+)
+def test_amd_gpus_are_refused_with_one_line(
+    run: Callable[..., Result], tmp_path: Path, runtime: str, image: str
+) -> None:
+    """The pinned SGLang and llama.cpp images are CUDA builds: an AMD plan is refused, not written with an
+    NVIDIA image and `nvidia.com/gpu`."""
+    res = run(
+        "deploy", "r1-7b", "--gpu", "mi300x", "--target", "k8s", "--runtime", runtime, "--out", str(tmp_path)
+    )
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"Error: --runtime {runtime} on Kubernetes runs {image}, a CUDA image with NVIDIA GPUs: for AMD GPUs "
+        "deploy --runtime vllm or --runtime ollama"
+    )
+    assert not tmp_path.joinpath("deployment.yaml").exists()

@@ -17,7 +17,7 @@ from vramplan.deploy.ollama import OLLAMA_PORT
 from vramplan.deploy.options import HOST_CACHE_PATH, DeployOptions, image_has_digest
 from vramplan.deploy.plan import DeployPlan
 from vramplan.deploy.vllm import VLLM_PORT
-from vramplan.errors import LaunchError
+from vramplan.errors import LaunchError, PlanError
 from vramplan.runtimes import Runtime
 
 if TYPE_CHECKING:
@@ -237,6 +237,12 @@ def server_command(plan: DeployPlan, pods: dict[str, PodSize]) -> tuple[list[str
 def template_values(plan: DeployPlan, options: DeployOptions) -> dict[str, Any]:
     """What the Kubernetes templates read besides the plan."""
     image = options.image or plan.settings.image  # type: ignore[attr-defined]
+    vendor = getattr(plan.settings, "vendor", "nvidia")
+    if vendor == "amd" and plan.runtime in (Runtime.SGLANG, Runtime.LLAMA_CPP):
+        raise PlanError(
+            f"--runtime {plan.runtime.value} on Kubernetes runs {plan.settings.image}, a CUDA image "  # type: ignore[attr-defined]
+            "with NVIDIA GPUs: for AMD GPUs deploy --runtime vllm or --runtime ollama"
+        )
     cache = options.cache_for(plan.nodes)
     version, reasons = lws_minimum(LWS_USED)
     pods = pod_sizes(plan)
@@ -251,7 +257,7 @@ def template_values(plan: DeployPlan, options: DeployOptions) -> dict[str, Any]:
         "run_as": run_as(plan),
         "home_gib": HOME_GIB,
         "tmp_gib": TMP_GIB,
-        "vendor": getattr(plan.settings, "vendor", "nvidia"),
+        "vendor": vendor,
         "lws_min_version": version,
         "lws_reasons": reasons,
         "api_port": _api_port(plan),
