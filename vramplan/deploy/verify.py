@@ -308,7 +308,9 @@ def verify_log(bundle: Bundle, log_path: Path, answer: str = "", *, plan_gpu: bo
         answer=answer.strip()[:80],
         notes=tuple(dict.fromkeys(notes)),
         measured_what=(
-            "model, KV and compute buffers" if parsed.runtime.is_ggml else "the byte parts its log states"
+            "model, KV and compute buffers"
+            if any(p.part == "compute buffer" for p in result.parts)
+            else "the byte parts its log states"
         ),
     )
 
