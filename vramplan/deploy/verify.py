@@ -63,9 +63,10 @@ TOLERANCES = {
     "compute buffer": 0.25,
 }
 
-# The lines after which a server's startup log holds every memory line: uvicorn's (vLLM and SGLang serve
-# their APIs with it, after the model and the KV cache are allocated), and SGLang's own, which its HTTP
-# server logs once a warm-up request has passed (sglang/srt/entrypoints/http_server.py).
+# The lines after which a server's startup log holds every memory line: uvicorn's "Application startup
+# complete." (uvicorn/lifespan/on.py; vLLM and SGLang serve their APIs with uvicorn once the model and
+# the KV cache are allocated), and SGLang's own, logged once a warm-up request has passed (SGLang
+# 0.5.23 sglang/srt/entrypoints/http_server.py).
 READY_LINES = ("Application startup complete", "The server is fired up and ready to roll")
 POLL_S = 15  # between two reads of a log that is not ready yet
 READ_TIMEOUT_S = 120  # one `docker compose logs` / `kubectl logs` / `docker compose ps`
