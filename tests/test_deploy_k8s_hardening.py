@@ -564,6 +564,6 @@ def test_namespaced_launch_says_where_to_watch(
     monkeypatch.setattr(launch_mod, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(launch_mod, "run_command", lambda argv: 0)
     res = run("deploy", "r1-1.5b", "--gpu", "l4", "--target", "k8s", "--namespace", "llm", "--launch",
-              "--out", str(tmp_path / "b"))  # fmt: skip
+              "--no-verify", "--out", str(tmp_path / "b"))  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "watch it with: kubectl -n llm get pods -w" in res.output

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from vramplan.deploy import Bundle
     from vramplan.deploy.targets import LaunchOptions
+    from vramplan.deploy.verify import Verified
 
 
 GiB = 1 << 30
@@ -307,8 +308,9 @@ def start_hint(plan: DeployPlan, out: Path) -> str:
     return f"kubectl apply -f {shlex.quote(str(out))}"
 
 
-def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
-    """`kubectl apply -f DIR` (after a client-side dry run with --dry-run-first)."""
+def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified | None:
+    """`kubectl apply -f DIR` (after a client-side dry run with --dry-run-first), then the server's log
+    beside the plan (deploy/verify.py `verify_kubectl`) unless options.verify is False."""
     out = bundle.out
     kubectl = tools.which("kubectl")
     if kubectl is None:
@@ -329,3 +331,8 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
         raise LaunchError(f"kubectl apply -f {out} failed (exit {rc})")
     ns = f" -n {bundle.options.namespace}" if bundle.options.namespace else ""
     console.print(f"applied; watch it with: kubectl{ns} get pods -w   (details: {out / 'README.md'})")
+    if not options.verify:
+        return None
+    from vramplan.deploy import verify
+
+    return verify.verify_kubectl(bundle, console, kubectl)

@@ -31,6 +31,25 @@ def run_command(argv: Sequence[str]) -> int:
         raise LaunchError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
 
 
+def command_output(argv: Sequence[str], timeout_s: float) -> tuple[int, str]:
+    """Run one command, its output captured (stdout and stderr together); (exit status, output). A
+    command that outlives `timeout_s` is stopped and reads as exit status 124. (A test seam.)"""
+    try:
+        proc = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return 124, ""
+    except OSError as exc:
+        raise LaunchError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
 def which(name: str) -> str | None:
     return shutil.which(name)
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from vramplan.deploy import Bundle
     from vramplan.deploy.targets import LaunchOptions
+    from vramplan.deploy.verify import Verified
 
 # The SGLang release every flag was checked against, and its image on Docker Hub (lmsysorg/sglang,
 # tags v<release>; SGLang's docs/get-started/install.mdx: CUDA 13 images, `latest` the newest release).
@@ -202,8 +203,9 @@ def start_hint(plan: DeployPlan, out: Path) -> str:
     return f"cd {shlex.quote(str(out))} && docker compose up -d   (or ./serve.sh)"
 
 
-def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
-    """Docker Compose when docker is there, else serve.sh with a local SGLang."""
+def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified | None:
+    """Docker Compose when docker is there, else serve.sh with a local SGLang. After `docker compose up
+    -d`, the server's log beside the plan (deploy/verify.py), unless options.verify is False."""
     plan, out = bundle.plan, bundle.out
     if plan.multi_node:
         raise PlanError(
@@ -223,7 +225,11 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
             f"started; watch it with: docker compose -f {compose} logs -f   "
             f"(ready when http://localhost:{SGLANG_PORT}/health answers)"
         )
-        return
+        if not options.verify:
+            return None
+        from vramplan.deploy import verify
+
+        return verify.verify_compose(bundle, console, docker, "sglang")
     python = tools.which("python3") or tools.which("python")
     if python is None:
         raise LaunchError(f"neither docker nor python is on PATH: install Docker, or SGLang {SGLANG_VERSION}")
@@ -232,3 +238,4 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
     rc = tools.run_command([bash, str(out / "serve.sh")])
     if rc not in (0, 130, -2):
         raise LaunchError(f"{out / 'serve.sh'} exited with status {rc}")
+    return None

@@ -75,6 +75,7 @@ TARGETS: dict[str, DeployTarget] = {
             ollama.files,
             ollama.launch,
             ollama.start_hint,
+            frozenset({"verify"}),
         ),
         DeployTarget(
             "vllm",
@@ -83,6 +84,7 @@ TARGETS: dict[str, DeployTarget] = {
             vllm.files,
             vllm.launch,
             vllm.start_hint,
+            frozenset({"verify"}),
         ),
         DeployTarget(
             "sglang",
@@ -91,6 +93,7 @@ TARGETS: dict[str, DeployTarget] = {
             sglang.files,
             sglang.launch,
             sglang.start_hint,
+            frozenset({"verify"}),
         ),
         DeployTarget(
             "llama.cpp",
@@ -108,7 +111,7 @@ TARGETS: dict[str, DeployTarget] = {
             k8s.files,
             k8s.launch,
             k8s.start_hint,
-            frozenset({"dry_run_first"}),
+            frozenset({"dry_run_first", "verify"}),
             k8s.template_values,
         ),
     )

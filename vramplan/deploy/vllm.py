@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from vramplan.deploy import Bundle
     from vramplan.deploy.targets import LaunchOptions
+    from vramplan.deploy.verify import Verified
 
 # The vLLM release every emitted flag was checked against (vllm/engine/arg_utils.py,
 # vllm/entrypoints/common/cli_args.py, vllm/config/*.py of the vllm 0.33.0 wheel), and its image.
@@ -256,8 +257,9 @@ def start_hint(plan: DeployPlan, out: Path) -> str:
     return f"cd {shlex.quote(str(out))} && docker compose up -d   (or ./serve.sh)"
 
 
-def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
-    """Docker Compose when docker is there, else serve.sh with a local vLLM."""
+def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified | None:
+    """Docker Compose when docker is there, else serve.sh with a local vLLM. After `docker compose up
+    -d`, the server's log beside the plan (deploy/verify.py), unless options.verify is False."""
     plan, out = bundle.plan, bundle.out
     if plan.multi_node:
         raise PlanError(
@@ -283,7 +285,11 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
             f"started; watch it with: docker compose -f {compose} logs -f   "
             f"(ready when http://localhost:{VLLM_PORT}/health answers)"
         )
-        return
+        if not options.verify:
+            return None
+        from vramplan.deploy import verify
+
+        return verify.verify_compose(bundle, console, docker, "vllm")
     vllm = tools.which("vllm")
     if vllm is None:
         raise LaunchError(
@@ -295,3 +301,4 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
     rc = tools.run_command([bash, str(out / "serve.sh")])
     if rc not in (0, 130, -2):
         raise LaunchError(f"{out / 'serve.sh'} exited with status {rc}")
+    return None

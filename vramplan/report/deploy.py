@@ -66,10 +66,14 @@ def print_verified(v: Verified, console: Console) -> None:
         tol = "-" if p.tolerance is None else f"±{p.tolerance:.0%}" + ("" if p.ok else " MISS")
         table.add_row(p.part, p.scope, _value(p.unit, p.plan), _value(p.unit, p.measured), err, tol)
     console.print(table)
-    projected = "-" if v.projected_bytes is None else _value("bytes", v.projected_bytes)
+    projected = (
+        ""
+        if v.projected_bytes is None
+        else f", llama.cpp's own projection {_value('bytes', v.projected_bytes)}"
+    )
     console.print(
-        f"total: plan {_value('bytes', v.plan_total_bytes)}, llama.cpp's own projection {projected}, "
-        f"allocated {_value('bytes', v.measured_total_bytes)} (model, KV and compute buffers)",
+        f"total: plan {_value('bytes', v.plan_total_bytes)}{projected}, "
+        f"allocated {_value('bytes', v.measured_total_bytes)} ({v.measured_what})",
         markup=False,
         soft_wrap=True,
     )
