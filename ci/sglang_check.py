@@ -164,6 +164,7 @@ def render(work: Path) -> dict[str, Any]:
     from vramplan.hardware import parse_gpu
     from vramplan.precision import KVDtype
     from vramplan.request import Choices, resolve_model
+    from vramplan.runtimes import Runtime
 
     catalog = load_catalog()
     bin_dir = work / "bin"
@@ -185,6 +186,7 @@ def render(work: Path) -> dict[str, Any]:
                 context=opt.get("context"),
                 concurrency=opt.get("concurrency", 1),
                 kv_cache_dtype=KVDtype(opt.get("kv", "auto")),
+                runtime=Runtime.SGLANG,  # a target that runs several runtimes (k8s) is asked for SGLang
             )
             try:
                 bundle = prepare(

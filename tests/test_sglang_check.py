@@ -61,3 +61,23 @@ def test_the_plans_cover_every_target_running_sglang(sc: ModuleType) -> None:
     assert targets == set(sc.sglang_targets()) and "sglang" in targets
     assert any(opt.get("try_multi") for _, opt in todo)
     assert {opt.get("kv") for _, opt in todo} >= {"bf16", "fp8"}
+
+
+@pytest.mark.parametrize(("gpu", "nodes"), [("h200:8", 1), ("h100-80gb:8", 2)])
+def test_k8s_manifests_yield_the_plans_flags(sc: ModuleType, tmp_path: Path, gpu: str, nodes: int) -> None:
+    """The k8s target runs several runtimes: asked for SGLang, its Deployment or LeaderWorkerSet holds
+    the same server arguments as the SGLang target, with the LWS variables expanded per pod."""
+    from vramplan.runtimes import Runtime
+
+    choices = Choices(model="deepseek-r1", gpu=parse_gpu(gpu), nodes=nodes, runtime=Runtime.SGLANG)
+    bundle = prepare(load_catalog(), choices, None, "k8s", out=tmp_path / "b")
+    write(bundle)
+    lines = sc.sglang_lines(bundle.out, [f.name for f in bundle.files], nodes, tmp_path)
+    assert len(lines) == (1 if nodes == 1 else 2)  # the Deployment, or the LWS leader and its workers
+    flags = bundle.plan.settings.server_args  # type: ignore[attr-defined]
+    for where, argv in lines:
+        assert argv[:2] == ["--model-path", "deepseek-ai/DeepSeek-R1"], where
+        start = argv.index(flags[0])
+        assert argv[start : start + len(flags)] == flags, where
+    if nodes > 1:
+        assert {a[a.index("--node-rank") + 1] for _, a in lines} == {"0", "1"}
