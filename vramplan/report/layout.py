@@ -26,6 +26,7 @@ Cell = Union[str, "Text"]
 NBSP = "\xa0"  # joins what must stay on one line while wrapping; printed as a space
 DOT = "  ·  "  # the separator of the facts on one line; a line may break after it, never before
 RULE = "─"
+NUMBER_UNIT = re.compile(r"(\d) (?=(?:GiB|MiB|GB|B|bytes|tokens|cells)\b)")  # "4.77 MiB" too
 FLAG_VALUE = re.compile(r"(?<!\S)(--[a-z][\w-]*) (?=[^\s-])")  # "--nodes 5" in prose stays on one line
 
 
@@ -33,11 +34,17 @@ def width_of(console: Console) -> int:
     return max(console.width, 20)
 
 
-def wrap(text: str, width: int, first: str = "", rest: str | None = None) -> list[str]:
+def wrap(
+    text: str, width: int, first: str = "", rest: str | None = None, keep: Sequence[str] = ()
+) -> list[str]:
     """`text` in lines of at most `width` (a longer word keeps its own line whole), the first starting
-    with `first`, the others with `rest` (by default as many spaces, so they sit under the text)."""
+    with `first`, the others with `rest` (by default as many spaces, so they sit under the text); the
+    phrases of `keep` (names with spaces: "NVIDIA H100 80GB HBM3") are not broken either."""
     rest = " " * len(first) if rest is None else rest
+    for k in keep:
+        text = text.replace(k, k.replace(" ", NBSP))
     glued = FLAG_VALUE.sub(r"\1" + NBSP, text.replace(DOT, NBSP * 2 + "·  "))
+    glued = NUMBER_UNIT.sub(r"\1" + NBSP, glued)
     lines = textwrap.wrap(
         glued,
         width,
@@ -49,15 +56,24 @@ def wrap(text: str, width: int, first: str = "", rest: str | None = None) -> lis
     return [line.replace(NBSP, " ").rstrip() for line in lines]
 
 
-def say(console: Console, text: str, first: str = "", rest: str | None = None, style: str = "") -> None:
+def say(
+    console: Console,
+    text: str,
+    first: str = "",
+    rest: str | None = None,
+    style: str = "",
+    keep: Sequence[str] = (),
+) -> None:
     """Print `text` wrapped to the console (see `wrap`)."""
-    for line in wrap(text, width_of(console), first, rest):
+    for line in wrap(text, width_of(console), first, rest, keep):
         emit(console, line, style)
 
 
-def note(console: Console, text: str, label: str = "note: ", indent: str = "") -> None:
-    """ "note: ..." with its lines wrapped under the text after the label."""
-    say(console, text, indent + label)
+def note(
+    console: Console, text: str, label: str = "note: ", indent: str = "", keep: Sequence[str] = ()
+) -> None:
+    """A note ("note: ...") with its lines wrapped under the text after the label."""
+    say(console, text, indent + label, keep=keep)
 
 
 def emit(console: Console, line: Cell, style: str = "") -> None:

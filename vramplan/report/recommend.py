@@ -296,9 +296,13 @@ def _print_misfits(r: Recommendation, console: Console) -> None:
         say(console, c.reason, f"  {c.variant.id} {c.quant.name} ({c.runtime.value}): ", "    ")
 
 
+def _gpu_names(t: Target) -> list[str]:
+    return [t.gpu.label] if t.gpu else []
+
+
 def print_recommendation(r: Recommendation, console: Console) -> None:
     t = r.target
-    say(console, f"Recommendations for {t.describe()}", style="bold")
+    say(console, f"Recommendations for {t.describe()}", style="bold", keep=_gpu_names(t))
     say(console, _context_words(r))
     if not r.candidates:
         emit(console, "Nothing fits.")
@@ -308,4 +312,4 @@ def print_recommendation(r: Recommendation, console: Console) -> None:
         _print_misfits(r, console)
     say(console, SPEED_NOTE)
     for n in (*t.notes, *r.notes):
-        note(console, n)
+        note(console, n, keep=_gpu_names(t))
