@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from vramplan.report import GiB, gib
-from vramplan.report.layout import Cell, Column, emit, natural, note, print_table, say, table, width_of
+from vramplan.report.layout import (
+    Cell,
+    Column,
+    emit,
+    natural,
+    note,
+    print_table,
+    say,
+    shell_line,
+    table,
+    width_of,
+)
 
 if TYPE_CHECKING:
     from vramplan.deploy import Bundle
@@ -113,4 +124,4 @@ def print_written(bundle: Bundle, written: Written, console: Console) -> None:
     from vramplan.deploy.targets import get_target
 
     hint = get_target(plan.target).start_hint(plan, bundle.out)
-    say(console, hint, "start: ")
+    shell_line(console, hint, "start: ")

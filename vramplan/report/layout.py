@@ -85,13 +85,48 @@ def command(console: Console, argv: Sequence[str], first: str = "$ ", tail: str 
     """A shell command, wrapped between arguments with ` \\` continuations (an option stays with its
     value), the continuation lines indented four more spaces; `tail` (a remark) follows the last line
     when it fits there, else on a line of its own."""
+    shell(console, _command_words(argv), first, tail)
+
+
+def shell_line(console: Console, line: str, first: str = "") -> None:
+    """A shell line as a runtime's start hint gives it ("cd DIR && docker compose up -d   (or ...)"),
+    wrapped as `command` wraps, between its words and never inside a quoted one."""
+    cmd, sep, remark = line.partition("   (")
+    words = _shell_words(cmd)
+    shell(console, words or [""], first, f"({remark}" if sep else "")
+
+
+def _shell_words(line: str) -> list[str]:
+    """`line` split at the spaces outside quotes, each word kept as written (quotes and all)."""
+    words: list[str] = []
+    word, quote, escaped = "", "", False
+    for ch in line:
+        if escaped:
+            word, escaped = word + ch, False
+        elif ch == "\\" and quote != "'":
+            word, escaped = word + ch, True
+        elif quote:
+            word += ch
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            word, quote = word + ch, ch
+        elif ch == " ":
+            if word:
+                words.append(word)
+            word = ""
+        else:
+            word += ch
+    return [*words, word] if word else words
+
+
+def shell(console: Console, words: Sequence[str], first: str = "$ ", tail: str = "") -> None:
+    """Words of a shell line (quoted already) wrapped with ` \\` continuations, then `tail`."""
     width = width_of(console)
     indent = " " * (len(first) - len(first.lstrip()))
-    words = _command_words(argv)
     lines: list[str] = []
     line = first + words[0]
     for w in words[1:]:
-        if len(line) + 1 + len(w) + 2 > width:  # room for " \"
+        if len(line) + 1 + len(w) + 2 > width:  # room for " \\"
             lines.append(line + " \\")
             line = indent + "    " + w
         else:
