@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -105,10 +106,22 @@ def _quant_table(v: Variant, width: int) -> list[Text]:
     return [*first, Text(""), *(table(where, right, width) or natural(where, right))]
 
 
+HF_CONFIG = re.compile(r"https://huggingface\.co/([^/\s]+/[^/\s]+)/blob/main/config\.json")
+
+
+def _source(url: str) -> str:
+    """A repo's config.json on Hugging Face as "config.json of REPO" (shorter than its URL)."""
+    m = HF_CONFIG.fullmatch(url)
+    return f"config.json of {m[1]}" if m else url
+
+
 def print_variant(v: Variant, console: Console) -> None:
     a = v.architecture
     say(console, f"{v.name} ({v.id})", style="bold")
-    say(console, f"Hugging Face: {v.hf_repo}{DOT}architecture {a.model_type} ({v.architecture_source})")
+    say(
+        console,
+        f"Hugging Face: {v.hf_repo}{DOT}architecture {a.model_type} ({_source(v.architecture_source)})",
+    )
     say(
         console,
         f"parameters {v.params:,}{DOT}layers {a.num_hidden_layers}{DOT}max context "

@@ -53,7 +53,12 @@ def wrap(
         break_long_words=False,
         break_on_hyphens=False,
     ) or [first.rstrip()]
-    return [line.replace(NBSP, " ").rstrip() for line in lines]
+    # a word too long for its indent (a URL) starts its line instead, where it fits there
+    return [_fit(line.replace(NBSP, " ").rstrip(), width) for line in lines]
+
+
+def _fit(line: str, width: int) -> str:
+    return line.lstrip() if len(line) > width and len(line.lstrip()) <= width else line
 
 
 def say(
