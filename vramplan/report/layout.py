@@ -27,6 +27,7 @@ NBSP = "\xa0"  # joins what must stay on one line while wrapping; printed as a s
 DOT = "  ·  "  # the separator of the facts on one line; a line may break after it, never before
 RULE = "─"
 NUMBER_UNIT = re.compile(r"(\d) (?=(?:GiB|MiB|GB|B|bytes|tokens|cells)\b)")  # "4.77 MiB" too
+LABEL_NUMBER = re.compile(r": (?=\d[\d.,]*(?:\s|$))")  # "tokens: 26" keeps its figure
 FLAG_VALUE = re.compile(r"(?<!\S)(--[a-z][\w-]*) (?=[^\s-])")  # "--nodes 5" in prose stays on one line
 
 
@@ -44,7 +45,7 @@ def wrap(
     for k in keep:
         text = text.replace(k, k.replace(" ", NBSP))
     glued = FLAG_VALUE.sub(r"\1" + NBSP, text.replace(DOT, NBSP * 2 + "·  "))
-    glued = NUMBER_UNIT.sub(r"\1" + NBSP, glued)
+    glued = LABEL_NUMBER.sub(":" + NBSP, NUMBER_UNIT.sub(r"\1" + NBSP, glued))
     lines = textwrap.wrap(
         glued,
         width,
