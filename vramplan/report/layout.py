@@ -239,20 +239,21 @@ def print_table(console: Console, lines: Sequence[Text]) -> None:
         emit(console, line)
 
 
-def common_prefix(ids: Sequence[str]) -> str:
-    """The longest run of whole "-"-separated parts, with its "-", that every id starts with (or is,
-    less the "-"), leaving at least one id a shorter rest: "deepseek-r1-" of the DeepSeek-R1 family."""
+def common_prefixes(ids: Sequence[str]) -> list[str]:
+    """The runs of whole "-"-separated parts, each with its "-", that every id starts with (or is, less
+    the "-"), shortest first, leaving at least one id a shorter rest: "deepseek-", then "deepseek-r1-"
+    for the DeepSeek-R1 family."""
     ids = list(dict.fromkeys(ids))
     if not ids:
-        return ""
+        return []
     parts = max(ids, key=len).split("-")
-    for n in range(len(parts) - 1, 0, -1):
+    out = []
+    for n in range(1, len(parts)):
         p = "-".join(parts[:n]) + "-"
-        if all((i.startswith(p) and len(i) > len(p)) or i == p[:-1] for i in ids) and any(
-            i.startswith(p) for i in ids
-        ):
-            return p
-    return ""
+        whole = all((i.startswith(p) and len(i) > len(p)) or i == p[:-1] for i in ids)
+        if whole and any(i.startswith(p) for i in ids):
+            out.append(p)
+    return out
 
 
 def short_id(model_id: str, prefix: str) -> str:

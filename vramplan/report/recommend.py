@@ -15,7 +15,7 @@ from vramplan.report.layout import (
     Cell,
     Column,
     command,
-    common_prefix,
+    common_prefixes,
     emit,
     natural,
     note,
@@ -230,16 +230,18 @@ def _table_rows(cands: list[Candidate], prefix: str, bars: bool) -> list[list[Ce
 
 
 def _ranked_table(cands: list[Candidate], width: int) -> tuple[list[Text], str, bool]:
-    """The ranked table at `width`, and the prefix its model column leaves out ("" for whole ids): whole
-    ids with memory bars where they fit, else ids without their common prefix, then without the bars (the
-    share in figures), then one space between the columns instead of two."""
-    prefix = common_prefix([c.variant.id for c in cands])
+    """The ranked table at `width`, the prefix its model column leaves out ("" for whole ids), and whether
+    it draws memory bars: whole ids where they fit, else ids less the shortest prefix they share that
+    makes them fit ("deepseek-", then "deepseek-r1-"); at each, bars where they fit, else the share in
+    figures; two spaces between the columns, else one."""
+    prefixes = ["", *common_prefixes([c.variant.id for c in cands])]
     for gap in (2, 1):
-        for p, bars in (("", True), (prefix, True), (prefix, False)):
-            lines = table(_table_columns(bars), _table_rows(cands, p, bars), width, gap=gap)
-            if lines is not None:
-                return lines, p, bars
-    return natural(_table_columns(False), _table_rows(cands, prefix, False), gap=1), prefix, False
+        for p in prefixes:
+            for bars in (True, False):
+                lines = table(_table_columns(bars), _table_rows(cands, p, bars), width, gap=gap)
+                if lines is not None:
+                    return lines, p, bars
+    return natural(_table_columns(False), _table_rows(cands, prefixes[-1], False), gap=1), prefixes[-1], False
 
 
 def _legend(r: Recommendation, prefix: str, bars: bool) -> str:
