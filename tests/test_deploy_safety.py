@@ -288,8 +288,8 @@ def test_default_out_folder(
             "Error: --target ollama runs ollama; drop --runtime vllm",
         ),
         (
-            ["r1-1.5b", "--target", "k8s", "--runtime", "sglang"],
-            "Error: --target k8s runs vllm or ollama, not sglang",
+            ["r1-1.5b", "--target", "sglang", "--runtime", "vllm"],
+            "Error: --target sglang runs sglang; drop --runtime vllm",
         ),
         (
             ["r1-1.5b", "--target", "vllm"],

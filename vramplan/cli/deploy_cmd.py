@@ -29,7 +29,7 @@ from vramplan.runtimes import Runtime
 
 _TARGET_HELP = "What to write: " + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values()) + "."
 _RUNTIME_HELP = "; ".join(
-    f"{t.name}: {' (default) or '.join(r.value for r in t.runtimes)}"
+    f"{t.name}: {t.runtimes[0].value} (default), {', '.join(r.value for r in t.runtimes[1:])}"
     for t in TARGETS.values()
     if len(t.runtimes) > 1
 )
@@ -54,7 +54,7 @@ _RUNTIME_HELP = "; ".join(
     help=f"Targets that run several runtimes only ({_RUNTIME_HELP}).",
 )
 @gpu_option
-@nodes_option("Nodes (vLLM).")
+@nodes_option("Nodes (vLLM, SGLang).")
 @context_option("Tokens per request (default: what the runtime would use; written down either way).")
 @concurrency_option
 @click.option(

@@ -20,6 +20,7 @@ from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
+from vramplan.deploy.vllm import gpu_vendor
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
 from vramplan.hardware import size_text
@@ -67,6 +68,7 @@ class LlamaCppSettings:
     ubatch: int
     reasoning_format: str | None  # deepseek for R1 models: <think> goes to reasoning_content
     host_memory_bytes: int | None  # the host RAM the plan was checked against, when it uses some
+    vendor: str = "nvidia"  # the GPUs' vendor (deploy/vllm.py gpu_vendor); the image is a CUDA one
 
     @property
     def gpu_layers(self) -> int | None:
@@ -224,6 +226,7 @@ def settings(
         ubatch=est.batch_tokens,
         reasoning_format="deepseek" if req.variant.family in R1_FAMILIES else None,
         host_memory_bytes=req.host_memory_bytes if uses_host else None,
+        vendor=gpu_vendor(req),
     )
 
 

@@ -21,6 +21,7 @@ from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
+from vramplan.deploy.vllm import gpu_vendor
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
 from vramplan.precision import KVDtype
@@ -59,6 +60,7 @@ class SGLangSettings:
     kv_cache_dtype: str  # SGLang's spelling
     trust_remote_code: bool
     reasoning_parser: str | None
+    vendor: str = "nvidia"  # the GPUs' vendor (deploy/vllm.py gpu_vendor); the image is a CUDA one
 
     @property
     def gpu_layers(self) -> int | None:
@@ -182,6 +184,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         trust_remote_code=arch.model_type == "deepseek_v3",
         # sglang/srt/parser/reasoning_parser.py: "deepseek-r1" splits <think> into reasoning_content
         reasoning_parser="deepseek-r1" if req.variant.family in R1_FAMILIES else None,
+        vendor=gpu_vendor(req),
     )
 
 

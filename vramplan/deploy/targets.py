@@ -103,8 +103,8 @@ TARGETS: dict[str, DeployTarget] = {
         ),
         DeployTarget(
             "k8s",
-            "Kubernetes manifests running vLLM (or Ollama with --runtime ollama)",
-            (Runtime.VLLM, Runtime.OLLAMA),
+            "Kubernetes manifests running vLLM (or --runtime sglang, llama.cpp or ollama)",
+            (Runtime.VLLM, Runtime.OLLAMA, Runtime.SGLANG, Runtime.LLAMA_CPP),
             k8s.files,
             k8s.launch,
             k8s.start_hint,

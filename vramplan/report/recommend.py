@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from vramplan.recommend import MIN_CONTEXT, Candidate, Recommendation, Target
+from vramplan.recommend import MIN_CONTEXT, Candidate, PlannedMachine, Recommendation
 from vramplan.report import GiB, bar
 from vramplan.report.layout import (
     DOT,
@@ -34,7 +34,7 @@ SPEED_NOTE = (
 )
 
 
-def planned_machine_json(t: Target) -> dict[str, Any]:
+def planned_machine_json(t: PlannedMachine) -> dict[str, Any]:
     """The machine a recommendation plans for (the "machine" key of `recommend --json`)."""
     g = t.gpu
     return {
@@ -85,6 +85,7 @@ def candidate_json(c: Candidate, rank: int | None) -> dict[str, Any]:
         "deploy_command": shlex.join(c.deploy_command) if c.deploy_command else None,
         "estimate_command": shlex.join(c.estimate_command),
         "notes": list(c.notes),
+        "slow": c.slow,
         "alternatives": [_alternative_json(a) for a in c.alternatives],
     }
 
@@ -112,7 +113,7 @@ def recommend_json(r: Recommendation) -> dict[str, Any]:
     """`recommend --json`: what fits, best first, then the better options that do not fit."""
     o = r.options
     return {
-        "machine": planned_machine_json(r.target),
+        "machine": planned_machine_json(r.machine),
         "options": {
             "context": o.context,
             "concurrency": o.concurrency,
@@ -123,9 +124,12 @@ def recommend_json(r: Recommendation) -> dict[str, Any]:
             "offload": o.offload,
             "top": o.top,
             "per_model": o.per_model,
+            "min_speed": o.min_speed,
         },
         "candidates": [candidate_json(c, i) for i, c in enumerate(r.candidates, 1)]
+        + [candidate_json(c, i) for i, c in enumerate(r.slow, len(r.candidates) + 1)]
         + [candidate_json(c, None) for c in r.misfits],
+        "slow_rows": r.slow_rows,
         "fitting": r.fitting,
         "rows": r.rows,
         "planned": r.planned,
@@ -245,7 +249,7 @@ def _ranked_table(cands: list[Candidate], width: int) -> tuple[list[Text], str, 
 
 
 def _legend(r: Recommendation, prefix: str, bars: bool) -> str:
-    where = "host RAM" if r.target.cpu_only else "the fullest GPU"
+    where = "host RAM" if r.machine.cpu_only else "the fullest GPU"
     model = f'model: the id less its "{prefix}" prefix; ' if prefix else ""
     return (
         f"{model}GiB: {where}; {'memory' if bars else 'use'}: its share of the budget (usable memory "
@@ -293,25 +297,49 @@ def _print_ranked(r: Recommendation, console: Console) -> None:
 
 
 def _print_misfits(r: Recommendation, console: Console) -> None:
+    emit(console, "")
     emit(console, "Better options that do not fit:", "bold")
     for c in r.misfits:
         say(console, c.reason, f"  {c.variant.id} {c.quant.name} ({c.runtime.value}): ", "    ")
 
 
-def _gpu_names(t: Target) -> list[str]:
+def _gpu_names(t: PlannedMachine) -> list[str]:
     return [t.gpu.label] if t.gpu else []
 
 
 def print_recommendation(r: Recommendation, console: Console) -> None:
-    t = r.target
+    t = r.machine
     say(console, f"Recommendations for {t.describe()}", style="bold", keep=_gpu_names(t))
     say(console, _context_words(r))
     if not r.candidates:
-        emit(console, "Nothing fits.")
+        emit(console, "Nothing fits." if not r.slow else "Nothing fits that reaches --min-speed.")
     else:
         _print_ranked(r, console)
+    print_slow(r, console)
     if r.misfits:
         _print_misfits(r, console)
     say(console, SPEED_NOTE)
     for n in (*t.notes, *r.notes):
         note(console, n, keep=_gpu_names(t))
+
+
+def print_slow(r: Recommendation, console: Console) -> None:
+    """The "fits, but slow" section: plans whose speed bound is below --min-speed, best first."""
+    if not r.slow:
+        return
+    speed = f"{r.options.min_speed:g}"
+    emit(console, "")
+    say(console, f"Fits, but slow (below {speed} tok/s, --min-speed {speed}):", style="bold")
+    for c in r.slow:
+        peak = c.per_gpu_peak_bytes / GiB
+        say(
+            console,
+            f"{c.variant.id} {c.quant.name} ({c.runtime.value}): {_where(c)}, {peak:.2f} GiB, "
+            f"≤{_speed(c)} tok/s",
+            "  ",
+            "    ",
+        )
+        _command(console, c)
+    more = r.slow_rows - len(r.slow)
+    if more > 0:
+        say(console, f"{more} more (--top {r.slow_rows} lists them)", "  ")
