@@ -26,7 +26,7 @@ Cell = Union[str, "Text"]
 NBSP = "\xa0"  # joins what must stay on one line while wrapping; printed as a space
 DOT = "  ·  "  # the separator of the facts on one line; a line may break after it, never before
 RULE = "─"
-NUMBER_UNIT = re.compile(r"(\d) (?=(?:GiB|MiB|GB|B|bytes|tokens|cells)\b)")  # "4.77 MiB" too
+NUMBER_UNIT = re.compile(r"(\d) (?=(?:GiB|MiB|GB/s|GB|B|bytes|tokens|cells|tok/s)\b)")  # "4.77 MiB" too
 LABEL_NUMBER = re.compile(r": (?=\d[\d.,]*(?:\s|$))")  # "tokens: 26" keeps its figure
 FLAG_VALUE = re.compile(r"(?<!\S)(--[a-z][\w-]*) (?=[^\s-])")  # "--nodes 5" in prose stays on one line
 
