@@ -4,6 +4,7 @@ cut off with an ellipsis, no trailing spaces, no line wider than the console, no
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -242,3 +243,36 @@ def test_a_table_gives_way_rather_than_break_an_id(monkeypatch: pytest.MonkeyPat
     out = invoke(args).stdout
     assert "prefix" not in out and re.search(r"^ 1  deepseek-r1-0528-qwen3-8b +q8_0 +ollama ", out, re.M)
     assert_rows(out, doc)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_verified_table_fits(width: int) -> None:
+    """`deploy --launch` for llama.cpp prints the plan beside the server's log (the launch itself needs
+    a llama-server binary; the printing is checked here with figures of that shape)."""
+    from rich.console import Console
+
+    from vramplan.deploy.verify import Verified, VerifiedPart
+    from vramplan.report.deploy import print_verified
+
+    parts = (
+        VerifiedPart("weights", "host (CPU_Mapped model buffer)", "bytes", 4.36 * GiB, 4.36 * GiB, 0, 0.02),
+        VerifiedPart("KV cache", "host", "bytes", 0.11 * GiB, 0.11 * GiB, 0, 0.02),
+        VerifiedPart("compute buffer", "host", "bytes", 0.30 * GiB, 0.28 * GiB, -0.0667, 0.25),
+    )
+    v = Verified(
+        log=Path("bundle-deepseek-r1-distill-qwen-7b/llama-server.log"),
+        parts=parts,
+        plan_total_bytes=int(4.77 * GiB),
+        projected_bytes=int(4.9 * GiB),
+        measured_total_bytes=int(4.75 * GiB),
+        answer="Hello",
+        notes=(
+            "the compute buffer is llama.cpp's graph reservation (llama-context.cpp), planned per device",
+        ),
+    )
+    console = Console(width=width, file=io.StringIO(), color_system=None, highlight=False, markup=False)
+    print_verified(v, console)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert_laid_out(
+        text, width, ["bundle-deepseek-r1-distill-qwen-7b/llama-server.log", "(llama-context.cpp),"]
+    )

@@ -65,9 +65,9 @@ def check_json(r: CheckResult) -> dict[str, Any]:
     }
 
 
-def _error_text(err: float) -> Text:
+def _error_text(err: float) -> Text | str:
     if err == 0:
-        return Text("0 (within rounding)")
+        return "0 (within rounding)"  # plain text, so a narrow table may wrap it
     style = "green" if abs(err) < 0.05 else ("yellow" if abs(err) < 0.2 else "red")
     return Text(f"{err:+.2%}", style=style)
 
@@ -77,7 +77,7 @@ CHECK_COLUMNS = [
     Column("where", wrap=True),
     Column("measured", right=True),
     Column("estimate", right=True),
-    Column("error", right=True),
+    Column("error", right=True, wrap=True),
 ]
 
 

@@ -68,7 +68,7 @@ VERIFY_COLUMNS = [
     Column("where", wrap=True),
     Column("plan", right=True),
     Column("measured", right=True),
-    Column("error", right=True),
+    Column("error", right=True, wrap=True),
     Column("tolerance", right=True),
 ]
 

@@ -174,7 +174,8 @@ def _len(c: Cell) -> int:
 
 
 def _longest_word(c: Cell) -> int:
-    return max((len(w) for w in str(c).split()), default=0)
+    """How narrow a cell can wrap: its longest word (a styled cell does not wrap: all of it)."""
+    return max((len(w) for w in c.split()), default=0) if isinstance(c, str) else c.cell_len
 
 
 def table(
