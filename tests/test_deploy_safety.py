@@ -528,6 +528,7 @@ def test_start_hint_is_shell_quoted(
     out = tmp_path / "my bundle" / "it's $HOME; `id`"
     res = deploy(run, out, *args)
     assert res.exit_code == 0, res.output
-    (hint,) = [ln.removeprefix("start: ") for ln in res.stdout.splitlines() if ln.startswith("start: ")]
+    lines = res.stdout.replace(" \\\n    ", " ").splitlines()  # a long command wraps with continuations
+    (hint,) = [ln.removeprefix("start: ") for ln in lines if ln.startswith("start: ")]
     first = hint.removeprefix("on each node: ").split("   (or ")[0].split(" && ")[0]
     assert shlex.split(first) == command(out)
