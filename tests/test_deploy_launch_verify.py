@@ -104,8 +104,13 @@ def test_sglang_compose_launch_prints_the_table(
     assert res.exit_code == 0, res.output
     assert t.read[0][-4:] == ["logs", "--no-color", "--no-log-prefix", "sglang"]
     assert "verified: every part within its tolerance" in res.output
+    rows = res.output.splitlines()
     for part in ("weights", "KV per token", "KV pool", "KV tokens"):
-        assert f" {part} " in res.output
+        assert any(line.startswith(f"{part}  ") for line in rows), part
+    # the launch's own lines are laid out as every report is: commands wrap between their words with
+    # continuations, never a line ending in spaces
+    assert all(line == line.rstrip() for line in rows), res.output
+    assert any(line.startswith("$ docker compose") and line.endswith(" \\") for line in rows), res.output
     assert (out / "sglang.log").exists()
 
 

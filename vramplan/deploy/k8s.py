@@ -319,18 +319,20 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
             f"at your cluster, or apply the files yourself: kubectl apply -f {out}"
         )
     if options.dry_run_first:
-        console.print(f"$ kubectl apply --dry-run=client -f {out}")
+        tools.show_command(console, ["kubectl", "apply", "--dry-run=client", "-f", str(out)])
         rc = tools.run_command([kubectl, "apply", "--dry-run=client", "-f", str(out)])
         if rc != 0:
             raise LaunchError(
                 f"kubectl apply --dry-run=client -f {out} failed (exit {rc}); nothing was applied"
             )
-    console.print(f"$ kubectl apply -f {out}")
+    tools.show_command(console, ["kubectl", "apply", "-f", str(out)])
     rc = tools.run_command([kubectl, "apply", "-f", str(out)])
     if rc != 0:
         raise LaunchError(f"kubectl apply -f {out} failed (exit {rc})")
     ns = f" -n {bundle.options.namespace}" if bundle.options.namespace else ""
-    console.print(f"applied; watch it with: kubectl{ns} get pods -w   (details: {out / 'README.md'})")
+    tools.show_shell(
+        console, f"kubectl{ns} get pods -w   (details: {out / 'README.md'})", "applied; watch it with: "
+    )
     if not options.verify:
         return None
     from vramplan.deploy import verify

@@ -63,6 +63,27 @@ def compose_works(docker: str) -> bool:
     return proc.returncode == 0
 
 
+def show_command(console: Console, argv: Sequence[str], tail: str = "") -> None:
+    """`$ argv` as the user would type it, wrapped to the terminal between arguments."""
+    from vramplan.report.layout import command
+
+    command(console, argv, tail=tail)
+
+
+def show_shell(console: Console, line: str, first: str = "") -> None:
+    """A shell line after the label `first`, wrapped between its words."""
+    from vramplan.report.layout import shell_line
+
+    shell_line(console, line, first)
+
+
+def show(console: Console, text: str) -> None:
+    """A line of progress, wrapped at word boundaries to the terminal."""
+    from vramplan.report.layout import say
+
+    say(console, text)
+
+
 def launch(
     bundle: Bundle, console: Console, *, dry_run_first: bool = False, verify: bool = True
 ) -> Verified | None:

@@ -266,13 +266,15 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
                 f"{bundle.out / 'docker-compose.yaml'}"
             )
         compose = bundle.out / "docker-compose.yaml"
-        console.print(f"$ docker compose -f {compose} up -d")
+        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
         rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
         if rc != 0:
             raise LaunchError(f"docker compose up failed (exit {rc}); GPUs need the NVIDIA Container Toolkit")
-        console.print(
-            f"started; watch it with: docker compose -f {compose} logs -f   "
-            f"(ready when http://127.0.0.1:{LLAMA_CPP_PORT}/health answers)"
+        tools.show_shell(
+            console,
+            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
+            f"(ready when http://127.0.0.1:{LLAMA_CPP_PORT}/health answers)",
+            "started; watch it with: ",
         )
         return None
     return verify.run_llama_server(bundle, console, binary, verify_log=options.verify)

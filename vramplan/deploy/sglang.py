@@ -215,15 +215,17 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
     docker = tools.which("docker")
     if docker is not None:
         compose = out / "docker-compose.yaml"
-        console.print(f"$ docker compose -f {compose} up -d")
+        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
         rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
         if rc != 0:
             raise LaunchError(
                 f"docker compose up failed (exit {rc}); GPUs in containers need the NVIDIA Container Toolkit"
             )
-        console.print(
-            f"started; watch it with: docker compose -f {compose} logs -f   "
-            f"(ready when http://localhost:{SGLANG_PORT}/health answers)"
+        tools.show_shell(
+            console,
+            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
+            f"(ready when http://localhost:{SGLANG_PORT}/health answers)",
+            "started; watch it with: ",
         )
         if not options.verify:
             return None
@@ -234,7 +236,7 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
     if python is None:
         raise LaunchError(f"neither docker nor python is on PATH: install Docker, or SGLang {SGLANG_VERSION}")
     bash = tools.which("bash") or "/bin/bash"
-    console.print(f"$ {out / 'serve.sh'}   (Ctrl-C stops the server)")
+    tools.show_command(console, [str(out / "serve.sh")], tail="(Ctrl-C stops the server)")
     rc = tools.run_command([bash, str(out / "serve.sh")])
     if rc not in (0, 130, -2):
         raise LaunchError(f"{out / 'serve.sh'} exited with status {rc}")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vramplan.deploy import launch as tools
 from vramplan.errors import LaunchError
 
 if TYPE_CHECKING:
@@ -179,10 +180,16 @@ def run_llama_server(
     log_path = out / "llama-server.log"
     env = dict(os.environ, LLAMA_SERVER=binary, HOST=LOOPBACK, PORT=str(port))
     argv = ["bash", str(out / "run.sh"), "--log-verbosity", "4", "--log-colors", "off"]
-    console.print(
-        f"$ LLAMA_SERVER={binary} HOST={LOOPBACK} PORT={port} {out / 'run.sh'} --log-verbosity 4",
-        markup=False,
-        soft_wrap=True,
+    tools.show_command(
+        console,
+        [
+            f"LLAMA_SERVER={binary}",
+            f"HOST={LOOPBACK}",
+            f"PORT={port}",
+            str(out / "run.sh"),
+            "--log-verbosity",
+            "4",
+        ],
     )
     with open(log_path, "wb") as log:
         try:
@@ -211,7 +218,7 @@ def run_llama_server(
             if time.monotonic() > deadline:
                 raise LaunchError(f"llama-server did not answer {base}/health in time; its log: {log_path}")
             time.sleep(0.25)
-        console.print(f"ready: {base}/health answers; one chat completion ...", markup=False, soft_wrap=True)
+        tools.show(console, f"ready: {base}/health answers; one chat completion ...")
         doc = _post_json(
             f"{base}/v1/chat/completions",
             {
@@ -227,7 +234,7 @@ def run_llama_server(
         message = choices[0].get("message") or {}
         answer = str(message.get("content") or message.get("reasoning_content") or "")
         usage = doc.get("usage") or {}
-        console.print(f"answered: {usage.get('completion_tokens', '?')} token(s); stopping the server")
+        tools.show(console, f"answered: {usage.get('completion_tokens', '?')} token(s); stopping the server")
     finally:
         _stop(proc)
     if not verify_log:
@@ -340,11 +347,7 @@ def wait_for_log(
     """Call `read` (exit status, the log so far) every POLL_S seconds until the log has a READY_LINES
     line; LaunchError when `failed` says the server stopped, or after `timeout_s` seconds."""
     deadline = time.monotonic() + timeout_s
-    console.print(
-        f"waiting up to {timeout_s // 60:.0f} min for {what} to say the server is ready ...",
-        markup=False,
-        soft_wrap=True,
-    )
+    tools.show(console, f"waiting up to {timeout_s // 60:.0f} min for {what} to say the server is ready ...")
     while True:
         rc, text = read()
         if rc == 0 and _is_ready(text):
@@ -374,7 +377,6 @@ def _save_log(bundle: Bundle, name: str, text: str) -> Path:
 def verify_compose(bundle: Bundle, console: Console, docker: str, service: str) -> Verified:
     """After `docker compose up -d`: `docker compose logs SERVICE` until the server is ready (a bounded
     wait), saved beside the bundle as SERVICE.log, compared with the plan."""
-    from vramplan.deploy import launch as tools
 
     base = [docker, "compose", "-f", str(bundle.out / "docker-compose.yaml")]
     logs = [*base, "logs", "--no-color", "--no-log-prefix", service]
@@ -395,7 +397,7 @@ def verify_compose(bundle: Bundle, console: Console, docker: str, service: str) 
         read, ready_timeout_s(bundle.plan), f"`docker compose logs {service}`", console, failed=failed
     )
     log_path = _save_log(bundle, f"{service}.log", text)
-    console.print(f"ready; its startup log is in {log_path}", markup=False, soft_wrap=True)
+    tools.show(console, f"ready; its startup log is in {log_path}")
     return verify_log(bundle, log_path, plan_gpu=True)
 
 
@@ -434,7 +436,6 @@ def verify_kubectl(bundle: Bundle, console: Console, kubectl: str) -> Verified |
     """After `kubectl apply`: `kubectl logs` of the Deployment or the LeaderWorkerSet's leader until the
     server is ready (a bounded wait), saved as server.log beside the bundle, compared with the plan.
     None when the manifests run no server whose log vramplan reads (Ollama logs its memory per request)."""
-    from vramplan.deploy import launch as tools
     from vramplan.runtimes import Runtime
 
     if bundle.plan.runtime is Runtime.OLLAMA:
@@ -453,7 +454,7 @@ def verify_kubectl(bundle: Bundle, console: Console, kubectl: str) -> Verified |
         read, ready_timeout_s(bundle.plan), f"`kubectl logs {target} -c {container}`", console
     )
     log_path = _save_log(bundle, "server.log", text)
-    console.print(f"ready; its startup log is in {log_path}", markup=False, soft_wrap=True)
+    tools.show(console, f"ready; its startup log is in {log_path}")
     return verify_log(bundle, log_path, plan_gpu=True)
 
 
