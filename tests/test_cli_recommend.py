@@ -103,8 +103,8 @@ def test_slow_plans_listed_apart(run: Run) -> None:
     args = CASES["recommend_rtx4090_host192"]
     out = run(*args).stdout
     doc = doc_of(run, args)
-    assert doc["options"]["min_speed"] == 5.0
-    assert "Fits, but slow (below 5 tok/s, --min-speed 5):\n" in out
+    assert doc["options"]["min_speed"] == 10.0
+    assert "Fits, but slow (below 10 tok/s, --min-speed 10):\n" in out
     slow = [(c["model"], c["quant"]) for c in doc["candidates"] if c["fits"] and c["slow"]]
     q8, f16 = ("deepseek-r1-distill-llama-70b", "q8_0"), ("deepseek-r1-distill-llama-70b", "f16")
     assert slow.index(q8) < slow.index(f16)
@@ -123,7 +123,10 @@ def test_slow_plans_listed_apart(run: Run) -> None:
 def test_min_speed_default_is_in_help(run: Run) -> None:
     text = " ".join(run("recommend", "--help").stdout.split())
     assert "--min-speed TOK_S" in text
-    assert "reading speed" in text and "[default: 5.0]" in text
+    assert "reading speed" in text and "[default: 10.0]" in text
+    from vramplan.recommend import DEFAULT_MIN_SPEED
+
+    assert f"[default: {DEFAULT_MIN_SPEED}]" in text
 
 
 def test_no_gpu_plans_host_ram(run: Run) -> None:

@@ -126,35 +126,36 @@ def test_quality_groups_follow_the_noise(catalog: Catalog) -> None:
 def test_rtx_4090_with_host_ram_ranks_speed_inside_the_noise(catalog: Catalog) -> None:
     """The issue's case: one RTX 4090 and 192 GiB of host RAM. The 70B in f16 (an upper bound of
     0.6 tokens/s) used to rank first among the distills; f16 and q8_0 are one quality, so q8_0, at
-    twice the speed, ranks above it, and both are below 5 tokens/s: listed apart as slow. The 32B
-    (one quality with the 70B) in q8_0 at 5.3 tokens/s is in the ranked list."""
+    twice the speed, ranks above it, and both are below the 10 tokens/s bound that reads at reading
+    speed: listed apart as slow. The 32B (one quality with the 70B) in q8_0, partly in host RAM at a
+    bound of 5.3 tokens/s, is slow too: its Q4_K_M on the GPU (45 tokens/s) is the 32B ranked."""
     r = rec(catalog, gpu_machine("rtx-4090", host_memory_bytes=192 * GiB))
-    assert r.options.min_speed == DEFAULT_MIN_SPEED == 5.0
-    assert all(not c.slow and (c.tokens_per_second or 0) >= 5.0 for c in r.candidates)
-    assert all(c.slow and (c.tokens_per_second or 0) < 5.0 for c in r.slow)
+    assert r.options.min_speed == DEFAULT_MIN_SPEED == 10.0
+    assert all(not c.slow and (c.tokens_per_second or 0) >= 10.0 for c in r.candidates)
+    assert all(c.slow and (c.tokens_per_second or 0) < 10.0 for c in r.slow)
     f16 = next(c for c in r.slow if c.variant.id == "deepseek-r1-distill-llama-70b" and c.quant.name == "f16")
     q8 = next(c for c in r.slow if c.variant.id == "deepseek-r1-distill-llama-70b" and c.quant.name == "q8_0")
     assert f16.tokens_per_second == pytest.approx(0.6, abs=0.05)
     assert q8.tokens_per_second == pytest.approx(1.4, abs=0.05)
     assert r.slow.index(q8) < r.slow.index(f16)
-    r32 = row(r, "deepseek-r1-distill-qwen-32b", "q8_0")
-    assert r32 in r.candidates and r32.tokens_per_second == pytest.approx(5.3, abs=0.05)
-    assert r32.tokens_per_second > 8 * (f16.tokens_per_second or 0)
+    r32 = next(c for c in r.slow if c.variant.id == "deepseek-r1-distill-qwen-32b" and c.quant.name == "q8_0")
+    assert r32.tokens_per_second == pytest.approx(5.3, abs=0.05)
+    assert r.slow.index(r32) < r.slow.index(q8)  # same quality, faster
     # the 0528 8B (73.55) is more than the noise above the 32B (67.35): it ranks first, and its q8_0
-    # (78 tokens/s) above its bf16 (59)
+    # (78 tokens/s) above its bf16 (59); then the 32B that decodes at a usable speed
     top = [(c.variant.id, c.quant.name) for c in r.candidates[:3]]
     assert top == [
         ("deepseek-r1-0528-qwen3-8b", "q8_0"),
         ("deepseek-r1-0528-qwen3-8b", "bf16"),
-        ("deepseek-r1-distill-qwen-32b", "q8_0"),
+        ("deepseek-r1-distill-qwen-32b", "q4_K_M"),
     ]
 
 
 def test_quality_wins_beyond_the_noise(catalog: Catalog) -> None:
     """A gap larger than the noise beats speed: the 32B in q8_0 (67.35, 5.3 tokens/s) above the 14B in
     fp8 (64.40, 4.4 % lower, 60 tokens/s), and a 4-bit 32B (Q4_K_M, up to 3 % lost) below its q8_0
-    though 8 times faster."""
-    r = rec(catalog, gpu_machine("rtx-4090", host_memory_bytes=192 * GiB))
+    though 8 times faster (at --min-speed 5, where the 32B q8_0 is not slow)."""
+    r = rec(catalog, gpu_machine("rtx-4090", host_memory_bytes=192 * GiB), min_speed=5)
     r32 = row(r, "deepseek-r1-distill-qwen-32b", "q8_0")
     q4 = row(r, "deepseek-r1-distill-qwen-32b", "q4_K_M")
     r14 = row(r, "deepseek-r1-distill-qwen-14b", "fp8")
@@ -289,15 +290,18 @@ def test_no_gpu_plans_host_ram_and_says_so(catalog: Catalog) -> None:
         assert c.cpu_plan and c.runtime.is_ggml and c.gpus_used == 0
         assert c.reason.startswith("fits in host RAM (CPU inference)")
         assert c.estimate.host.total_bytes <= 64 * GiB * 0.9
+    # on dual-channel DDR5 the 8B's q8_0 reads at a bound of 8.8 tokens/s, under --min-speed: its
+    # 4-bit ranks, and the q8_0 is listed as fits but slow
     first = r.candidates[0]
     assert (first.variant.id, first.quant.name, first.runtime) == (
         "deepseek-r1-0528-qwen3-8b",
-        "q8_0",
+        "q4_K_M",
         Runtime.OLLAMA,
     )
     assert first.deploy_command == (
-        "vramplan", "deploy", "deepseek-r1-0528-qwen3-8b", "--target", "ollama", "--quant", "q8_0", "--context", "4096",
+        "vramplan", "deploy", "deepseek-r1-0528-qwen3-8b", "--target", "ollama", "--quant", "q4_K_M", "--context", "4096",
     )  # fmt: skip
+    assert any(c.variant.id == first.variant.id and c.quant.name == "q8_0" for c in r.slow)
 
 
 def test_context_lowered_to_fit_not_below_the_floor(catalog: Catalog) -> None:

@@ -84,11 +84,12 @@ from vramplan.runtimes import Runtime
 @click.option(
     "--min-speed",
     type=float,
-    default=5.0,
+    default=10.0,  # recommend.options.DEFAULT_MIN_SPEED (a test holds them equal)
     show_default=True,
     metavar="TOK_S",
     help="Plans whose decode-speed bound is below this many tokens/s are listed apart, as fits but "
-    "slow; 5 is about reading speed (238 words a minute, 3/4 of a word a token); 0 lists all together.",
+    "slow; 10 is reading speed (5.3 tokens/s) for a bound that real decoding reaches about half of; "
+    "0 lists all together.",
 )
 @json_option
 @click.pass_context

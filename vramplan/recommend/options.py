@@ -22,13 +22,15 @@ DEFAULT_TOP = 10
 DEFAULT_PER_MODEL = 2
 MAX_NODES = 16  # the most nodes a misfit explanation searches
 # Plans whose decode-speed bound is below this many tokens per second are listed apart, as "fits, but
-# slow": about the speed a person reads. Adults read English non-fiction silently at 238 words per
+# slow". A person reads about 5.3 tokens/s: adults read English non-fiction silently at 238 words per
 # minute on average (Brysbaert 2019, "How many words do we read per minute?", Journal of Memory and
 # Language 109, 104047, a meta-analysis of 190 studies), and a token is about 3/4 of an English word
-# (OpenAI, "What are tokens and how to count them?"): 238 / 0.75 / 60 = 5.3 tokens/s. The bound is a
-# ceiling, so a plan just above it still decodes slower than a person reads; R1 also writes its
-# reasoning before the answer, which nobody reads as it streams.
-DEFAULT_MIN_SPEED = 5.0
+# (OpenAI, "What are tokens and how to count them?"): 238 / 0.75 / 60 = 5.3 tokens/s. The figure
+# compared is a ceiling (speed.py) that real decoding reaches about half of: llama.cpp's own benchmark
+# table in ggml-org/llama.cpp PR 26284 measures llama 8B Q4_K_M (4.58 GiB) at 105.8 tokens/s (tg64) on
+# an RX 7900 XTX, whose 960 GB/s bound it at 195 tokens/s: 54 %. So a plan reads at about reading speed
+# when its bound is 5.3 / 0.54 = 9.8 tokens/s: 10. R1 also writes its reasoning before the answer.
+DEFAULT_MIN_SPEED = 10.0
 
 
 # --------------------------------------------------------------------------- options and results
