@@ -197,9 +197,15 @@ def test_partial_offload_command_runs(run: Run, tmp_path: Path, monkeypatch: pyt
     (c,) = doc["candidates"]
     assert c["offload"] == "layers" and c["runtime"] == "ollama"
     assert c["deploy_command"].endswith(f"--gpu-layers {c['gpu_layers']}")
-    result = run(*shlex.split(c["deploy_command"])[1:], "--out", "out")
+    # the layers left in host RAM are checked by the deploy against the RAM recommend planned for
+    command = shlex.split(c["deploy_command"])[1:]
+    assert command[command.index("--host-memory") + 1] == "128GiB"
+    result = run(*command, "--out", "out")
     assert result.exit_code == 0, result.output
     assert f"PARAMETER num_gpu {c['gpu_layers']}" in (tmp_path / "out" / "Modelfile").read_text()
+    command[command.index("--host-memory") + 1] = "8GiB"
+    short = run(*command, "--out", "out8")
+    assert short.exit_code != 0 and "does not fit: host RAM needs " in short.output, short.output
 
 
 def test_estimate_commands_reproduce_the_plan(run: Run) -> None:

@@ -31,8 +31,9 @@ def deploy_command(c: Candidate, machine: PlannedMachine, opts: Options) -> tupl
         return None
     args = ["vramplan", "deploy", c.variant.id, "--target", to, "--quant", c.quant.name]
     args += _gpu_flags(c, machine)
-    if c.estimate.host.total_bytes and c.request.host_memory_bytes is not None and c.request.cpu_moe_layers:
-        # experts in host RAM: the deploy checks the RAM planned for, as the estimate command does
+    if c.estimate.host.total_bytes and c.request.host_memory_bytes is not None and not c.cpu_plan:
+        # layers or experts in host RAM beside the GPUs: the deploy checks the RAM planned for, as the
+        # estimate command does (a deploy for named GPUs does not probe this machine's RAM)
         args += ["--host-memory", size_text(c.request.host_memory_bytes)]
     args += ["--context", str(c.estimate.context)]
     if c.estimate.concurrency > 1:
