@@ -264,7 +264,6 @@ def test_catalog_show_and_json(run: Run) -> None:
     assert "parameters 7,615,616,512" in table
     assert [q["name"] for q in doc["quants"]] == ["bf16", "fp8", "gptq-int4", "q4_K_M", "q8_0", "f16"]
     assert "fp8 (fp8)" not in table  # before: the format and what it needs, one word twice
-    assert "note: fp8 is made for GPUs with native fp8 support" in table
     assert_golden("cli/catalog_show_7b.txt", table)
 
 

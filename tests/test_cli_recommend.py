@@ -4,6 +4,7 @@ with their --json twins, the emitted deploy commands run for real, and one-line 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ CASES = {
     "recommend_rtx4090_8k": ["recommend", "--gpu", "rtx-4090", "--context", "8192"],
     "recommend_h200x8": ["recommend", "--gpu", "h200:8"],
     "recommend_h100x8": ["recommend", "--gpu", "h100-80gb:8"],
+    "recommend_rtx4090_host192": ["recommend", "--gpu", "rtx-4090", "--host-memory", "192"],
 }
 KEYS = {
     "model",
@@ -40,6 +42,7 @@ KEYS = {
     "cpu_moe_layers",
     "deploy_command",
     "quality",
+    "slow",
 }
 
 
@@ -68,23 +71,62 @@ def test_recommend_json_twin(run: Run, name: str) -> None:
     for c in doc["candidates"]:
         assert set(c) >= KEYS
         assert all(isinstance(c[k], int) for k in c if k.endswith("_bytes") and c[k] is not None)
+    fast = [c for c in fitting if not c["slow"]]
+    assert fitting == fast + [c for c in fitting if c["slow"]]  # the slow ones after the others
     for c in fitting:
         assert c["per_gpu_peak_bytes"] <= c["budget_bytes"]
+        speed = c["tokens_per_second"]
+        assert (speed is not None and speed < doc["options"]["min_speed"]) == c["slow"]
+        if c["slow"]:  # listed apart, one line each
+            assert f"  {c['model']} {c['quant']} ({c['runtime']}): " in table
+            continue
         # the table's row shows the same plan and numbers
         cells = [line.split() for line in table.splitlines() if line.strip()]
+        prefix = re.search(r'model: the id less its "(\S+)" prefix', table)
+        short = c["model"].removeprefix(prefix[1]) if prefix and c["model"] != prefix[1][:-1] else c["model"]
         assert any(
-            len(w) > 4
-            and w[0] == str(c["rank"])
-            and c["model"].startswith(w[1])  # a long id folds onto the next line
-            and w[2:4] == [c["quant"], c["runtime"]]
+            len(w) > 4 and w[0] == str(c["rank"]) and w[1:4] == [short, c["quant"], c["runtime"]]
             for w in cells
         )
-        assert f"{c['per_gpu_peak_bytes'] / GiB:.1f}" in table
+        assert f"{c['per_gpu_peak_bytes'] / GiB:.2f}" in table
         command = c["deploy_command"] or c["estimate_command"]
-        assert f"$ {command}" in table.replace("\n", " ") or command.split()[2] in table
+        assert f"$ {command}" in " ".join(table.replace(" \\\n", " ").split())
     for c in misfits:
         assert c["rank"] is None and c["reason"]
         assert f"{c['model']} {c['quant']} ({c['runtime']}): " in table
+
+
+def test_slow_plans_listed_apart(run: Run) -> None:
+    """The issue's case: on one RTX 4090 with 192 GiB of host RAM the 70B distill in f16 (an upper
+    bound of 0.6 tokens/s) is no longer ranked among the usable plans: it is listed as fits but slow,
+    below its q8_0 (twice the speed), in the table and in --json."""
+    args = CASES["recommend_rtx4090_host192"]
+    out = run(*args).stdout
+    doc = doc_of(run, args)
+    assert doc["options"]["min_speed"] == 10.0
+    assert "Fits, but slow (below 10 tok/s, --min-speed 10):\n" in out
+    slow = [(c["model"], c["quant"]) for c in doc["candidates"] if c["fits"] and c["slow"]]
+    q8, f16 = ("deepseek-r1-distill-llama-70b", "q8_0"), ("deepseek-r1-distill-llama-70b", "f16")
+    assert slow.index(q8) < slow.index(f16)
+    assert out.index("  deepseek-r1-distill-llama-70b q8_0 (ollama): ") < out.index(
+        "  deepseek-r1-distill-llama-70b f16 (ollama): "
+    )
+    assert doc["slow_rows"] >= len(slow)
+    first = doc["candidates"][0]
+    assert (first["model"], first["quant"], first["slow"]) == ("deepseek-r1-0528-qwen3-8b", "q8_0", False)
+    # --min-speed 0 ranks everything together, as before there was a slow list
+    together = doc_of(run, [*args, "--min-speed", "0"])
+    assert not any(c["slow"] for c in together["candidates"]) and together["slow_rows"] == 0
+    assert "Fits, but slow" not in run(*args, "--min-speed", "0").stdout
+
+
+def test_min_speed_default_is_in_help(run: Run) -> None:
+    text = " ".join(run("recommend", "--help").stdout.split())
+    assert "--min-speed TOK_S" in text
+    assert "reading speed" in text and "[default: 10.0]" in text
+    from vramplan.recommend import DEFAULT_MIN_SPEED
+
+    assert f"[default: {DEFAULT_MIN_SPEED}]" in text
 
 
 def test_no_gpu_plans_host_ram(run: Run) -> None:
@@ -155,9 +197,15 @@ def test_partial_offload_command_runs(run: Run, tmp_path: Path, monkeypatch: pyt
     (c,) = doc["candidates"]
     assert c["offload"] == "layers" and c["runtime"] == "ollama"
     assert c["deploy_command"].endswith(f"--gpu-layers {c['gpu_layers']}")
-    result = run(*shlex.split(c["deploy_command"])[1:], "--out", "out")
+    # the layers left in host RAM are checked by the deploy against the RAM recommend planned for
+    command = shlex.split(c["deploy_command"])[1:]
+    assert command[command.index("--host-memory") + 1] == "128GiB"
+    result = run(*command, "--out", "out")
     assert result.exit_code == 0, result.output
     assert f"PARAMETER num_gpu {c['gpu_layers']}" in (tmp_path / "out" / "Modelfile").read_text()
+    command[command.index("--host-memory") + 1] = "8GiB"
+    short = run(*command, "--out", "out8")
+    assert short.exit_code != 0 and "does not fit: host RAM needs " in short.output, short.output
 
 
 def test_estimate_commands_reproduce_the_plan(run: Run) -> None:
@@ -244,6 +292,18 @@ ERRORS = [
     (["--headroom", "95"], "Error: --headroom must be at least 0 and below 90 (percent), got 95"),
     (["--host-memory", "0"], "Error: --host-memory must be a positive size in GiB, got 0"),
     (["--per-model", "-1"], "Error: --per-model must be 0 (no limit) or more, got -1"),
+    (
+        ["--gpu", "rtx-4090", "--min-speed", "-1"],
+        "Error: --min-speed must be 0 (no limit) or a positive number of tokens/s, got -1",
+    ),
+    (
+        ["--gpu", "rtx-4090", "--min-speed", "nan"],
+        "Error: --min-speed must be 0 (no limit) or a positive number of tokens/s, got nan",
+    ),
+    (
+        ["--gpu", "rtx-4090", "--min-speed", "fast"],
+        "Error: Invalid value for '--min-speed': 'fast' is not a valid float.",
+    ),
     (
         ["--runtime", "tgi"],
         "Error: Invalid value for '--runtime' / '-r': 'tgi' is not one of 'vllm', 'sglang', 'llama.cpp', 'ollama'.",

@@ -108,7 +108,7 @@ def test_force_replaces_a_bundle_that_becomes_multi_node(run: Callable[..., Resu
     assert (
         "removed deployment.yaml of the bundle written there before (whatever was started from it keeps "
         "running until you stop it)"
-    ) in res.output
+    ) in " ".join(res.output.split())  # the line wraps at the console's width
     # the multi-node bundle shares one ReadWriteMany model cache (pvc.yaml), rewritten in place
     assert list(read_record(out)) == [
         "pvc.yaml",

@@ -6,7 +6,9 @@ builds there at a 32k context, since they run GGUF only: llama.cpp's UD-Q2_K_XL,
 has a Hugging Face repo for), and the 671B on 2 nodes of 8 H100 (vLLM,
 SGLang and Kubernetes only: Ollama and llama.cpp plans are for one node). Issue 12 adds SGLang and
 llama.cpp bundles of each, and the 671B on one RTX 4090 with its experts in 192 GiB of host RAM, as
-`vramplan recommend --gpu rtx-4090:2 --host-memory 192` prints it.
+`vramplan recommend --gpu rtx-4090:2 --host-memory 192` prints it, and Kubernetes bundles of SGLang
+(the 8xH200 Deployment, the 2x8xH100 LeaderWorkerSet) and llama.cpp (the 32B distill, the 671B with its
+experts in host RAM).
 
 After a deliberate change to a template or a plan rule, regenerate the files and review the diff:
 
@@ -46,6 +48,8 @@ TARGETS: dict[str, list[str]] = {
     "k8s-ollama": ["--target", "k8s", "--runtime", "ollama"],
     "sglang": ["--target", "sglang"],
     "llama.cpp": ["--target", "llama.cpp"],
+    "k8s-sglang": ["--target", "k8s", "--runtime", "sglang"],
+    "k8s-llama.cpp": ["--target", "k8s", "--runtime", "llama.cpp"],
 }
 # (case, bundle, extra options)
 BUNDLES: list[tuple[str, str, list[str]]] = [
@@ -86,7 +90,17 @@ def render_bundle(run: Callable[..., Result], case: str, bundle: str, extra: lis
     return out
 
 
-ALL_BUNDLES = BUNDLES + RUNTIME_BUNDLES
+# Kubernetes bundles of SGLang (a Deployment; a LeaderWorkerSet across nodes) and llama.cpp (a Deployment)
+# (tests/test_deploy_k8s_runtimes.py checks them)
+K8S_RUNTIME_BUNDLES: list[tuple[str, str, list[str]]] = [
+    ("r1-671b-8xh200", "k8s-sglang", []),
+    ("r1-671b-2x8xh100", "k8s-sglang", []),
+    ("r1-32b-2xh100", "k8s-llama.cpp", []),
+    ("r1-671b-2xrtx4090-host192", "k8s-llama.cpp", ["--context", "4096"]),
+]
+
+
+ALL_BUNDLES = BUNDLES + RUNTIME_BUNDLES + K8S_RUNTIME_BUNDLES
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,18 @@ EXTRA: dict[str, list[str]] = {
     "amd-vllm": ["r1-7b", "--gpu", "mi300x"],
     "amd-ollama": ["r1-7b", "--gpu", "mi300x", "--runtime", "ollama"],
     "amd-lws": ["deepseek-r1", "--gpu", "mi300x:8", "--nodes", "2"],
+    "sglang-pinned": [
+        "deepseek-r1", "--gpu", "h200:8", "--runtime", "sglang", "--namespace", "llm",
+        "--image", f"lmsysorg/sglang@{DIGEST}",
+    ],
+    "sglang-lws-pinned": [
+        "deepseek-r1", "--gpu", "h100-80gb:8", "--nodes", "2", "--runtime", "sglang", "--namespace", "llm",
+        "--image", f"lmsysorg/sglang@{DIGEST}",
+    ],
+    "llamacpp-pinned": [
+        "r1-32b", "--gpu", "h100-80gb:2", "--runtime", "llama.cpp", "--namespace", "llm",
+        "--image", f"ghcr.io/ggml-org/llama.cpp@{DIGEST}",
+    ],
 }  # fmt: skip
 
 
@@ -224,6 +236,14 @@ def test_every_exception_is_still_needed(scan: dict[str, Any]) -> None:
 def test_pinned_namespaced_nvidia_ollama_passes_every_check(scan: dict[str, Any]) -> None:
     assert [f for f in scan["failed"] if f[0] == "ollama-pinned"] == []
     assert {f[4] for f in scan["failed"] if f[0] == "vllm-pinned"} == {"CKV_K8S_40"}
+
+
+def test_pinned_namespaced_sglang_and_llama_cpp_pass_every_check(scan: dict[str, Any]) -> None:
+    """SGLang's and llama.cpp's pods run as UID 10001 (their images' root is not needed), and SGLang's
+    LeaderWorkerSet workers serve /health: no exception applies to them."""
+    pinned = ("sglang-pinned", "sglang-lws-pinned", "llamacpp-pinned")
+    assert [f for f in scan["failed"] if f[0] in pinned] == []
+    assert {d[0] for d in scan["docs"]} >= set(pinned)
 
 
 def test_the_scan_catches_a_manifest_without_hardening(scan: dict[str, Any]) -> None:
@@ -544,6 +564,6 @@ def test_namespaced_launch_says_where_to_watch(
     monkeypatch.setattr(launch_mod, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(launch_mod, "run_command", lambda argv: 0)
     res = run("deploy", "r1-1.5b", "--gpu", "l4", "--target", "k8s", "--namespace", "llm", "--launch",
-              "--out", str(tmp_path / "b"))  # fmt: skip
+              "--no-verify", "--out", str(tmp_path / "b"))  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "watch it with: kubectl -n llm get pods -w" in res.output

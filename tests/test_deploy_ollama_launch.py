@@ -83,6 +83,9 @@ class FakeOllama(ThreadingHTTPServer):
         self.loaded: list[str] = []  # models a generate loaded, as the server names them
         self.context_length = 4096
         self.ps_lists_loaded = True  # False: /api/ps lists nothing (the model was unloaded)
+        # what /api/ps says the loaded model holds: all of it, and the part in VRAM
+        self.ps_size = 2 * 1024 * MiB
+        self.ps_size_vram = 2 * 1024 * MiB
 
     @property
     def host(self) -> str:
@@ -135,11 +138,11 @@ class Handler(BaseHTTPRequestHandler):
                 {
                     "name": name,
                     "model": name,
-                    "size": 2 * 1024 * MiB,
+                    "size": self.server.ps_size,
                     "digest": "a42b25d8c10a841bd24724309898ae851466696a7d7f3a0a408b895538ccbc96",
                     "details": DETAILS,
                     "expires_at": "2026-01-01T14:38:31.83753-07:00",
-                    "size_vram": 2 * 1024 * MiB,
+                    "size_vram": self.server.ps_size_vram,
                     "context_length": self.server.context_length,
                 }
                 for name in (self.server.loaded if self.server.ps_lists_loaded else [])
@@ -477,3 +480,57 @@ def test_launch_with_the_oldest_client_allowed(tmp_path: Path, server: FakeOllam
     out = " ".join(done.stdout.split())
     assert "smoke test: answered with 20 tokens" in out
     assert "loaded: context 4096, 2.00 GiB in VRAM" in out
+
+
+# ------------------------------------------------------------------ the loaded model beside the plan
+# /api/ps as a real server answers it (nirmato/nirmato-ollama issue 13, `curl localhost:11434/api/ps`,
+# Aug 2025: gemma3 fully on the GPU, size == size_vram); the tests below set size and size_vram.
+REAL_PS = {
+    "name": "gemma3:latest",
+    "model": "gemma3:latest",
+    "size": 5964735424,
+    "size_vram": 5964735424,
+    "expires_at": "2025-08-08T00:07:26.817827822+02:00",
+}
+
+
+def test_launch_verifies_the_loaded_size_against_the_plan(
+    run: Callable[..., Result], tmp_path: Path, server: FakeOllama
+) -> None:
+    res = launch(run, tmp_path, "--json")
+    assert res.exit_code == 0, res.output
+    v = json.loads(res.stdout)["verified"]
+    assert v["ok"] is True
+    parts = {p["part"]: p for p in v["parts"]}
+    assert parts["total"]["measured"] == parts["on the GPUs"]["measured"] == 2 * 1024 * MiB
+    # the plan's own figures, each within the tolerance of the parts it sums (3 % to 25 %)
+    assert 0.03 <= parts["total"]["tolerance"] <= 0.25
+    assert abs(parts["on the GPUs"]["error"]) <= parts["on the GPUs"]["tolerance"]
+    assert "verified: every part within its tolerance" in res.stderr
+
+
+def test_a_loaded_size_beyond_the_tolerance_exits_1(
+    run: Callable[..., Result], tmp_path: Path, server: FakeOllama
+) -> None:
+    server.ps_size = server.ps_size_vram = REAL_PS["size"]  # a 4.3B model's size: far above the plan
+    res = launch(run, tmp_path)
+    assert res.exit_code == 1
+    assert "MISS" in res.stdout
+    assert res.stderr.splitlines()[-1].startswith(
+        "Error: the server ran, but its memory missed the plan beyond docs/accuracy.md's tolerances: total"
+    )
+
+
+def test_a_partial_offload_is_noted(run: Callable[..., Result], tmp_path: Path, server: FakeOllama) -> None:
+    server.ps_size_vram = 1024 * MiB
+    res = launch(run, tmp_path, "--json")
+    v = json.loads(res.stdout)["verified"]
+    assert any("in host memory" in n for n in v["notes"])
+    assert {p["part"]: p["ok"] for p in v["parts"]}["on the GPUs"] is False
+
+
+def test_no_verify_compares_nothing(run: Callable[..., Result], tmp_path: Path, server: FakeOllama) -> None:
+    server.ps_size = server.ps_size_vram = REAL_PS["size"]
+    res = launch(run, tmp_path, "--json", "--no-verify")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout).get("verified") is None

@@ -305,10 +305,12 @@ def test_gguf_deploys_with_llama_cpp_only(run: Callable[..., Result], tmp_path: 
     assert res.output.strip().splitlines()[-1].startswith("Error: ")
 
 
-def test_no_verify_goes_with_a_llama_cpp_launch(run: Callable[..., Result], tmp_path: Path) -> None:
+def test_no_verify_goes_with_a_launch(run: Callable[..., Result], tmp_path: Path) -> None:
     res = run("deploy", "r1-1.5b", "--target", "llama.cpp", "--no-verify", "--out", str(tmp_path))
     assert res.exit_code == 2
-    assert res.output.strip() == "Error: --no-verify goes with --launch and --target llama.cpp"
+    assert res.output.strip() == (
+        "Error: --no-verify goes with --launch and --target ollama, vllm, sglang, llama.cpp, k8s"
+    )
 
 
 def test_a_catalog_quant_without_a_repo_names_those_with_one(

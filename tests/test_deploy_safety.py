@@ -288,8 +288,8 @@ def test_default_out_folder(
             "Error: --target ollama runs ollama; drop --runtime vllm",
         ),
         (
-            ["r1-1.5b", "--target", "k8s", "--runtime", "sglang"],
-            "Error: --target k8s runs vllm or ollama, not sglang",
+            ["r1-1.5b", "--target", "sglang", "--runtime", "vllm"],
+            "Error: --target sglang runs sglang; drop --runtime vllm",
         ),
         (
             ["r1-1.5b", "--target", "vllm"],
@@ -340,8 +340,12 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         recorded.append(argv)
         return 0
 
+    def no_output(argv: list[str], timeout_s: float) -> tuple[int, str]:
+        pytest.fail(f"these tests read no server log, yet the launch ran {argv}")
+
     monkeypatch.setattr(launch_mod, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(launch_mod, "run_command", fake_run)
+    monkeypatch.setattr(launch_mod, "command_output", no_output)
     return recorded
 
 
@@ -350,8 +354,9 @@ def test_k8s_launch_applies_the_folder(
 ) -> None:
     out = tmp_path / "b"
     res = deploy(
-        run, out, "r1-32b", "--target", "k8s", "--gpu", "h100:2", "--launch", "--dry-run-first", "--json"
-    )
+        run, out, "r1-32b", "--target", "k8s", "--gpu", "h100:2", "--launch", "--dry-run-first", "--json",
+        "--no-verify",
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert calls == [
         ["/usr/bin/kubectl", "apply", "--dry-run=client", "-f", str(out)],
@@ -376,7 +381,8 @@ def test_vllm_launch_uses_docker_compose(
     run: Callable[..., Result], tmp_path: Path, calls: list[list[str]]
 ) -> None:
     out = tmp_path / "b"
-    res = deploy(run, out, "r1-32b", "--target", "vllm", "--gpu", "h100:2", "--launch")
+    # --no-verify: the log it reads afterwards is tests/test_deploy_launch_verify.py's
+    res = deploy(run, out, "r1-32b", "--target", "vllm", "--gpu", "h100:2", "--launch", "--no-verify")
     assert res.exit_code == 0, res.output
     assert calls == [["/usr/bin/docker", "compose", "-f", str(out / "docker-compose.yaml"), "up", "-d"]]
 
@@ -522,6 +528,7 @@ def test_start_hint_is_shell_quoted(
     out = tmp_path / "my bundle" / "it's $HOME; `id`"
     res = deploy(run, out, *args)
     assert res.exit_code == 0, res.output
-    (hint,) = [ln.removeprefix("start: ") for ln in res.stdout.splitlines() if ln.startswith("start: ")]
+    lines = res.stdout.replace(" \\\n    ", " ").splitlines()  # a long command wraps with continuations
+    (hint,) = [ln.removeprefix("start: ") for ln in lines if ln.startswith("start: ")]
     first = hint.removeprefix("on each node: ").split("   (or ")[0].split(" && ")[0]
     assert shlex.split(first) == command(out)

@@ -58,8 +58,9 @@ def test_runtimes_a_target_runs_by_itself_get_deploy_commands() -> None:
 def test_a_target_refuses_a_runtime_it_does_not_run() -> None:
     with pytest.raises(PlanError, match="--target vllm runs vllm; drop --runtime ollama"):
         get_target("vllm").runtime_for(Runtime.OLLAMA)
-    with pytest.raises(PlanError, match="--target k8s runs vllm or ollama, not sglang"):
-        get_target("k8s").runtime_for(Runtime.SGLANG)
+    with pytest.raises(PlanError, match=r"--target sglang runs sglang; drop --runtime llama\.cpp"):
+        get_target("sglang").runtime_for(Runtime.LLAMA_CPP)
+    assert get_target("k8s").runtime_for(Runtime.SGLANG) is Runtime.SGLANG
     assert get_target("k8s").runtime_for(None) is Runtime.VLLM
 
 

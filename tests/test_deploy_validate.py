@@ -302,6 +302,11 @@ def test_every_vllm_flag_was_checked_against_vllm(run: Callable[..., Result], tm
             used |= vllm_flags_in(" ".join(doc["spec"]["template"]["spec"]["containers"][0]["args"]))
         if doc["kind"] == "LeaderWorkerSet":
             for t in ("leaderTemplate", "workerTemplate"):
+                if doc["spec"]["leaderWorkerTemplate"][t]["spec"]["containers"][0]["command"] != [
+                    "vllm",
+                    "serve",
+                ]:
+                    continue  # SGLang's (tests/test_deploy_k8s_runtimes.py)
                 args = doc["spec"]["leaderWorkerTemplate"][t]["spec"]["containers"][0]["args"]
                 used |= vllm_flags_in(" ".join(args))
     assert used <= set(VERIFIED_VLLM_FLAGS), sorted(used - set(VERIFIED_VLLM_FLAGS))

@@ -20,17 +20,21 @@ from vramplan.estimate import Request, estimate
 from vramplan.hardware import GPUChoice, Machine, ProbedGPU, gpu_spec, parse_gpu
 from vramplan.quantmix import tensor_bytes
 from vramplan.recommend import (
+    DEFAULT_MIN_SPEED,
     MIN_CONTEXT,
+    QUALITY_NOISE,
     Candidate,
     Options,
+    PlannedMachine,
     Recommendation,
-    Target,
     headroom_from_percent,
+    loss_class,
+    machine_for,
+    quality_groups,
     quality_score,
     quant_rank,
     rank_key,
     recommend,
-    target_for,
 )
 from vramplan.runtimes import Runtime, usable_fraction
 from vramplan.speed import HOST_BANDWIDTH_GBPS, bytes_read_per_token, tokens_per_second
@@ -38,11 +42,11 @@ from vramplan.speed import HOST_BANDWIDTH_GBPS, bytes_read_per_token, tokens_per
 GiB = 1 << 30
 
 
-def gpu_target(name: str, **kw: object) -> Target:
-    return target_for(None, parse_gpu(name), **kw)  # type: ignore[arg-type]
+def gpu_machine(name: str, **kw: object) -> PlannedMachine:
+    return machine_for(None, parse_gpu(name), **kw)  # type: ignore[arg-type]
 
 
-def rec(catalog: Catalog, target: Target, **kw: object) -> Recommendation:
+def rec(catalog: Catalog, target: PlannedMachine, **kw: object) -> Recommendation:
     kw.setdefault("deploy_targets", deploy_targets())  # as the CLI passes them
     return recommend(catalog, target, Options(**kw))  # type: ignore[arg-type]
 
@@ -93,21 +97,94 @@ def test_quant_rank(catalog: Catalog, model: str, quant: str, rank: int) -> None
     assert quant_rank(v, v.quant(quant)) == rank
 
 
-def test_ranked_by_quality_then_quantization_then_speed(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h200:8"), per_model=0, top=1000)
+def test_ranked_by_quality_beyond_the_noise_then_speed(catalog: Catalog) -> None:
+    r = rec(catalog, gpu_machine("h200:8"), per_model=0, top=1000, min_speed=0)
     keys = [rank_key(c) for c in r.candidates]
     assert keys == sorted(keys)
     for a, b in zip(r.candidates, r.candidates[1:], strict=False):
-        qa, qb = a.quality or 0.0, b.quality or 0.0
-        assert qa >= qb
-        if qa == qb:
-            assert a.quant_rank <= b.quant_rank
-            if a.quant_rank == b.quant_rank:
+        assert a.quality_group <= b.quality_group
+        if a.quality_group == b.quality_group:
+            assert loss_class(a.quant_rank) <= loss_class(b.quant_rank)
+            if loss_class(a.quant_rank) == loss_class(b.quant_rank):
                 assert (a.tokens_per_second or 0) >= (b.tokens_per_second or 0)
 
 
+def test_quality_groups_follow_the_noise(catalog: Catalog) -> None:
+    """Scores within QUALITY_NOISE (2 %) of a group's highest are one quality: the 70B and 32B
+    distills (67.60, 67.35) and R1-Zero beside the 0528 8B (72.15, 73.55); the 14B (64.40) and R1
+    (75.65) are not within it of their neighbours."""
+    assert QUALITY_NOISE == 0.02
+    scores = {v.id: quality_score(v) for v in catalog.variants}
+    groups = quality_groups(scores.values())
+    g = {k: groups[s] for k, s in scores.items()}
+    assert g["deepseek-r1-distill-llama-70b"] == g["deepseek-r1-distill-qwen-32b"]
+    assert g["deepseek-r1-zero"] == g["deepseek-r1-0528-qwen3-8b"]
+    assert g["deepseek-r1-distill-qwen-14b"] == g["deepseek-r1-distill-qwen-32b"] + 1
+    assert g["deepseek-r1"] < g["deepseek-r1-0528-qwen3-8b"]
+    assert g["deepseek-r1-0528"] == 0 and groups[None] == max(g.values()) + 1
+    assert [loss_class(r) for r in range(5)] == [0, 0, 2, 3, 4]  # 16- and 8-bit are one
+
+
+def test_rtx_4090_with_host_ram_ranks_speed_inside_the_noise(catalog: Catalog) -> None:
+    """The issue's case: one RTX 4090 and 192 GiB of host RAM. The 70B in f16 (an upper bound of
+    0.6 tokens/s) used to rank first among the distills; f16 and q8_0 are one quality, so q8_0, at
+    twice the speed, ranks above it, and both are below the 10 tokens/s bound that reads at reading
+    speed: listed apart as slow. The 32B (one quality with the 70B) in q8_0, partly in host RAM at a
+    bound of 5.3 tokens/s, is slow too: its Q4_K_M on the GPU (45 tokens/s) is the 32B ranked."""
+    r = rec(catalog, gpu_machine("rtx-4090", host_memory_bytes=192 * GiB))
+    assert r.options.min_speed == DEFAULT_MIN_SPEED == 10.0
+    assert all(not c.slow and (c.tokens_per_second or 0) >= 10.0 for c in r.candidates)
+    assert all(c.slow and (c.tokens_per_second or 0) < 10.0 for c in r.slow)
+    f16 = next(c for c in r.slow if c.variant.id == "deepseek-r1-distill-llama-70b" and c.quant.name == "f16")
+    q8 = next(c for c in r.slow if c.variant.id == "deepseek-r1-distill-llama-70b" and c.quant.name == "q8_0")
+    assert f16.tokens_per_second == pytest.approx(0.6, abs=0.05)
+    assert q8.tokens_per_second == pytest.approx(1.4, abs=0.05)
+    assert r.slow.index(q8) < r.slow.index(f16)
+    r32 = next(c for c in r.slow if c.variant.id == "deepseek-r1-distill-qwen-32b" and c.quant.name == "q8_0")
+    assert r32.tokens_per_second == pytest.approx(5.3, abs=0.05)
+    assert r.slow.index(r32) < r.slow.index(q8)  # same quality, faster
+    # the 0528 8B (73.55) is more than the noise above the 32B (67.35): it ranks first, and its q8_0
+    # (78 tokens/s) above its bf16 (59); then the 32B that decodes at a usable speed
+    top = [(c.variant.id, c.quant.name) for c in r.candidates[:3]]
+    assert top == [
+        ("deepseek-r1-0528-qwen3-8b", "q8_0"),
+        ("deepseek-r1-0528-qwen3-8b", "bf16"),
+        ("deepseek-r1-distill-qwen-32b", "q4_K_M"),
+    ]
+
+
+def test_quality_wins_beyond_the_noise(catalog: Catalog) -> None:
+    """A gap larger than the noise beats speed: the 32B in q8_0 (67.35, 5.3 tokens/s) above the 14B in
+    fp8 (64.40, 4.4 % lower, 60 tokens/s), and a 4-bit 32B (Q4_K_M, up to 3 % lost) below its q8_0
+    though 8 times faster (at --min-speed 5, where the 32B q8_0 is not slow)."""
+    r = rec(catalog, gpu_machine("rtx-4090", host_memory_bytes=192 * GiB), min_speed=5)
+    r32 = row(r, "deepseek-r1-distill-qwen-32b", "q8_0")
+    q4 = row(r, "deepseek-r1-distill-qwen-32b", "q4_K_M")
+    r14 = row(r, "deepseek-r1-distill-qwen-14b", "fp8")
+    assert (r14.tokens_per_second or 0) > 10 * (r32.tokens_per_second or 0)
+    assert (q4.tokens_per_second or 0) > 8 * (r32.tokens_per_second or 0)
+    order = list(r.candidates)
+    assert order.index(r32) < order.index(q4) < order.index(r14)
+
+
+def test_min_speed_moves_plans_apart(catalog: Catalog) -> None:
+    t = gpu_machine("rtx-4090", host_memory_bytes=192 * GiB)
+    everything = rec(catalog, t, min_speed=0, per_model=0, top=1000)
+    assert everything.slow == () and everything.slow_rows == 0
+    split = rec(catalog, t, min_speed=50, per_model=0, top=1000)
+    assert split.candidates and split.slow
+    assert all((c.tokens_per_second or 0) >= 50 for c in split.candidates)
+    assert all((c.tokens_per_second or 0) < 50 for c in split.slow)
+    # the same rows, split in two, each part in the order of the whole
+    whole = [(c.variant.id, c.quant_rank) for c in everything.candidates]
+    for part in (split.candidates, split.slow):
+        keys = [(c.variant.id, c.quant_rank) for c in part]
+        assert keys == [k for k in whole if k in keys]
+    assert len(split.candidates) + len(split.slow) == len(everything.candidates)
+
+
 def test_h200_node_ranks_a_671b_first(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h200:8"))
+    r = rec(catalog, gpu_machine("h200:8"))
     first = r.candidates[0]
     assert (first.variant.id, first.quant.name, first.runtime, first.gpus_used) == (
         "deepseek-r1-0528",
@@ -134,20 +211,20 @@ def test_h200_node_ranks_a_671b_first(catalog: Catalog) -> None:
 
 
 def test_rows_group_runtimes_and_limit_per_model(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h200:8"))
+    r = rec(catalog, gpu_machine("h200:8"))
     assert len(r.candidates) == 10
     per_model: dict[str, int] = {}
     for c in r.candidates:
         per_model[c.variant.id] = per_model.get(c.variant.id, 0) + 1
         assert all(a.variant.id == c.variant.id and a.quant_rank == c.quant_rank for a in c.alternatives)
     assert max(per_model.values()) == 2
-    everything = rec(catalog, gpu_target("h200:8"), per_model=0, top=1000)
+    everything = rec(catalog, gpu_machine("h200:8"), per_model=0, top=1000)
     assert everything.rows > r.rows
 
 
 def test_fewest_gpus_that_hold_the_plan(catalog: Catalog) -> None:
     """The 70B in bf16 (131 GiB of weights) needs 2 of 8 H200s; the 8B fits on 1 of them."""
-    r = rec(catalog, gpu_target("h200:8"), per_model=0, top=1000)
+    r = rec(catalog, gpu_machine("h200:8"), per_model=0, top=1000)
     r70 = next(
         c for c in r.candidates if c.variant.id == "deepseek-r1-distill-llama-70b" and c.quant.name == "bf16"
     )
@@ -165,7 +242,7 @@ def test_fewest_gpus_that_hold_the_plan(catalog: Catalog) -> None:
 
 
 def test_rtx_4090_ranks_only_what_fits_24_gb(catalog: Catalog) -> None:
-    t = gpu_target("rtx-4090")
+    t = gpu_machine("rtx-4090")
     r = rec(catalog, t, context=8192, per_model=0, top=1000)
     assert r.candidates
     budget = int(gpu_spec("rtx-4090").memory_bytes * 0.92 * 0.9)  # vLLM's default share, less 10 %
@@ -177,15 +254,15 @@ def test_rtx_4090_ranks_only_what_fits_24_gb(catalog: Catalog) -> None:
     first = r.candidates[0]
     assert (first.variant.id, first.quant.name, first.runtime) == (
         "deepseek-r1-0528-qwen3-8b",
-        "bf16",
-        Runtime.VLLM,
+        "q8_0",  # one quality with bf16 (8-bit is inside the noise), and faster
+        Runtime.OLLAMA,
     )
 
 
 def test_headroom_decides_a_close_fit(catalog: Catalog) -> None:
     """The 8B in bf16 on vLLM takes 19.1 GiB of a 4090 at 8192 tokens: inside 10 % headroom
     (0.92 x 24564 MiB x 0.9 = 19.86 GiB), outside 20 % (17.65 GiB)."""
-    t = gpu_target("rtx-4090")
+    t = gpu_machine("rtx-4090")
     opts = {
         "context": 8192,
         "models": ("deepseek-r1-0528-qwen3-8b",),
@@ -204,7 +281,7 @@ def test_headroom_decides_a_close_fit(catalog: Catalog) -> None:
 
 
 def test_no_gpu_plans_host_ram_and_says_so(catalog: Catalog) -> None:
-    t = target_for(NO_GPU_MACHINE, None)
+    t = machine_for(NO_GPU_MACHINE, None)
     assert t.cpu_only and t.host_memory_bytes == 64 * GiB
     assert t.notes[-1].startswith(
         "no GPU found: planning for host RAM (CPU inference) with llama.cpp and Ollama"
@@ -215,20 +292,23 @@ def test_no_gpu_plans_host_ram_and_says_so(catalog: Catalog) -> None:
         assert c.cpu_plan and c.runtime.is_ggml and c.gpus_used == 0
         assert c.reason.startswith("fits in host RAM (CPU inference)")
         assert c.estimate.host.total_bytes <= 64 * GiB * 0.9
+    # on dual-channel DDR5 the 8B's q8_0 reads at a bound of 8.8 tokens/s, under --min-speed: its
+    # 4-bit ranks, and the q8_0 is listed as fits but slow
     first = r.candidates[0]
     assert (first.variant.id, first.quant.name, first.runtime) == (
         "deepseek-r1-0528-qwen3-8b",
-        "f16",
+        "q4_K_M",
         Runtime.OLLAMA,
     )
     assert first.deploy_command == (
-        "vramplan", "deploy", "deepseek-r1-0528-qwen3-8b", "--target", "ollama", "--quant", "f16", "--context", "4096",
+        "vramplan", "deploy", "deepseek-r1-0528-qwen3-8b", "--target", "ollama", "--quant", "q4_K_M", "--context", "4096",
     )  # fmt: skip
+    assert any(c.variant.id == first.variant.id and c.quant.name == "q8_0" for c in r.slow)
 
 
 def test_context_lowered_to_fit_not_below_the_floor(catalog: Catalog) -> None:
     """Without --context, llama.cpp's default (the trained 131072) is lowered to the largest that fits."""
-    r = rec(catalog, target_for(NO_GPU_MACHINE, None), per_model=0, top=1000)
+    r = rec(catalog, machine_for(NO_GPU_MACHINE, None), per_model=0, top=1000, min_speed=0)
     c = row(r, "deepseek-r1-distill-llama-70b", "q4_K_M")
     lc = (
         c
@@ -248,7 +328,7 @@ def test_probed_gpus_and_their_commands(catalog: Catalog) -> None:
     gpus = tuple(
         ProbedGPU(i, "NVIDIA GeForce RTX 4090", card.memory_bytes, card.memory_bytes, card) for i in range(2)
     )
-    t = target_for(Machine(gpus, 128 * GiB, 32, ()), None)
+    t = machine_for(Machine(gpus, 128 * GiB, 32, ()), None)
     assert (t.gpu, t.gpus_per_node, t.host_memory_bytes, t.probed) == (card, 2, 128 * GiB, True)
     r = recommend(catalog, t, Options(context=8192, deploy_targets=deploy_targets()))
     for c in every(r):
@@ -263,7 +343,7 @@ def test_probed_gpus_and_their_commands(catalog: Catalog) -> None:
 
 
 def test_h100_node_explains_fp8_671b(catalog: Catalog) -> None:
-    r = rec(catalog, gpu_target("h100-80gb:8"))
+    r = rec(catalog, gpu_machine("h100-80gb:8"))
     assert all(c.variant.architecture.num_hidden_layers for c in r.candidates)
     r1 = next(m for m in r.misfits if m.variant.id == "deepseek-r1")
     assert (r1.quant.name, r1.runtime, r1.fits) == ("fp8", Runtime.VLLM, False)
@@ -274,7 +354,7 @@ def test_h100_node_explains_fp8_671b(catalog: Catalog) -> None:
     zero = next(m for m in r.misfits if m.variant.id == "deepseek-r1-zero")  # no smaller quantization
     assert zero.reason.endswith("; needs 2 nodes of h100-80gb:8 (--nodes 2)")
     # and two nodes do fit, as said
-    two = rec(catalog, gpu_target("h100-80gb:8", nodes=2), models=("deepseek-r1",), quants=("fp8",))
+    two = rec(catalog, gpu_machine("h100-80gb:8", nodes=2), models=("deepseek-r1",), quants=("fp8",))
     assert [(c.runtime, c.gpus_used, c.estimate.topology.pipeline_parallel) for c in two.candidates] == [
         (Runtime.VLLM, 16, 2)
     ]
@@ -282,7 +362,11 @@ def test_h100_node_explains_fp8_671b(catalog: Catalog) -> None:
 
 def test_explains_more_gpus_in_the_node(catalog: Catalog) -> None:
     r = rec(
-        catalog, gpu_target("l40s"), context=8192, models=("deepseek-r1-distill-llama-70b",), quants=("bf16",)
+        catalog,
+        gpu_machine("l40s"),
+        context=8192,
+        models=("deepseek-r1-distill-llama-70b",),
+        quants=("bf16",),
     )
     assert r.candidates == ()
     (m,) = r.misfits
@@ -292,7 +376,7 @@ def test_explains_more_gpus_in_the_node(catalog: Catalog) -> None:
 def test_explains_a_shorter_context(catalog: Catalog) -> None:
     r = rec(
         catalog,
-        gpu_target("rtx-4090"),
+        gpu_machine("rtx-4090"),
         context=131072,
         models=("deepseek-r1-0528-qwen3-8b",),
         quants=("bf16",),
@@ -308,7 +392,7 @@ def test_explains_a_shorter_context(catalog: Catalog) -> None:
 
 def test_explains_a_smaller_quantization_in_host_ram(catalog: Catalog) -> None:
     r = recommend(
-        catalog, target_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1-distill-qwen-32b",))
+        catalog, machine_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1-distill-qwen-32b",))
     )
     (m,) = r.misfits
     assert (m.quant.name, m.fits) == ("f16", False)
@@ -321,10 +405,11 @@ def test_explains_a_smaller_quantization_in_host_ram(catalog: Catalog) -> None:
 
 def test_partial_offload_of_layers(catalog: Catalog) -> None:
     """The 70B q4_K_M (43 GB) on one 4090 with 128 GiB of RAM: as many layers on the GPU as fit."""
-    t = gpu_target("rtx-4090", host_memory_bytes=128 * GiB)
+    t = gpu_machine("rtx-4090", host_memory_bytes=128 * GiB)
     r = rec(catalog, t, context=8192, models=("deepseek-r1-distill-llama-70b",), quants=("q4_K_M",))
-    (c,) = r.candidates
-    assert (c.runtime, c.offload) == (Runtime.OLLAMA, "layers")
+    assert r.candidates == ()  # below 5 tokens/s: fits, but slow
+    (c,) = r.slow
+    assert (c.runtime, c.offload, c.slow) == (Runtime.OLLAMA, "layers", True)
     k = c.request.gpu_layers
     assert k is not None and 1 <= k <= 80
     assert c.reason == f"{k} of 81 layers on the GPU (--gpu-layers {k}), the rest in host RAM"
@@ -342,7 +427,7 @@ def test_partial_offload_of_layers(catalog: Catalog) -> None:
 def test_moe_experts_in_host_ram(catalog: Catalog) -> None:
     """The 671B's smallest GGUF on 4 x RTX 4090: llama.cpp keeps the routed experts of the first N
     blocks in host RAM (--n-cpu-moe N) when that is faster than moving whole layers."""
-    t = gpu_target("rtx-4090:4", host_memory_bytes=256 * GiB)
+    t = gpu_machine("rtx-4090:4", host_memory_bytes=256 * GiB)
     r = rec(
         catalog, t, context=4096, models=("deepseek-r1",), quants=("UD-IQ1_S",), runtimes=(Runtime.LLAMA_CPP,)
     )
@@ -447,44 +532,44 @@ def test_cpu_plan_speed_uses_host_bandwidth(catalog: Catalog) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda c: target_for(None, parse_gpu("h100:8"), nodes=0), "--nodes must be at least 1, got 0"),
+        (lambda c: machine_for(None, parse_gpu("h100:8"), nodes=0), "--nodes must be at least 1, got 0"),
         (
-            lambda c: target_for(NO_GPU_MACHINE, None, nodes=2),
+            lambda c: machine_for(NO_GPU_MACHINE, None, nodes=2),
             "--nodes needs --gpu NAME:COUNT to say what each node holds",
         ),
         (
-            lambda c: target_for(None, parse_gpu("h100:8"), host_bandwidth_gbps=0),
+            lambda c: machine_for(None, parse_gpu("h100:8"), host_bandwidth_gbps=0),
             "--host-bandwidth must be a positive number of GB/s, got 0",
         ),
         (
-            lambda c: target_for(Machine((), None, 4, ()), None),
+            lambda c: machine_for(Machine((), None, 4, ()), None),
             "no GPU found and the host RAM is unknown: give --host-memory GIB or --gpu NAME",
         ),
         (lambda c: headroom_from_percent(95), "--headroom must be at least 0 and below 90 (percent), got 95"),
         (lambda c: headroom_from_percent(-1), "--headroom must be at least 0 and below 90 (percent), got -1"),
         (
-            lambda c: recommend(c, target_for(NO_GPU_MACHINE, None), Options(runtimes=(Runtime.VLLM,))),
+            lambda c: recommend(c, machine_for(NO_GPU_MACHINE, None), Options(runtimes=(Runtime.VLLM,))),
             "vllm needs a GPU and none was found; plan for one with --gpu NAME[:COUNT]",
         ),
         (
             lambda c: recommend(
-                c, target_for(None, parse_gpu("h100:8"), nodes=2), Options(runtimes=(Runtime.OLLAMA,))
+                c, machine_for(None, parse_gpu("h100:8"), nodes=2), Options(runtimes=(Runtime.OLLAMA,))
             ),
             "ollama run on one node; --nodes needs vllm or sglang",
         ),
-        (lambda c: recommend(c, gpu_target("l4"), Options(top=0)), "--top must be at least 1, got 0"),
+        (lambda c: recommend(c, gpu_machine("l4"), Options(top=0)), "--top must be at least 1, got 0"),
         (
-            lambda c: recommend(c, gpu_target("l4"), Options(concurrency=0)),
+            lambda c: recommend(c, gpu_machine("l4"), Options(concurrency=0)),
             "--concurrency must be at least 1, got 0",
         ),
         (
             lambda c: recommend(
-                c, gpu_target("l4"), Options(models=("deepseek-r1-distill-qwen-7b",), quants=("q3_K_S",))
+                c, gpu_machine("l4"), Options(models=("deepseek-r1-distill-qwen-7b",), quants=("q3_K_S",))
             ),
             "no quantization named q3_k_s among the models planned; known: bf16, f16, fp8, gptq-int4, q4_K_M, q8_0",
         ),
         (
-            lambda c: recommend(c, gpu_target("l4"), Options(models=("deepseek-r2",))),
+            lambda c: recommend(c, gpu_machine("l4"), Options(models=("deepseek-r2",))),
             "unknown model 'deepseek-r2'; did you mean deepseek-r1, deepseek-r1:32b, deepseek-r1-0528?",
         ),
     ],
@@ -504,10 +589,10 @@ def test_unknown_gpu_names_the_closest(catalog: Catalog) -> None:
 
 
 def test_model_filter_with_an_ollama_tag(catalog: Catalog) -> None:
-    r = recommend(catalog, target_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1:7b",)))
+    r = recommend(catalog, machine_for(NO_GPU_MACHINE, None), Options(models=("deepseek-r1:7b",)))
     assert {(c.variant.id, c.quant.name) for c in r.candidates} == {("deepseek-r1-distill-qwen-7b", "q4_K_M")}
     with pytest.raises(UnknownModelError):
-        recommend(catalog, target_for(NO_GPU_MACHINE, None), Options(quants=("q9_9",)))
+        recommend(catalog, machine_for(NO_GPU_MACHINE, None), Options(quants=("q9_9",)))
 
 
 # --------------------------------------------------------------------------- speed of recommend
@@ -518,8 +603,8 @@ def test_whole_catalog_is_fast(catalog: Catalog) -> None:
     here is loose for slow, shared CI machines (benchmarks/latency.py measures the command)."""
     t0 = time.perf_counter()
     for name in ("h200:8", "h100-80gb:8", "l40s:4", "rtx-4090"):
-        recommend(catalog, gpu_target(name), Options())
-    recommend(catalog, target_for(NO_GPU_MACHINE, None), Options())
+        recommend(catalog, gpu_machine(name), Options())
+    recommend(catalog, machine_for(NO_GPU_MACHINE, None), Options())
     assert time.perf_counter() - t0 < 4.0
 
 
@@ -527,7 +612,7 @@ def test_probed_gpu_missing_from_the_table(catalog: Catalog) -> None:
     """A card vramplan's table lacks: planned with its NVML memory, whole-machine plans only (no
     command could name a subset), no speed bound (its bandwidth is unknown)."""
     gpus = tuple(ProbedGPU(i, "NVIDIA Future GPU", 48 * GiB, 48 * GiB, None) for i in range(2))
-    t = target_for(Machine(gpus, 64 * GiB, 16, ()), None)
+    t = machine_for(Machine(gpus, 64 * GiB, 16, ()), None)
     assert (t.gpu.name if t.gpu else None, t.named_gpu) == ("nvidia-future-gpu", False)
     assert t.notes == ("NVIDIA Future GPU's memory bandwidth is not in vramplan's table: no speed bound",)
     r = recommend(catalog, t, Options(context=8192, per_model=0, top=1000))
@@ -556,7 +641,7 @@ def test_nothing_recommended_exceeds_its_budget(
     """Every plan recommended keeps each GPU within headroom of what its runtime may use, and the host
     part within headroom of host RAM; every misfit is over on some device."""
     spec = gpu_spec(gpu)
-    t = target_for(None, GPUChoice(spec, count), host_memory_bytes=host * GiB if host else None)
+    t = machine_for(None, GPUChoice(spec, count), host_memory_bytes=host * GiB if host else None)
     r = recommend(
         load_catalog(), t, Options(context=context, headroom=headroom, models=(model,), per_model=0)
     )
@@ -578,14 +663,34 @@ def test_nothing_recommended_exceeds_its_budget(
 @pytest.mark.parametrize("gpu", ["h200:8", "h100-80gb:8", "l40s:4"])
 def test_stopping_early_changes_nothing_shown(catalog: Catalog, gpu: str) -> None:
     """Variants ranked below a full --top are not planned; what is shown is what a full plan shows."""
-    short = rec(catalog, gpu_target(gpu))
-    full = rec(catalog, gpu_target(gpu), top=1000)
+    short = rec(catalog, gpu_machine(gpu))
+    full = rec(catalog, gpu_machine(gpu), top=1000)
     assert not short.complete and full.complete and short.planned < full.planned == 110
     key = [(c.variant.id, c.quant.name, c.runtime, c.gpus_used, c.estimate.context) for c in short.candidates]
     assert key == [
         (c.variant.id, c.quant.name, c.runtime, c.gpus_used, c.estimate.context) for c in full.candidates[:10]
     ]
     assert [m.reason for m in short.misfits] == [m.reason for m in full.misfits][: len(short.misfits)]
+
+
+# --------------------------------------------------------------------------- the package
+
+
+def test_package_import_surface() -> None:
+    """recommend is a package; `from vramplan.recommend import ...` gives its public API, and its machine
+    is no longer called Target (deploy's Target is another thing)."""
+    import importlib
+
+    import vramplan.recommend as package
+
+    assert package.__file__ is not None and package.__file__.endswith("recommend/__init__.py")
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
+    for module in ("machine", "options", "quality", "plan", "offload", "search", "misfit", "commands"):
+        importlib.import_module(f"vramplan.recommend.{module}")
+    assert not hasattr(package, "Target") and not hasattr(package, "target_for")
+    assert package.machine_for is package.machine.machine_for  # type: ignore[attr-defined]
+    assert {"PlannedMachine", "machine_for", "recommend", "Options", "rank_key"} <= set(package.__all__)
 
 
 def test_fit_reasons_count_in_words(run: Callable[..., Result]) -> None:

@@ -318,9 +318,17 @@ ALLOWED = {
     ("check.py", "choices_from_log"): "the log format: which settings each runtime's log states",
     ("check.py", "_torch_parts"): "the log format: the line that states the KV pool (vLLM vs SGLang)",
     ("check.py", "check_log"): "the log format: ggml buffers per device vs per-rank figures",
-    ("deploy/k8s.py", "files"): "deploy: the Kubernetes target writes a vLLM or an Ollama server",
+    (
+        "deploy/k8s.py",
+        "files",
+    ): "deploy: the Kubernetes target writes a vLLM, SGLang, llama.cpp or Ollama server",
+    ("deploy/k8s.py", "_processes"): "deploy: the processes each server runs, for its pod's vCPUs and memory",
+    ("deploy/k8s.py", "_api_port"): "deploy: the port each server listens on",
+    ("deploy/k8s.py", "server_command"): "deploy: the container command of the SGLang and llama.cpp pods",
+    ("deploy/k8s.py", "template_values"): "deploy: the SGLang and llama.cpp pods' command lines",
     ("deploy/k8s.py", "pod_sizes"): "deploy: a pod's vCPUs and host memory for the server's processes",
     ("deploy/k8s.py", "run_as"): "deploy: the user each server's image runs as",
+    ("deploy/verify.py", "verify_kubectl"): "deploy: Ollama logs no memory at start, so no log is read",
     ("logs/identify.py", "identify"): "log readers: GGUF names and hparams appear only in ggml logs",
     ("logs/identify.py", "_check_named_model"): "log readers: the model's shape is printed only in ggml logs",
 }

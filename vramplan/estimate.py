@@ -1012,7 +1012,12 @@ def _notes(req: Request, st: _Static, est: Estimate, context: int) -> list[str]:
             f"{_gib(fixed)} of {_gib(g.usable_bytes or 0)} usable, before any KV cache"
         )
     if est.fits is False:
-        worst = max(est.per_gpu or (est.host,), key=lambda d: d.total_bytes - (d.usable_bytes or 0))
+        # the device that overflows most: a GPU, or the host RAM of an offload plan when it is known
+        devices = [
+            *est.per_gpu,
+            *([est.host] if est.host.usable_bytes is not None or not est.per_gpu else []),
+        ]
+        worst = max(devices, key=lambda d: d.total_bytes - (d.usable_bytes or 0))
         where = "host RAM" if worst.index == HOST else f"GPU {worst.index}"
         notes.append(
             f"does not fit: {where} needs {_gib(worst.total_bytes)} of {_gib(worst.usable_bytes or 0)} usable"

@@ -29,7 +29,7 @@ from vramplan.runtimes import Runtime
 
 _TARGET_HELP = "What to write: " + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values()) + "."
 _RUNTIME_HELP = "; ".join(
-    f"{t.name}: {' (default) or '.join(r.value for r in t.runtimes)}"
+    f"{t.name}: {t.runtimes[0].value} (default), {', '.join(r.value for r in t.runtimes[1:])}"
     for t in TARGETS.values()
     if len(t.runtimes) > 1
 )
@@ -54,7 +54,7 @@ _RUNTIME_HELP = "; ".join(
     help=f"Targets that run several runtimes only ({_RUNTIME_HELP}).",
 )
 @gpu_option
-@nodes_option("Nodes (vLLM).")
+@nodes_option("Nodes (vLLM, SGLang).")
 @context_option("Tokens per request (default: what the runtime would use; written down either way).")
 @concurrency_option
 @click.option(
@@ -118,12 +118,13 @@ _RUNTIME_HELP = "; ".join(
     "--launch",
     is_flag=True,
     help="Start it: Ollama client, docker compose / serve.sh, kubectl; llama.cpp: a local llama-server "
-    "(VRAMPLAN_LLAMA_SERVER or on PATH) on 127.0.0.1, asked once, its startup log compared with the plan.",
+    "(VRAMPLAN_LLAMA_SERVER or on PATH) on 127.0.0.1, asked once. Then the server's memory beside the "
+    "plan: its startup log (llama-server, docker compose logs, kubectl logs) or Ollama's /api/ps.",
 )
 @click.option(
     "--no-verify",
     is_flag=True,
-    help="llama.cpp --launch: start, ask and stop, without comparing the server's memory with the plan.",
+    help="--launch without comparing the server's memory with the plan.",
 )
 @click.option(
     "--dry-run-first", is_flag=True, help="k8s --launch: kubectl apply --dry-run=client before applying."

@@ -81,6 +81,16 @@ from vramplan.runtimes import Runtime
     show_default=True,
     help="Rows per model at most (its best quantizations); 0 for no limit.",
 )
+@click.option(
+    "--min-speed",
+    type=float,
+    default=10.0,  # recommend.options.DEFAULT_MIN_SPEED (a test holds them equal)
+    show_default=True,
+    metavar="TOK_S",
+    help="Plans whose decode-speed bound is below this many tokens/s are listed apart, as fits but "
+    "slow; 10 is reading speed (5.3 tokens/s) for a bound that real decoding reaches about half of; "
+    "0 lists all together.",
+)
 @json_option
 @click.pass_context
 def recommend(
@@ -98,14 +108,16 @@ def recommend(
     offload: bool,
     top: int,
     per_model: int,
+    min_speed: float,
     as_json: bool,
 ) -> None:
     """The best DeepSeek-R1 variants that fit this machine (or --gpu NAME[:COUNT]), best first.
 
     Every variant x quantization x runtime x layout is estimated; what fits (with --headroom to
-    spare) is ranked by published quality, then the quantization's loss, then a decode-speed upper
-    bound. Each comes with its memory per GPU, largest context and the command that starts it;
-    better options that do not fit say what would make them fit.
+    spare) is ranked by published quality and the quantization's loss where they differ by more than
+    the evaluations' noise, else by a decode-speed upper bound; what decodes slower than --min-speed
+    is listed apart as fits but slow. Each comes with its memory per GPU, largest context and the
+    command that starts it; better options that do not fit say what would make them fit.
     """
     from vramplan import recommend as rec
     from vramplan.deploy.targets import deploy_targets
@@ -113,7 +125,7 @@ def recommend(
     from vramplan.report import recommend as report
 
     choice = parse_gpu_option(gpu)
-    target = rec.target_for(
+    machine = rec.machine_for(
         None if choice else probe(),
         choice,
         nodes=nodes,
@@ -130,9 +142,10 @@ def recommend(
         offload=offload,
         top=top,
         per_model=per_model,
+        min_speed=min_speed,
         deploy_targets=deploy_targets(),
     )
-    result = rec.recommend(catalog_from(ctx), target, options)
+    result = rec.recommend(catalog_from(ctx), machine, options)
     if as_json:
         print_json(report.recommend_json(result))
     else:

@@ -31,6 +31,25 @@ def run_command(argv: Sequence[str]) -> int:
         raise LaunchError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
 
 
+def command_output(argv: Sequence[str], timeout_s: float) -> tuple[int, str]:
+    """Run one command, its output captured (stdout and stderr together); (exit status, output). A
+    command that outlives `timeout_s` is stopped and reads as exit status 124. (A test seam.)"""
+    try:
+        proc = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return 124, ""
+    except OSError as exc:
+        raise LaunchError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
 def which(name: str) -> str | None:
     return shutil.which(name)
 
@@ -42,6 +61,27 @@ def compose_works(docker: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0
+
+
+def show_command(console: Console, argv: Sequence[str], tail: str = "") -> None:
+    """`$ argv` as the user would type it, wrapped to the terminal between arguments."""
+    from vramplan.report.layout import command
+
+    command(console, argv, tail=tail)
+
+
+def show_shell(console: Console, line: str, first: str = "") -> None:
+    """A shell line after the label `first`, wrapped between its words."""
+    from vramplan.report.layout import shell_line
+
+    shell_line(console, line, first)
+
+
+def show(console: Console, text: str) -> None:
+    """A line of progress, wrapped at word boundaries to the terminal."""
+    from vramplan.report.layout import say
+
+    say(console, text)
 
 
 def launch(

@@ -20,6 +20,7 @@ from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
+from vramplan.deploy.vllm import gpu_vendor
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
 from vramplan.hardware import size_text
@@ -65,6 +66,7 @@ class LlamaCppSettings:
     ubatch: int
     reasoning_format: str | None  # deepseek for R1 models: <think> goes to reasoning_content
     host_memory_bytes: int | None  # the host RAM the plan was checked against, when it uses some
+    vendor: str = "nvidia"  # the GPUs' vendor (deploy/vllm.py gpu_vendor); the image is a CUDA one
 
     @property
     def gpu_layers(self) -> int | None:
@@ -222,6 +224,7 @@ def settings(
         ubatch=est.batch_tokens,
         reasoning_format="deepseek" if req.variant.family in R1_FAMILIES else None,
         host_memory_bytes=req.host_memory_bytes if uses_host else None,
+        vendor=gpu_vendor(req),
     )
 
 
@@ -261,13 +264,15 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
                 f"{bundle.out / 'docker-compose.yaml'}"
             )
         compose = bundle.out / "docker-compose.yaml"
-        console.print(f"$ docker compose -f {compose} up -d")
+        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
         rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
         if rc != 0:
             raise LaunchError(f"docker compose up failed (exit {rc}); GPUs need the NVIDIA Container Toolkit")
-        console.print(
-            f"started; watch it with: docker compose -f {compose} logs -f   "
-            f"(ready when http://127.0.0.1:{LLAMA_CPP_PORT}/health answers)"
+        tools.show_shell(
+            console,
+            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
+            f"(ready when http://127.0.0.1:{LLAMA_CPP_PORT}/health answers)",
+            "started; watch it with: ",
         )
         return None
     return verify.run_llama_server(bundle, console, binary, verify_log=options.verify)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from vramplan.deploy import Bundle
     from vramplan.deploy.targets import LaunchOptions
+    from vramplan.deploy.verify import Verified
 
 GiB = 1 << 30
 # Ollama's server image for Kubernetes (its VRAM-based default context arrived in 0.15.5).
@@ -227,9 +228,10 @@ def _gib(n: int) -> str:
     return f"{n / GiB:.2f} GiB"
 
 
-def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
+def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified | None:
     """Check the server, pull the tag with a progress bar, create the derived model, run one short
-    generation, and say how to chat with it."""
+    generation, and say how to chat with it; then (unless options.verify is False) the loaded model's
+    memory as /api/ps reports it beside the plan (deploy/verify.py `verify_ollama_ps`)."""
     import httpx
     import ollama
 
@@ -256,12 +258,18 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
     client = ollama.Client(host=host, timeout=httpx.Timeout(None, connect=10))
     pull(client, o.tag, console)
     create(client, plan, console)
-    smoke_test(client, plan, console)
+    loaded = smoke_test(client, plan, console)
     console.print(f"chat with it: ollama run {o.model}")
     console.print(
         f"or over HTTP: curl http://{host}/api/chat -d "
         f'\'{{"model": "{o.model}", "messages": [{{"role": "user", "content": "Hi"}}]}}\''
     )
+    if not options.verify or loaded is None or not loaded.size:
+        return None
+    from vramplan.deploy import verify
+
+    vram = None if loaded.size_vram is None else int(loaded.size_vram)
+    return verify.verify_ollama_ps(bundle, str(loaded.name or o.model), int(loaded.size), vram)
 
 
 def pull(client: Any, tag: str, console: Console) -> None:
@@ -344,8 +352,9 @@ def create(client: Any, plan: DeployPlan, console: Console) -> None:
     console.print(f"created {o.model} from {o.tag} ({shown})")
 
 
-def smoke_test(client: Any, plan: DeployPlan, console: Console) -> None:
-    """One short generation: the model loads with the plan's context and answers."""
+def smoke_test(client: Any, plan: DeployPlan, console: Console) -> Any:
+    """One short generation: the model loads with the plan's context and answers. The loaded model's
+    /api/ps entry, or None when the server does not list it."""
     import httpx
     import ollama
 
@@ -393,3 +402,5 @@ def smoke_test(client: Any, plan: DeployPlan, console: Console) -> None:
                 f"warning: the server runs {o.model} with context {m.context_length}, "
                 f"not the plan's {plan.context}"
             )
+        return m
+    return None

@@ -21,6 +21,7 @@ from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.options import DeployOptions
 from vramplan.deploy.plan import DeployPlan
+from vramplan.deploy.vllm import gpu_vendor
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
 from vramplan.precision import KVDtype
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from vramplan.deploy import Bundle
     from vramplan.deploy.targets import LaunchOptions
+    from vramplan.deploy.verify import Verified
 
 # The SGLang release every flag was checked against, and its image on Docker Hub (lmsysorg/sglang,
 # tags v<release>; SGLang's docs/get-started/install.mdx: CUDA 13 images, `latest` the newest release).
@@ -55,6 +57,7 @@ class SGLangSettings:
     kv_cache_dtype: str  # SGLang's spelling
     trust_remote_code: bool
     reasoning_parser: str | None
+    vendor: str = "nvidia"  # the GPUs' vendor (deploy/vllm.py gpu_vendor); the image is a CUDA one
 
     @property
     def gpu_layers(self) -> int | None:
@@ -178,6 +181,7 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
         trust_remote_code=arch.model_type == "deepseek_v3",
         # sglang/srt/parser/reasoning_parser.py: "deepseek-r1" splits <think> into reasoning_content
         reasoning_parser="deepseek-r1" if req.variant.family in R1_FAMILIES else None,
+        vendor=gpu_vendor(req),
     )
 
 
@@ -195,8 +199,9 @@ def start_hint(plan: DeployPlan, out: Path) -> str:
     return f"cd {shlex.quote(str(out))} && docker compose up -d   (or ./serve.sh)"
 
 
-def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
-    """Docker Compose when docker is there, else serve.sh with a local SGLang."""
+def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified | None:
+    """Docker Compose when docker is there, else serve.sh with a local SGLang. After `docker compose up
+    -d`, the server's log beside the plan (deploy/verify.py), unless options.verify is False."""
     plan, out = bundle.plan, bundle.out
     if plan.multi_node:
         raise PlanError(
@@ -206,22 +211,29 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
     docker = tools.which("docker")
     if docker is not None:
         compose = out / "docker-compose.yaml"
-        console.print(f"$ docker compose -f {compose} up -d")
+        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
         rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
         if rc != 0:
             raise LaunchError(
                 f"docker compose up failed (exit {rc}); GPUs in containers need the NVIDIA Container Toolkit"
             )
-        console.print(
-            f"started; watch it with: docker compose -f {compose} logs -f   "
-            f"(ready when http://localhost:{SGLANG_PORT}/health answers)"
+        tools.show_shell(
+            console,
+            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
+            f"(ready when http://localhost:{SGLANG_PORT}/health answers)",
+            "started; watch it with: ",
         )
-        return
+        if not options.verify:
+            return None
+        from vramplan.deploy import verify
+
+        return verify.verify_compose(bundle, console, docker, "sglang")
     python = tools.which("python3") or tools.which("python")
     if python is None:
         raise LaunchError(f"neither docker nor python is on PATH: install Docker, or SGLang {SGLANG_VERSION}")
     bash = tools.which("bash") or "/bin/bash"
-    console.print(f"$ {out / 'serve.sh'}   (Ctrl-C stops the server)")
+    tools.show_command(console, [str(out / "serve.sh")], tail="(Ctrl-C stops the server)")
     rc = tools.run_command([bash, str(out / "serve.sh")])
     if rc not in (0, 130, -2):
         raise LaunchError(f"{out / 'serve.sh'} exited with status {rc}")
+    return None

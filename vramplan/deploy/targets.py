@@ -75,6 +75,7 @@ TARGETS: dict[str, DeployTarget] = {
             ollama.files,
             ollama.launch,
             ollama.start_hint,
+            frozenset({"verify"}),
         ),
         DeployTarget(
             "vllm",
@@ -83,6 +84,7 @@ TARGETS: dict[str, DeployTarget] = {
             vllm.files,
             vllm.launch,
             vllm.start_hint,
+            frozenset({"verify"}),
         ),
         DeployTarget(
             "sglang",
@@ -91,6 +93,7 @@ TARGETS: dict[str, DeployTarget] = {
             sglang.files,
             sglang.launch,
             sglang.start_hint,
+            frozenset({"verify"}),
         ),
         DeployTarget(
             "llama.cpp",
@@ -103,12 +106,12 @@ TARGETS: dict[str, DeployTarget] = {
         ),
         DeployTarget(
             "k8s",
-            "Kubernetes manifests running vLLM (or Ollama with --runtime ollama)",
-            (Runtime.VLLM, Runtime.OLLAMA),
+            "Kubernetes manifests running vLLM (or --runtime sglang, llama.cpp or ollama)",
+            (Runtime.VLLM, Runtime.OLLAMA, Runtime.SGLANG, Runtime.LLAMA_CPP),
             k8s.files,
             k8s.launch,
             k8s.start_hint,
-            frozenset({"dry_run_first"}),
+            frozenset({"dry_run_first", "verify"}),
             k8s.template_values,
         ),
     )

@@ -9,6 +9,12 @@ release the bundles are checked against: common/fit.cpp `LOG_TRC`), waits for `/
 completion, stops the server it started, and compares. Only loopback is ever contacted; every wait has a
 bound. A part that misses by more than docs/accuracy.md's tolerances makes the result `ok` false (the CLI
 exits 1 after printing the table).
+
+For the servers `deploy --launch` leaves running (vLLM and SGLang through Docker Compose, the k8s target's
+vLLM), the log comes from `docker compose logs SERVICE` (`verify_compose`) or `kubectl logs` of the
+Deployment or of the LeaderWorkerSet's leader pod (`verify_kubectl`), read every POLL_S seconds until the
+server says it serves (READY_LINES) or `ready_timeout_s(plan)` passes (the plan's startup allowance, the
+same the manifests' startup probes and Compose healthchecks give it); then the same comparison.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vramplan.deploy import launch as tools
 from vramplan.errors import LaunchError
 from vramplan.words import count
 
@@ -34,6 +42,9 @@ if TYPE_CHECKING:
 
     from vramplan.check import CheckResult, PartCheck
     from vramplan.deploy import Bundle
+    from vramplan.deploy.plan import DeployPlan
+    from vramplan.estimate import DeviceUse
+    from vramplan.hardware import GPUChoice
 
 MiB = 1 << 20
 LOOPBACK = "127.0.0.1"
@@ -53,6 +64,14 @@ TOLERANCES = {
     "max concurrency": 0.10,
     "compute buffer": 0.25,
 }
+
+# The lines after which a server's startup log holds every memory line: uvicorn's "Application startup
+# complete." (uvicorn/lifespan/on.py; vLLM and SGLang serve their APIs with uvicorn once the model and
+# the KV cache are allocated), and SGLang's own, logged once a warm-up request has passed (SGLang
+# 0.5.23 sglang/srt/entrypoints/http_server.py).
+READY_LINES = ("Application startup complete", "The server is fired up and ready to roll")
+POLL_S = 15  # between two reads of a log that is not ready yet
+READ_TIMEOUT_S = 120  # one `docker compose logs` / `kubectl logs` / `docker compose ps`
 
 # llama.cpp's own projection of its memory use (common/fit.cpp `common_params_fit_impl`, trace level):
 # "projected to use 4 MiB of host memory vs. ..." (no GPU) or "... of device memory vs. ..." (GPUs)
@@ -83,6 +102,7 @@ class Verified:
     measured_total_bytes: int  # the parts the log states, summed
     answer: str  # the first words of the smoke test's answer
     notes: tuple[str, ...] = ()
+    measured_what: str = "model, KV and compute buffers"  # what measured_total_bytes sums
 
     @property
     def ok(self) -> bool:
@@ -161,10 +181,16 @@ def run_llama_server(
     log_path = out / "llama-server.log"
     env = dict(os.environ, LLAMA_SERVER=binary, HOST=LOOPBACK, PORT=str(port))
     argv = ["bash", str(out / "run.sh"), "--log-verbosity", "4", "--log-colors", "off"]
-    console.print(
-        f"$ LLAMA_SERVER={binary} HOST={LOOPBACK} PORT={port} {out / 'run.sh'} --log-verbosity 4",
-        markup=False,
-        soft_wrap=True,
+    tools.show_command(
+        console,
+        [
+            f"LLAMA_SERVER={binary}",
+            f"HOST={LOOPBACK}",
+            f"PORT={port}",
+            str(out / "run.sh"),
+            "--log-verbosity",
+            "4",
+        ],
     )
     with open(log_path, "wb") as log:
         try:
@@ -193,7 +219,7 @@ def run_llama_server(
             if time.monotonic() > deadline:
                 raise LaunchError(f"llama-server did not answer {base}/health in time; its log: {log_path}")
             time.sleep(0.25)
-        console.print(f"ready: {base}/health answers; one chat completion ...", markup=False, soft_wrap=True)
+        tools.show(console, f"ready: {base}/health answers; one chat completion ...")
         doc = _post_json(
             f"{base}/v1/chat/completions",
             {
@@ -209,7 +235,7 @@ def run_llama_server(
         message = choices[0].get("message") or {}
         answer = str(message.get("content") or message.get("reasoning_content") or "")
         usage = doc.get("usage") or {}
-        console.print(f"answered: {_tokens(usage.get('completion_tokens'))}; stopping the server")
+        tools.show(console, f"answered: {_tokens(usage.get('completion_tokens'))}; stopping the server")
     finally:
         _stop(proc)
     if not verify_log:
@@ -228,6 +254,26 @@ def _scope_bytes(p: PartCheck) -> bool:
 
 def verify_llama_log(bundle: Bundle, log_path: Path, answer: str = "") -> Verified:
     """The llama-server log at `log_path` beside the bundle's plan, through `vramplan check`'s code."""
+    return verify_log(bundle, log_path, answer)
+
+
+def _plan_gpu(bundle: Bundle) -> GPUChoice | None:
+    """The plan's GPUs, for what a log does not state (a container's log may not name its GPU)."""
+    from vramplan.errors import VramplanError
+    from vramplan.hardware import parse_gpu
+
+    plan = bundle.plan
+    if plan.cpu_only or not plan.gpu_name:
+        return None
+    try:
+        return parse_gpu(f"{plan.gpu_name}:{plan.gpus_per_node}")
+    except VramplanError:
+        return None
+
+
+def verify_log(bundle: Bundle, log_path: Path, answer: str = "", *, plan_gpu: bool = False) -> Verified:
+    """The server log at `log_path` beside the bundle's plan, through `vramplan check`'s code (with
+    `plan_gpu`, the plan's GPUs fill in what the log does not state)."""
     from vramplan.catalog import load_catalog
     from vramplan.check import check_log
     from vramplan.errors import VramplanError
@@ -240,7 +286,10 @@ def verify_llama_log(bundle: Bundle, log_path: Path, answer: str = "") -> Verifi
         gguf = getattr(plan.settings, "gguf_path", None)
         # a catalog plan is checked as that catalog entry; a --gguf file by the shape its log prints
         model, quant = (None, None) if gguf else (plan.model_id, plan.quant)
-        result: CheckResult = check_log(load_catalog(()), parsed, str(log_path), model=model, quant=quant)
+        gpu = _plan_gpu(bundle) if plan_gpu else None
+        result: CheckResult = check_log(
+            load_catalog(()), parsed, str(log_path), model=model, quant=quant, gpu=gpu
+        )
     except VramplanError as exc:
         raise LaunchError(f"cannot read the server's startup log {log_path}: {exc}") from None
     parts = tuple(
@@ -262,11 +311,198 @@ def verify_llama_log(bundle: Bundle, log_path: Path, answer: str = "") -> Verifi
     return Verified(
         log=log_path,
         parts=parts,
-        plan_total_bytes=planned.total_bytes,
+        plan_total_bytes=planned.total_bytes + (planned.host.total_bytes if planned.per_gpu else 0),
         projected_bytes=_projected(text),
         measured_total_bytes=measured_total,
         answer=answer.strip()[:80],
         notes=tuple(dict.fromkeys(notes)),
+        measured_what=(
+            "model, KV and compute buffers"
+            if any(p.part == "compute buffer" for p in result.parts)
+            else "the byte parts its log states"
+        ),
+    )
+
+
+# ------------------------------------------------------------------ servers deploy --launch leaves running
+
+
+def ready_timeout_s(plan: DeployPlan) -> int:
+    """How long a launch waits for a server's log to say it serves: the plan's startup allowance (the
+    download at the planned rate plus the load, 20 to 240 minutes: deploy/plan.py `startup_minutes`)."""
+    return plan.startup_minutes * 60
+
+
+def _is_ready(text: str) -> bool:
+    return any(line in text for line in READY_LINES)
+
+
+def wait_for_log(
+    read: Callable[[], tuple[int, str]],
+    timeout_s: float,
+    what: str,
+    console: Console,
+    *,
+    failed: Callable[[], str | None] | None = None,
+) -> str:
+    """Call `read` (exit status, the log so far) every POLL_S seconds until the log has a READY_LINES
+    line; LaunchError when `failed` says the server stopped, or after `timeout_s` seconds."""
+    deadline = time.monotonic() + timeout_s
+    tools.show(console, f"waiting up to {timeout_s // 60:.0f} min for {what} to say the server is ready ...")
+    while True:
+        rc, text = read()
+        if rc == 0 and _is_ready(text):
+            return text
+        why = failed() if failed is not None else None
+        if why is not None:
+            raise LaunchError(f"the server stopped before it was ready ({why}); {what}: {_last(text)}")
+        if time.monotonic() >= deadline:
+            raise LaunchError(
+                f"the server did not say it was ready within {timeout_s // 60:.0f} min; it keeps running: "
+                f"read {what} later and compare with `vramplan check LOG` ({_last(text)})"
+            )
+        time.sleep(POLL_S)
+
+
+def _last(text: str, lines: int = 3) -> str:
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept) if kept else "nothing logged yet"
+
+
+def _save_log(bundle: Bundle, name: str, text: str) -> Path:
+    path = bundle.out / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def verify_compose(bundle: Bundle, console: Console, docker: str, service: str) -> Verified:
+    """After `docker compose up -d`: `docker compose logs SERVICE` until the server is ready (a bounded
+    wait), saved beside the bundle as SERVICE.log, compared with the plan."""
+
+    base = [docker, "compose", "-f", str(bundle.out / "docker-compose.yaml")]
+    logs = [*base, "logs", "--no-color", "--no-log-prefix", service]
+    state = [*base, "ps", "--all", "--format", "{{.State}}", service]
+
+    def read() -> tuple[int, str]:
+        return tools.command_output(logs, READ_TIMEOUT_S)
+
+    def failed() -> str | None:
+        rc, out = tools.command_output(state, READ_TIMEOUT_S)
+        words = out.split()
+        # docker compose ps: a container's State is created, running, restarting, exited, dead, ...
+        if rc == 0 and words and words[0] in ("exited", "dead", "restarting"):
+            return f"its container is {words[0]}"
+        return None
+
+    text = wait_for_log(
+        read, ready_timeout_s(bundle.plan), f"`docker compose logs {service}`", console, failed=failed
+    )
+    log_path = _save_log(bundle, f"{service}.log", text)
+    tools.show(console, f"ready; its startup log is in {log_path}")
+    return verify_log(bundle, log_path, plan_gpu=True)
+
+
+def _manifest_server(bundle: Bundle) -> tuple[str, str] | None:
+    """(what `kubectl logs` reads, the container) of the server the bundle's manifests run: the
+    Deployment's first container, or the LeaderWorkerSet leader's (its first group's leader pod is
+    named `<name>-0`: sigs.k8s.io/lws, the pod name of group 0's leader)."""
+    import yaml
+
+    for f in bundle.files:
+        if not f.name.endswith((".yaml", ".yml")):
+            continue
+        try:
+            docs = list(yaml.safe_load_all((bundle.out / f.name).read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError):
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name")
+            spec = doc.get("spec") or {}
+            if kind == "Deployment":
+                pod, target = (spec.get("template") or {}).get("spec") or {}, f"deployment/{name}"
+            elif kind == "LeaderWorkerSet":
+                tmpl = (spec.get("leaderWorkerTemplate") or {}).get("leaderTemplate") or {}
+                pod, target = tmpl.get("spec") or {}, f"pod/{name}-0"
+            else:
+                continue
+            containers = pod.get("containers") or []
+            if name and containers and containers[0].get("name"):
+                return target, str(containers[0]["name"])
+    return None
+
+
+def verify_kubectl(bundle: Bundle, console: Console, kubectl: str) -> Verified | None:
+    """After `kubectl apply`: `kubectl logs` of the Deployment or the LeaderWorkerSet's leader until the
+    server is ready (a bounded wait), saved as server.log beside the bundle, compared with the plan.
+    None when the manifests run no server whose log vramplan reads (Ollama logs its memory per request)."""
+    from vramplan.runtimes import Runtime
+
+    if bundle.plan.runtime is Runtime.OLLAMA:
+        return None
+    found = _manifest_server(bundle)
+    if found is None:
+        return None
+    target, container = found
+    ns = ["-n", bundle.options.namespace] if bundle.options.namespace else []
+    argv = [kubectl, *ns, "logs", target, "-c", container]
+
+    def read() -> tuple[int, str]:
+        return tools.command_output(argv, READ_TIMEOUT_S)
+
+    text = wait_for_log(
+        read, ready_timeout_s(bundle.plan), f"`kubectl logs {target} -c {container}`", console
+    )
+    log_path = _save_log(bundle, "server.log", text)
+    tools.show(console, f"ready; its startup log is in {log_path}")
+    return verify_log(bundle, log_path, plan_gpu=True)
+
+
+# ------------------------------------------------------------------ Ollama: its /api/ps
+
+
+def _tolerance_of(devices: list[DeviceUse]) -> float | None:
+    """The tolerance of a sum of parts: each part's own (weights and KV cache 3 %, the compute buffers
+    25 %: TOLERANCES), weighted by its bytes in the plan."""
+    total = sum(d.total_bytes for d in devices)
+    if total <= 0:
+        return None
+    fixed = sum(d.weights_bytes + d.kv_cache_bytes for d in devices) * TOLERANCES["weights"]
+    compute = sum(d.activation_bytes + d.overhead_bytes for d in devices) * TOLERANCES["compute buffer"]
+    return round((fixed + compute) / total, 4)
+
+
+def verify_ollama_ps(bundle: Bundle, name: str, size: int, size_vram: int | None) -> Verified:
+    """The loaded model's entry of Ollama's /api/ps beside the plan: `size` (all it holds, GPUs and host)
+    against the plan's total, `size_vram` against the plan's GPUs, each with the tolerance of the parts it
+    sums. Ollama computes both when it loads the model (its scheduler's memory layout), so this compares
+    the plan with Ollama's own accounting of what it placed where."""
+    est = bundle.plan.estimate
+    gpus = list(est.per_gpu)
+    devices = [*gpus, est.host]
+    rows: list[VerifiedPart] = []
+
+    def row(part: str, scope: str, plan_bytes: int, measured: int, tolerance: float | None) -> None:
+        error = (plan_bytes - measured) / measured if measured else (0.0 if plan_bytes == 0 else 1.0)
+        rows.append(VerifiedPart(part, scope, "bytes", plan_bytes, measured, error, tolerance))
+
+    plan_total = sum(d.total_bytes for d in devices)
+    row("total", "size", plan_total, size, _tolerance_of(devices))
+    if gpus and size_vram is not None:
+        row("on the GPUs", "size_vram", sum(d.total_bytes for d in gpus), size_vram, _tolerance_of(gpus))
+    notes = []
+    if gpus and size_vram is not None and size_vram < size:
+        notes.append(f"Ollama placed {size - size_vram:,} bytes of {name} in host memory")
+    return Verified(
+        log=Path(f"/api/ps ({name})"),
+        parts=tuple(rows),
+        plan_total_bytes=plan_total,
+        projected_bytes=None,
+        measured_total_bytes=size,
+        answer="",
+        notes=tuple(notes),
+        measured_what="Ollama's /api/ps size",
     )
 
 

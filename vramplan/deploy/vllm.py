@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from vramplan.deploy import Bundle
     from vramplan.deploy.targets import LaunchOptions
+    from vramplan.deploy.verify import Verified
 
 # The vLLM release every emitted flag was checked against (vllm/engine/arg_utils.py,
 # vllm/entrypoints/common/cli_args.py, vllm/config/*.py of the vllm 0.33.0 wheel), and its image.
@@ -249,8 +250,9 @@ def start_hint(plan: DeployPlan, out: Path) -> str:
     return f"cd {shlex.quote(str(out))} && docker compose up -d   (or ./serve.sh)"
 
 
-def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
-    """Docker Compose when docker is there, else serve.sh with a local vLLM."""
+def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified | None:
+    """Docker Compose when docker is there, else serve.sh with a local vLLM. After `docker compose up
+    -d`, the server's log beside the plan (deploy/verify.py), unless options.verify is False."""
     plan, out = bundle.plan, bundle.out
     if plan.multi_node:
         raise PlanError(
@@ -260,7 +262,7 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
     docker = tools.which("docker")
     if docker is not None:
         compose = out / "docker-compose.yaml"
-        console.print(f"$ docker compose -f {compose} up -d")
+        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
         rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
         if rc != 0 and not tools.compose_works(docker):
             raise LaunchError(
@@ -272,11 +274,17 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
             raise LaunchError(
                 f"docker compose up failed (exit {rc}); GPUs in containers need the NVIDIA Container Toolkit"
             )
-        console.print(
-            f"started; watch it with: docker compose -f {compose} logs -f   "
-            f"(ready when http://localhost:{VLLM_PORT}/health answers)"
+        tools.show_shell(
+            console,
+            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
+            f"(ready when http://localhost:{VLLM_PORT}/health answers)",
+            "started; watch it with: ",
         )
-        return
+        if not options.verify:
+            return None
+        from vramplan.deploy import verify
+
+        return verify.verify_compose(bundle, console, docker, "vllm")
     vllm = tools.which("vllm")
     if vllm is None:
         raise LaunchError(
@@ -284,7 +292,8 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> None:
             f"or vLLM {VLLM_VERSION} (pip install 'vllm=={VLLM_VERSION}')"
         )
     bash = tools.which("bash") or "/bin/bash"
-    console.print(f"$ {out / 'serve.sh'}   (Ctrl-C stops the server)")
+    tools.show_command(console, [str(out / "serve.sh")], tail="(Ctrl-C stops the server)")
     rc = tools.run_command([bash, str(out / "serve.sh")])
     if rc not in (0, 130, -2):
         raise LaunchError(f"{out / 'serve.sh'} exited with status {rc}")
+    return None

@@ -19,12 +19,14 @@ def gib(n: int | None) -> str:
 
 
 def bar(used: int, capacity: int | None, width: int = 20) -> Text:
-    """A memory bar: filled share of what the runtime may use; red when over."""
+    """A memory bar: filled share of what the runtime may use; red when over (width 0: the share)."""
     from rich.text import Text
 
     if not capacity:
         return Text("size unknown", style="dim")
     share = used / capacity
+    if not width:
+        return Text(f"{share:.0%}", style="red" if share > 1 else "")
     filled = min(width, round(share * width))
     style = "red" if share > 1 else ("yellow" if share > 0.9 else "green")
     return Text("█" * filled + "░" * (width - filled), style=style) + Text(f" {share:5.0%}")

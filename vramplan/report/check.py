@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from vramplan.check import CheckResult, PartCheck
 from vramplan.report import GiB
+from vramplan.report.layout import DOT, Cell, Column, emit, natural, note, print_table, say, table, width_of
 from vramplan.words import count
 
 
 def _value(unit: str, v: float) -> str:
     if unit == "bytes":
-        return f"{v / GiB:.3f} GiB" if abs(v) >= GiB // 8 else f"{v / (1 << 20):.2f} MiB"
+        return f"{v / GiB:.3f} GiB"
     if unit == "bytes/token":
         return f"{v:,.0f} B/token"
     if unit == "tokens":
@@ -67,34 +66,47 @@ def check_json(r: CheckResult) -> dict[str, Any]:
     }
 
 
-def _error_text(err: float) -> Text:
+def _error_text(err: float) -> Text | str:
     if err == 0:
-        return Text("0 (within rounding)")
+        return "0 (within rounding)"  # plain text, so a narrow table may wrap it
     style = "green" if abs(err) < 0.05 else ("yellow" if abs(err) < 0.2 else "red")
     return Text(f"{err:+.2%}", style=style)
+
+
+CHECK_COLUMNS = [
+    Column("part"),
+    Column("where", wrap=True),
+    Column("measured", right=True),
+    Column("estimate", right=True),
+    Column("error", right=True, wrap=True),
+]
+
+
+def _part_rows(r: CheckResult) -> list[list[Cell]]:
+    return [
+        [p.part, p.scope, _value(p.unit, p.measured), _value(p.unit, p.estimate), _error_text(p.error)]
+        for p in r.parts
+    ]
 
 
 def print_check(r: CheckResult, console: Console) -> None:
     e, log = r.estimate, r.log
     # llama.cpp numbers its builds (b4714): a version of digits alone is a build number
     version = f" {'build ' if (log.version or '').isdigit() else ''}{log.version}" if log.version else ""
-    console.print(Text.assemble((f"{r.path}", "bold"), f"  {log.runtime.value}{version} log"))
-    console.print(f"model: {e.model} {e.quant}  ·  identified by {r.identified.how}")
-    console.print(
-        f"estimate: context {e.context} tokens x {count(e.concurrency, 'request')}  ·  "
-        f"KV cache {e.kv_cache_dtype}, {e.kv_layout} layout, {e.kv_cells} cells"
+    say(console, f"{r.path}  {log.runtime.value}{version} log", style="bold")
+    say(console, f"model: {e.model} {e.quant}{DOT}identified by {r.identified.how}")
+    say(
+        console,
+        f"estimate: context {e.context} tokens x {count(e.concurrency, 'request')}{DOT}"
+        f"KV cache {e.kv_cache_dtype}, {e.kv_layout} layout, {e.kv_cells} cells",
     )
     by_source: dict[str, list[str]] = {}
     for k, v, s in r.settings:
         by_source.setdefault(s, []).append(f"{k} {v}")
-    console.print("settings: " + "; ".join(f"{', '.join(items)} ({s})" for s, items in by_source.items()))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("part", "where", "measured", "estimate", "error"):
-        table.add_column(col, justify="left" if col in ("part", "where") else "right", no_wrap=col != "where")
-    for p in r.parts:
-        table.add_row(
-            p.part, p.scope, _value(p.unit, p.measured), _value(p.unit, p.estimate), _error_text(p.error)
-        )
-    console.print(table)
+    say(console, "; ".join(f"{', '.join(items)} ({s})" for s, items in by_source.items()), "settings: ")
+    rows = _part_rows(r)
+    emit(console, "")
+    print_table(console, table(CHECK_COLUMNS, rows, width_of(console)) or natural(CHECK_COLUMNS, rows))
+    emit(console, "")
     for n in r.notes:
-        console.print(f"note: {n}")
+        note(console, n)

@@ -8,7 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from vramplan.report import gib
+from vramplan.report import GiB, gib
+from vramplan.report.layout import (
+    Cell,
+    Column,
+    emit,
+    natural,
+    note,
+    print_table,
+    say,
+    shell_line,
+    table,
+    width_of,
+)
 from vramplan.words import count
 
 if TYPE_CHECKING:
@@ -44,7 +56,7 @@ def deploy_json(
 
 def _value(unit: str, v: float) -> str:
     if unit == "bytes":
-        return gib(int(v)) if abs(v) >= (1 << 30) // 8 else f"{v / (1 << 20):.2f} MiB"
+        return f"{v / GiB:.3f} GiB"
     if unit == "bytes/token":
         return f"{v:,.0f} B/token"
     if unit == "tokens":
@@ -52,32 +64,47 @@ def _value(unit: str, v: float) -> str:
     return f"{v:.2f}x"
 
 
-def print_verified(v: Verified, console: Console) -> None:
-    """The plan beside what the launched server allocated, part by part, as `vramplan check` reads its
-    log, with each part's tolerance (docs/accuracy.md), and llama.cpp's own projection of its total."""
-    from rich import box
-    from rich.table import Table
+VERIFY_COLUMNS = [
+    Column("part"),
+    Column("where", wrap=True),
+    Column("plan", right=True),
+    Column("measured", right=True),
+    Column("error", right=True, wrap=True),
+    Column("tolerance", right=True),
+]
 
-    console.print(f"the server's startup log: {v.log}", markup=False, soft_wrap=True)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("part", "where", "plan", "measured", "error", "tolerance"):
-        table.add_column(col, justify="left" if col in ("part", "where") else "right", no_wrap=col != "where")
+
+def _verify_rows(v: Verified) -> list[list[Cell]]:
+    rows: list[list[Cell]] = []
     for p in v.parts:
         err = "0 (within rounding)" if p.error == 0 else f"{p.error:+.2%}"
         tol = "-" if p.tolerance is None else f"±{p.tolerance:.0%}" + ("" if p.ok else " MISS")
-        table.add_row(p.part, p.scope, _value(p.unit, p.plan), _value(p.unit, p.measured), err, tol)
-    console.print(table)
-    projected = "-" if v.projected_bytes is None else _value("bytes", v.projected_bytes)
-    console.print(
-        f"total: plan {_value('bytes', v.plan_total_bytes)}, llama.cpp's own projection {projected}, "
-        f"allocated {_value('bytes', v.measured_total_bytes)} (model, KV and compute buffers)",
-        markup=False,
-        soft_wrap=True,
+        rows.append([p.part, p.scope, _value(p.unit, p.plan), _value(p.unit, p.measured), err, tol])
+    return rows
+
+
+def print_verified(v: Verified, console: Console) -> None:
+    """The plan beside what the launched server allocated, part by part, as `vramplan check` reads its
+    log, with each part's tolerance (docs/accuracy.md), and llama.cpp's own projection of its total."""
+    say(console, str(v.log), "the server's startup log: ")
+    rows = _verify_rows(v)
+    emit(console, "")
+    print_table(console, table(VERIFY_COLUMNS, rows, width_of(console)) or natural(VERIFY_COLUMNS, rows))
+    emit(console, "")
+    projected = (
+        ""
+        if v.projected_bytes is None
+        else f", llama.cpp's own projection {_value('bytes', v.projected_bytes)}"
+    )
+    say(
+        console,
+        f"total: plan {_value('bytes', v.plan_total_bytes)}{projected}, "
+        f"allocated {_value('bytes', v.measured_total_bytes)} ({v.measured_what})",
     )
     for n in v.notes:
-        console.print(f"note: {n}", markup=False, soft_wrap=True)
+        note(console, n)
     if v.ok:
-        console.print("verified: every part within its tolerance", markup=False)
+        say(console, "verified: every part within its tolerance")
 
 
 def print_written(bundle: Bundle, written: Written, console: Console) -> None:
@@ -85,25 +112,23 @@ def print_written(bundle: Bundle, written: Written, console: Console) -> None:
     where = (
         "host RAM" if plan.cpu_only else f"{count(plan.nodes, 'node')} x {plan.gpus_per_node} {plan.gpu_name}"
     )
-    console.print(
+    say(
+        console,
         f"{plan.model_id} {plan.quant} on {plan.runtime.value}: {plan.context} tokens x "
         f"{count(plan.concurrency, 'request')} on {where}, {gib(plan.peak.total_bytes)} on the fullest "
         f"{'device' if plan.cpu_only else 'GPU'}",
-        markup=False,
-        soft_wrap=True,
     )
-    console.print(f"wrote {len(files)} files to {bundle.out}/:", markup=False, soft_wrap=True)
+    say(console, f"wrote {len(files)} files to {bundle.out}/:")
     for p in files:
-        console.print(f"  {p.name}", markup=False, soft_wrap=True)
+        say(console, p.name, "  ")
     if written.removed:
         names = ", ".join(p.name for p in written.removed)
-        console.print(
+        say(
+            console,
             f"removed {names} of the bundle written there before (whatever was started from "
             f"{'it' if len(written.removed) == 1 else 'them'} keeps running until you stop it)",
-            markup=False,
-            soft_wrap=True,
         )
     from vramplan.deploy.targets import get_target
 
     hint = get_target(plan.target).start_hint(plan, bundle.out)
-    console.print(f"start: {hint}", markup=False, soft_wrap=True)
+    shell_line(console, hint, "start: ")

@@ -6,10 +6,24 @@ from typing import TYPE_CHECKING, Any
 
 from vramplan.estimate import DeviceUse, Estimate
 from vramplan.report import GiB, bar, gib
+from vramplan.report.layout import (
+    DOT,
+    NBSP,
+    Cell,
+    Column,
+    emit,
+    natural,
+    note,
+    print_table,
+    say,
+    table,
+    width_of,
+)
 from vramplan.words import count
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 # --------------------------------------------------------------------------- estimate
 
@@ -86,61 +100,83 @@ def _n(n: int | None) -> str:
     return "-" if n is None else f"{n / GiB:.2f}"
 
 
-def print_estimate(e: Estimate, console: Console) -> None:
-    # rich only here: `estimate --json` does not pay for importing it
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
+ESTIMATE_COLUMNS = [
+    Column("device"),
+    Column("weights", right=True),
+    Column("KV cache", right=True),
+    Column("activ.", right=True),
+    Column("overhead", right=True),
+    Column("total", right=True),
+    Column("memory"),
+]
 
-    t = e.topology
-    console.print(Text.assemble((e.model, "bold"), f"  {e.quant} on {e.runtime}"))
-    console.print(
-        f"context {e.context} tokens x {count(e.concurrency, 'request')}  ·  KV cache {e.kv_cache_dtype}, "
-        f"{e.kv_layout} layout, {e.kv_bytes_per_token} bytes per token"
-    )
-    if e.cpu_plan:
-        console.print("hardware: host RAM (CPU inference)")
-    else:
-        gpu = t.gpu or "GPU of unknown size"
-        console.print(
-            f"hardware: {count(t.nodes, 'node')} x {t.gpus_per_node} {gpu}  ·  "
-            f"tensor parallel {t.tensor_parallel}, pipeline parallel {t.pipeline_parallel}"
-        )
-    console.print(f"parameters {e.params / 1e9:.2f} B  ·  weights {gib(e.weights_bytes)} in all")
-    usable = e.host.usable_bytes if e.cpu_plan else (e.per_gpu[0].usable_bytes if e.per_gpu else None)
-    if usable is not None:
-        where = "host RAM" if e.cpu_plan else f"each {t.gpu}"
-        console.print(f"usable: {gib(usable)} of {where}")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption="sizes in GiB", caption_justify="left")
-    for col in ("device", "weights", "KV cache", "activ.", "overhead", "total"):
-        table.add_column(col, justify="left" if col == "device" else "right", no_wrap=True)
-    table.add_column("memory", no_wrap=True)
+
+def _device_rows(e: Estimate, bars: bool) -> list[list[Cell]]:
     rows = [(f"GPU {label}", d) for label, d in _grouped(e.per_gpu)]
     if e.host.total_bytes or e.cpu_plan:
         rows.append(("host", e.host))
-    for label, d in rows:
-        table.add_row(
+    return [
+        [
             label,
             _n(d.weights_bytes),
             _n(d.kv_cache_bytes),
             _n(d.activation_bytes),
             _n(d.overhead_bytes),
             _n(d.total_bytes),
-            bar(d.total_bytes, d.usable_bytes, width=10),
+            bar(d.total_bytes, d.usable_bytes, width=10 if bars else 0),
+        ]
+        for label, d in rows
+    ]
+
+
+def _device_table(e: Estimate, width: int) -> list[Text]:
+    """The table of the devices, with memory bars where they fit, else the share in figures."""
+    for bars in (True, False):
+        lines = table(ESTIMATE_COLUMNS, _device_rows(e, bars), width)
+        if lines is not None:
+            return lines
+    return natural(ESTIMATE_COLUMNS, _device_rows(e, False))
+
+
+def print_estimate(e: Estimate, console: Console) -> None:
+    t = e.topology
+    say(console, f"{e.model}  {e.quant} on {e.runtime}", style="bold")
+    say(
+        console,
+        f"context {e.context} tokens x {count(e.concurrency, 'request')}{DOT}KV cache {e.kv_cache_dtype}, "
+        f"{e.kv_layout} layout, {e.kv_bytes_per_token} bytes per token",
+    )
+    if e.cpu_plan:
+        say(console, "hardware: host RAM (CPU inference)")
+    else:
+        gpu = t.gpu or "GPU of unknown size"
+        say(
+            console,
+            f"hardware: {count(t.nodes, 'node')} x {t.gpus_per_node} {gpu}{DOT}"
+            f"tensor parallel {t.tensor_parallel}, pipeline parallel {t.pipeline_parallel}",
         )
-    console.print(table)
+    say(console, f"parameters {e.params / 1e9:.2f} B{DOT}weights {gib(e.weights_bytes)} in all")
+    usable = e.host.usable_bytes if e.cpu_plan else (e.per_gpu[0].usable_bytes if e.per_gpu else None)
+    if usable is not None:
+        where = "host RAM" if e.cpu_plan else f"each {t.gpu}"
+        say(console, f"usable: {gib(usable)} of {where}")
+    emit(console, "")
+    print_table(console, _device_table(e, width_of(console)))
+    emit(console, "")
+    say(console, "sizes in GiB")
     verdict = {True: "fits", False: "does not fit", None: "fit unknown (no hardware given)"}[e.fits]
     host = f" ({gib(e.host.total_bytes)} of it in host RAM)" if e.per_gpu and e.host.total_bytes else ""
-    console.print(f"total {gib(e.total_bytes)}{host}  ·  {verdict}")
+    say(console, f"total {gib(e.total_bytes)}{host}{DOT}{verdict}")
     if e.max_context is not None:
-        console.print(
-            f"largest context at {count(e.concurrency, 'request')}: {e.max_context or 'none fits'}  ·  "
-            f"largest concurrency at {e.context} tokens: {e.max_concurrency or 'none fits'}"
+        say(
+            console,
+            f"largest context at {count(e.concurrency, 'request')}: {e.max_context or 'none fits'}{DOT}"
+            f"largest concurrency at {e.context} tokens: {e.max_concurrency or 'none fits'}",
         )
-    settings = "  ".join(f"{k} {v}" for k, v in e.settings)
-    console.print(f"{e.runtime} settings: {settings}")
+    settings = "  ".join(f"{k}{NBSP}{v}" for k, v in e.settings)
+    say(console, settings, f"{e.runtime} settings: ")
     if e.inputs:
         inputs = ", ".join(f"{f} {v} ({src})" for f, v, src in e.inputs)
-        console.print(f"inputs: {inputs}")
+        say(console, inputs, "inputs: ")
     for n in e.notes:
-        console.print(f"note: {n}")
+        note(console, n)

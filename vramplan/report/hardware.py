@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from vramplan.hardware import Machine, MigDevice, ProbedGPU
-from vramplan.report import gib
+from vramplan.report import GiB, gib
+from vramplan.report.layout import DOT, Cell, Column, emit, natural, note, print_table, say, table, width_of
 
 NO_GPU_PLAN = "no GPU: plans are for host RAM (CPU inference)"
 
@@ -97,55 +96,77 @@ def plan_line(machine: Machine) -> str:
     return line
 
 
-def print_machine(machine: Machine, console: Console) -> None:
-    if machine.gpus:
-        driver = f"NVIDIA driver {machine.driver_version or '?'}, CUDA {machine.cuda_driver_version or '?'}"
-        console.print(f"GPUs ({driver})")
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        table.add_column("gpu", justify="right", no_wrap=True)
-        table.add_column("nvml", justify="right", no_wrap=True)
-        table.add_column("name", overflow="fold")
-        for col in ("total", "free", "used"):
-            table.add_column(col, justify="right", no_wrap=True)
-        table.add_column("cc", no_wrap=True)
-        table.add_column("spec", overflow="fold")
-        for g in machine.gpus:
-            table.add_row(
+GPU_COLUMNS = [
+    Column("gpu", right=True),
+    Column("nvml", right=True),
+    Column("name"),
+    Column("total", right=True),
+    Column("free", right=True),
+    Column("used", right=True),
+    Column("cc"),
+    Column("spec"),
+]
+
+
+def _n(n: int | None) -> str:
+    return "-" if n is None else f"{n / GiB:.2f}"
+
+
+def _gpu_rows(machine: Machine) -> list[list[Cell]]:
+    rows: list[list[Cell]] = []
+    for g in machine.gpus:
+        rows.append(
+            [
                 str(g.index),
                 "-" if g.nvml_index is None else str(g.nvml_index),
                 g.name,
-                gib(g.memory_total_bytes),
-                gib(g.memory_free_bytes),
-                gib(g.memory_used_bytes),
+                _n(g.memory_total_bytes),
+                _n(g.memory_free_bytes),
+                _n(g.memory_used_bytes),
                 _cc(g.compute_capability) or "-",
                 g.spec.name if g.spec else "unknown card",
+            ]
+        )
+        for m in g.mig:
+            ids = (
+                f" (GI {m.gpu_instance_id}, CI {m.compute_instance_id})"
+                if m.gpu_instance_id is not None
+                else ""
             )
-            for m in g.mig:
-                ids = (
-                    f" (GI {m.gpu_instance_id}, CI {m.compute_instance_id})"
-                    if m.gpu_instance_id is not None
-                    else ""
-                )
-                table.add_row(
+            rows.append(
+                [
                     "",
                     "",
                     f"└ MIG {m.profile or m.index}{ids}",
-                    gib(m.memory_total_bytes),
-                    gib(m.memory_free_bytes),
-                    gib(m.memory_used_bytes),
+                    _n(m.memory_total_bytes),
+                    _n(m.memory_free_bytes),
+                    _n(m.memory_used_bytes),
                     "",
                     "MIG device",
-                )
-        console.print(table)
+                ]
+            )
+    return rows
+
+
+def print_machine(machine: Machine, console: Console) -> None:
+    if machine.gpus:
+        driver = f"NVIDIA driver {machine.driver_version or '?'}, CUDA {machine.cuda_driver_version or '?'}"
+        say(console, f"GPUs ({driver})")
+        rows = _gpu_rows(machine)
+        emit(console, "")
+        print_table(console, table(GPU_COLUMNS, rows, width_of(console)) or natural(GPU_COLUMNS, rows))
+        emit(console, "")
+        say(console, "total, free, used: GiB")
     else:
-        console.print("GPUs: none found")
+        say(console, "GPUs: none found")
     host = f"host: {gib(machine.host_memory_bytes)} RAM"
     if machine.host_available_bytes is not None:
         host += f" ({gib(machine.host_available_bytes)} available)"
-    host += f"  ·  {machine.cpu_cores if machine.cpu_cores is not None else '?'} CPU cores"
+    host += f"{DOT}{machine.cpu_cores if machine.cpu_cores is not None else '?'} CPU cores"
     if machine.unified_memory_bytes is not None:
-        host += f"  ·  unified memory, GPU share {gib(machine.gpu_share_bytes)}"
-    console.print(host)
-    console.print(plan_line(machine))
-    for note in machine.notes:
-        console.print(f"note: {note}")
+        host += f"{DOT}unified memory, GPU share {gib(machine.gpu_share_bytes)}"
+    say(console, host)
+    names = [g.name for g in machine.gpus]
+    say(console, plan_line(machine), keep=names)
+    for n in machine.notes:
+        note(console, n, keep=names)
