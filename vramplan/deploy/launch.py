@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from vramplan import lines
 from vramplan.errors import LaunchError
 
 if TYPE_CHECKING:
@@ -63,25 +64,25 @@ def compose_works(docker: str) -> bool:
     return proc.returncode == 0
 
 
+def _print(console: Console, lines: Sequence[str]) -> None:
+    for line in lines:  # laid out already: rich neither wraps nor crops it
+        console.print(line, soft_wrap=True, overflow="ignore", crop=False, markup=False, highlight=False)
+
+
 def show_command(console: Console, argv: Sequence[str], tail: str = "") -> None:
     """`$ argv` as the user would type it, wrapped to the terminal between arguments."""
-    from vramplan.report.layout import command
-
-    command(console, argv, tail=tail)
+    _print(console, lines.shell_lines(lines.command_words(argv), max(console.width, 20), "$ ", tail))
 
 
 def show_shell(console: Console, line: str, first: str = "") -> None:
-    """A shell line after the label `first`, wrapped between its words."""
-    from vramplan.report.layout import shell_line
-
-    shell_line(console, line, first)
+    """A shell line after the label `first`, wrapped between its words (a remark in parentheses after
+    three spaces follows its last line)."""
+    _print(console, lines.hint_lines(line, max(console.width, 20), first))
 
 
 def show(console: Console, text: str) -> None:
     """A line of progress, wrapped at word boundaries to the terminal."""
-    from vramplan.report.layout import say
-
-    say(console, text)
+    _print(console, lines.wrap(text, max(console.width, 20)))
 
 
 def launch(

@@ -11,55 +11,24 @@ so that it still pastes.
 
 from __future__ import annotations
 
-import re
-import shlex
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
+
+from vramplan.lines import DOT as DOT  # re-exported: the printers take them from here
+from vramplan.lines import NBSP as NBSP
+from vramplan.lines import RULE, command_words, hint_lines, shell_lines
+from vramplan.lines import wrap as wrap
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
 Cell = Union[str, "Text"]
-NBSP = "\xa0"  # joins what must stay on one line while wrapping; printed as a space
-DOT = "  ·  "  # the separator of the facts on one line; a line may break after it, never before
-RULE = "─"
-NUMBER_UNIT = re.compile(r"(\d) (?=(?:GiB|MiB|GB/s|GB|B|bytes|tokens|cells|tok/s)\b)")  # "4.77 MiB" too
-LABEL_NUMBER = re.compile(r": (?=\d[\d.,]*(?:\s|$))")  # "tokens: 26" keeps its figure
-FLAG_VALUE = re.compile(r"(?<!\S)(--[a-z][\w-]*) (?=[^\s-])")  # "--nodes 5" in prose stays on one line
 
 
 def width_of(console: Console) -> int:
     return max(console.width, 20)
-
-
-def wrap(
-    text: str, width: int, first: str = "", rest: str | None = None, keep: Sequence[str] = ()
-) -> list[str]:
-    """`text` in lines of at most `width` (a longer word keeps its own line whole), the first starting
-    with `first`, the others with `rest` (by default as many spaces, so they sit under the text); the
-    phrases of `keep` (names with spaces: "NVIDIA H100 80GB HBM3") are not broken either."""
-    rest = " " * len(first) if rest is None else rest
-    for k in keep:
-        text = text.replace(k, k.replace(" ", NBSP))
-    glued = FLAG_VALUE.sub(r"\1" + NBSP, text.replace(DOT, NBSP * 2 + "·  "))
-    glued = LABEL_NUMBER.sub(":" + NBSP, NUMBER_UNIT.sub(r"\1" + NBSP, glued))
-    lines = textwrap.wrap(
-        glued,
-        width,
-        initial_indent=first,
-        subsequent_indent=rest,
-        break_long_words=False,
-        break_on_hyphens=False,
-    ) or [first.rstrip()]
-    # a word too long for its indent (a URL) starts its line instead, where it fits there
-    return [_fit(line.replace(NBSP, " ").rstrip(), width) for line in lines]
-
-
-def _fit(line: str, width: int) -> str:
-    return line.lstrip() if len(line) > width and len(line.lstrip()) <= width else line
 
 
 def say(
@@ -91,70 +60,20 @@ def command(console: Console, argv: Sequence[str], first: str = "$ ", tail: str 
     """A shell command, wrapped between arguments with ` \\` continuations (an option stays with its
     value), the continuation lines indented four more spaces; `tail` (a remark) follows the last line
     when it fits there, else on a line of its own."""
-    shell(console, _command_words(argv), first, tail)
+    shell(console, command_words(argv), first, tail)
 
 
 def shell_line(console: Console, line: str, first: str = "") -> None:
     """A shell line as a runtime's start hint gives it ("cd DIR && docker compose up -d   (or ...)"),
     wrapped as `command` wraps, between its words and never inside a quoted one."""
-    cmd, sep, remark = line.partition("   (")
-    words = _shell_words(cmd)
-    shell(console, words or [""], first, f"({remark}" if sep else "")
-
-
-def _shell_words(line: str) -> list[str]:
-    """`line` split at the spaces outside quotes, each word kept as written (quotes and all)."""
-    words: list[str] = []
-    word, quote, escaped = "", "", False
-    for ch in line:
-        if escaped:
-            word, escaped = word + ch, False
-        elif ch == "\\" and quote != "'":
-            word, escaped = word + ch, True
-        elif quote:
-            word += ch
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            word, quote = word + ch, ch
-        elif ch == " ":
-            if word:
-                words.append(word)
-            word = ""
-        else:
-            word += ch
-    return [*words, word] if word else words
+    for out in hint_lines(line, width_of(console), first):
+        emit(console, out)
 
 
 def shell(console: Console, words: Sequence[str], first: str = "$ ", tail: str = "") -> None:
     """Words of a shell line (quoted already) wrapped with ` \\` continuations, then `tail`."""
-    width = width_of(console)
-    indent = " " * (len(first) - len(first.lstrip()))
-    lines: list[str] = []
-    line = first + words[0]
-    for w in words[1:]:
-        if len(line) + 1 + len(w) + 2 > width:  # room for " \\"
-            lines.append(line + " \\")
-            line = indent + "    " + w
-        else:
-            line += " " + w
-    if tail and len(line) + len(tail) + 3 > width:
-        lines.append(line)
-        lines += wrap(tail, width, indent + "  ")
-    else:
-        lines.append(line + (f"   {tail}" if tail else ""))
-    for out in lines:
+    for out in shell_lines(words, width_of(console), first, tail):
         emit(console, out)
-
-
-def _command_words(argv: Sequence[str]) -> list[str]:
-    words: list[str] = []
-    for a in argv:
-        q = shlex.quote(a)
-        if words and words[-1].startswith("-") and " " not in words[-1] and not a.startswith("-"):
-            words[-1] += " " + q  # --flag value
-        else:
-            words.append(q)
-    return words
 
 
 # --------------------------------------------------------------------------- tables
