@@ -157,6 +157,18 @@ def test_host_memory_replaces_the_probed_ram(run: Run) -> None:
     assert given["host"]["capacity_bytes"] == 2 * GiB and given["fits"] is False
 
 
+def test_probed_ram_reads_in_mib(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/meminfo counts KiB: a probe's odd byte count is shown rounded down to a whole MiB (a plan
+    for no more memory than there is), not as 25276203008B."""
+    from vramplan.hardware import Machine
+
+    odd = 25276203008
+    monkeypatch.setattr(hardware, "probe", lambda: Machine(gpus=(), host_memory_bytes=odd, cpu_cores=8))
+    doc = doc_of(run, "estimate", "deepseek-r1:7b")
+    assert inputs(doc)["--host-memory"] == (f"{odd // MiB}MiB", "probe, rounded down to a MiB")
+    assert inputs(doc_of(run, "estimate", "deepseek-r1:7b", "--host-memory", "8"))["--host-memory"][0] == "8GiB"
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -27,6 +27,7 @@ from vramplan.runtimes import (
     GiB,
     KVLayout,
     KVShape,
+    MiB,
     PlanFlags,
     Rules,
     RunSettings,
@@ -924,7 +925,11 @@ def _inputs(
             f"{(st.capacity - g.activation_bytes - g.overhead_bytes) / st.capacity:.3f}",
         )
     if req.host_memory_bytes is not None:
-        add("--host-memory", size_text(req.host_memory_bytes), "probe")
+        n = req.host_memory_bytes
+        if "--host-memory" in given or n % MiB == 0:
+            add("--host-memory", size_text(n), "probe")
+        else:  # the probe's count of bytes, readable: a MiB less at most (a plan for no more memory)
+            add("--host-memory", f"{n // MiB}MiB", "probe, rounded down to a MiB")
     return tuple(out)
 
 
