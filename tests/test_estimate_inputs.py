@@ -166,7 +166,9 @@ def test_probed_ram_reads_in_mib(run: Run, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(hardware, "probe", lambda: Machine(gpus=(), host_memory_bytes=odd, cpu_cores=8))
     doc = doc_of(run, "estimate", "deepseek-r1:7b")
     assert inputs(doc)["--host-memory"] == (f"{odd // MiB}MiB", "probe, rounded down to a MiB")
-    assert inputs(doc_of(run, "estimate", "deepseek-r1:7b", "--host-memory", "8"))["--host-memory"][0] == "8GiB"
+    assert (
+        inputs(doc_of(run, "estimate", "deepseek-r1:7b", "--host-memory", "8"))["--host-memory"][0] == "8GiB"
+    )
 
 
 # --------------------------------------------------------------------------- bad input
