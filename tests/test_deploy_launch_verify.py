@@ -213,3 +213,32 @@ def test_k8s_ollama_has_no_log_to_read(
     res = deploy(run, tmp_path / "b", "r1-7b", "--gpu", "l4", "--target", "k8s", "--runtime", "ollama")
     assert res.exit_code == 0, res.output
     assert len(t.ran) == 1 and t.read == []
+
+
+@pytest.mark.parametrize(("target", "script"), [("sglang", "serve.sh"), ("llama.cpp", "run.sh")])
+def test_amd_gpus_get_the_run_script_without_a_cuda_compose_file(
+    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, script: str
+) -> None:
+    """The pinned SGLang and llama.cpp images are CUDA builds: on AMD GPUs the bundle holds the run
+    script (for a local ROCm build) and no Compose file with an NVIDIA reservation, says why, and
+    --launch never starts the CUDA image even where docker is installed."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(
+        launch_mod, "which", lambda name: None if name == "llama-server" else f"/usr/bin/{name}"
+    )
+    monkeypatch.setattr(launch_mod, "run_command", lambda argv: ran.append(list(argv)) or 0)
+    monkeypatch.delenv("VRAMPLAN_LLAMA_SERVER", raising=False)
+    out = tmp_path / "b"
+    res = run("deploy", "r1-7b", "--gpu", "mi300x", "--target", target, "--out", str(out), "--json")
+    assert res.exit_code == 0, res.output
+    names = sorted(Path(f).name for f in json.loads(res.stdout)["files"])
+    assert names == sorted([script, "README.md"])
+    written = "".join((out / n).read_text() for n in names)
+    assert "No `docker-compose.yaml`: the pinned image" in written and "nvidia" not in written.lower()
+    launched = run("deploy", "r1-7b", "--gpu", "mi300x", "--target", target, "--out", str(out), "--launch")
+    assert not any("docker" in " ".join(a) for a in ran), ran
+    if target == "sglang":
+        assert launched.exit_code == 0, launched.output
+        assert ran == [["/usr/bin/bash", str(out / "serve.sh")]]
+    else:  # no llama-server here: one line naming the HIP build, not the CUDA image
+        assert launched.exit_code != 0 and "ROCm/HIP" in launched.output, launched.output

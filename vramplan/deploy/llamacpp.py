@@ -73,6 +73,12 @@ class LlamaCppSettings:
         return self.offloaded_layers
 
     @property
+    def compose(self) -> bool:
+        """A Compose file is written: the pinned image is a CUDA build, so not for AMD GPUs (there the
+        run script starts a local HIP build of llama-server instead)."""
+        return self.vendor != "amd"
+
+    @property
     def image(self) -> str:
         return LLAMA_CPP_IMAGE if self.gpus_per_pod else LLAMA_CPP_CPU_IMAGE
 
@@ -229,14 +235,17 @@ def settings(
 
 
 def files(plan: DeployPlan, options: DeployOptions) -> list[tuple[str, str, bool]]:
+    compose = [("llama.cpp/docker-compose.yaml.j2", "docker-compose.yaml", False)]
     return [
         ("llama.cpp/run.sh.j2", "run.sh", True),
-        ("llama.cpp/docker-compose.yaml.j2", "docker-compose.yaml", False),
+        *(compose if plan.settings.compose else []),  # type: ignore[attr-defined]
         ("llama.cpp/README.md.j2", "README.md", False),
     ]
 
 
 def start_hint(plan: DeployPlan, out: Path) -> str:
+    if not plan.settings.compose:  # type: ignore[attr-defined]
+        return f"{shlex.quote(str(out / 'run.sh'))}   (LLAMA_SERVER: a llama-server built for ROCm/HIP)"
     return f"{shlex.quote(str(out / 'run.sh'))}   (or cd {shlex.quote(str(out))} && docker compose up -d)"
 
 
@@ -255,7 +264,12 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
 
     binary = server_binary()
     if binary is None:
-        docker = tools.which("docker")
+        docker = tools.which("docker") if bundle.plan.settings.compose else None  # type: ignore[attr-defined]
+        if docker is None and not bundle.plan.settings.compose:  # type: ignore[attr-defined]
+            raise LaunchError(
+                "no llama-server is on PATH: build llama.cpp for ROCm/HIP "
+                f"({LLAMA_CPP_RELEASE} or later) and set VRAMPLAN_LLAMA_SERVER to its llama-server"
+            )
         if docker is None:
             raise LaunchError(
                 "neither llama-server nor docker is on PATH: build llama.cpp "

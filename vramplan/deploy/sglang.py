@@ -64,6 +64,12 @@ class SGLangSettings:
         return None
 
     @property
+    def compose(self) -> bool:
+        """A Compose file is written: the pinned image is a CUDA build, so not for AMD GPUs (there the
+        run script starts a local ROCm build instead)."""
+        return self.vendor != "amd"
+
+    @property
     def image(self) -> str:
         return SGLANG_IMAGE
 
@@ -186,9 +192,10 @@ def settings(req: Request, est: Estimate, served_name: str | None, ollama_tag: s
 
 
 def files(plan: DeployPlan, options: DeployOptions) -> list[tuple[str, str, bool]]:
+    compose = [("sglang/docker-compose.yaml.j2", "docker-compose.yaml", False)]
     return [
         ("sglang/serve.sh.j2", "serve.sh", True),
-        ("sglang/docker-compose.yaml.j2", "docker-compose.yaml", False),
+        *(compose if plan.settings.compose else []),  # type: ignore[attr-defined]
         ("sglang/README.md.j2", "README.md", False),
     ]
 
@@ -196,6 +203,8 @@ def files(plan: DeployPlan, options: DeployOptions) -> list[tuple[str, str, bool
 def start_hint(plan: DeployPlan, out: Path) -> str:
     if plan.multi_node:
         return f"on each node: NODE_RANK=<rank> HEAD_ADDR=<head address> {shlex.quote(str(out / 'serve.sh'))}"
+    if not plan.settings.compose:  # type: ignore[attr-defined]
+        return f"{shlex.quote(str(out / 'serve.sh'))}   (SGLang {SGLANG_VERSION} for ROCm installed)"
     return f"cd {shlex.quote(str(out))} && docker compose up -d   (or ./serve.sh)"
 
 
@@ -208,7 +217,7 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
             f"a {plan.nodes}-node plan starts on every node: run {out / 'serve.sh'} (or docker compose "
             f"--profile head/worker) there with NODE_RANK and HEAD_ADDR set; see {out / 'README.md'}"
         )
-    docker = tools.which("docker")
+    docker = tools.which("docker") if plan.settings.compose else None  # type: ignore[attr-defined]
     if docker is not None:
         compose = out / "docker-compose.yaml"
         tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
