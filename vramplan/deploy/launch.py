@@ -9,9 +9,11 @@ test can replace them.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vramplan import lines
@@ -83,6 +85,28 @@ def show_shell(console: Console, line: str, first: str = "") -> None:
 def show(console: Console, text: str) -> None:
     """A line of progress, wrapped at word boundaries to the terminal."""
     _print(console, lines.wrap(text, max(console.width, 20)))
+
+
+def compose_up(console: Console, docker: str, out: Path, health_url: str, instead: str) -> None:
+    """`docker compose up -d` of the bundle in `out`, then how to watch it; `instead` (what to run
+    without Docker) completes the error when docker has no Compose plugin."""
+    compose = out / "docker-compose.yaml"
+    show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
+    rc = run_command([docker, "compose", "-f", str(compose), "up", "-d"])
+    if rc != 0 and not compose_works(docker):
+        raise LaunchError(
+            "docker has no Compose plugin (`docker compose version` fails): install it "
+            f"(https://docs.docker.com/compose/install/linux/), or {instead}"
+        )
+    if rc != 0:
+        raise LaunchError(
+            f"docker compose up failed (exit {rc}); GPUs in containers need the NVIDIA Container Toolkit"
+        )
+    show_shell(
+        console,
+        f"docker compose -f {shlex.quote(str(compose))} logs -f   (ready when {health_url} answers)",
+        "started; watch it with: ",
+    )
 
 
 def launch(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.options import DeployOptions
-from vramplan.deploy.plan import DeployPlan
+from vramplan.deploy.plan import DeployPlan, flag_args
 from vramplan.deploy.vllm import gpu_vendor
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
@@ -126,12 +126,7 @@ class LlamaCppSettings:
     @property
     def server_args(self) -> list[str]:
         """`flags` as one argument list."""
-        out: list[str] = []
-        for flag, value in self.flags:
-            out.append(flag)
-            if value is not None:
-                out.append(value)
-        return out
+        return flag_args(self.flags)
 
     @property
     def container_args(self) -> list[str]:
@@ -264,12 +259,12 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
 
     binary = server_binary()
     if binary is None:
-        docker = tools.which("docker") if bundle.plan.settings.compose else None  # type: ignore[attr-defined]
-        if docker is None and not bundle.plan.settings.compose:  # type: ignore[attr-defined]
+        if not bundle.plan.settings.compose:  # type: ignore[attr-defined]
             raise LaunchError(
                 "no llama-server is on PATH: build llama.cpp for ROCm/HIP "
                 f"({LLAMA_CPP_RELEASE} or later) and set VRAMPLAN_LLAMA_SERVER to its llama-server"
             )
+        docker = tools.which("docker")
         if docker is None:
             raise LaunchError(
                 "neither llama-server nor docker is on PATH: build llama.cpp "
@@ -277,16 +272,12 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
                 "or install Docker with the NVIDIA Container Toolkit and run "
                 f"{bundle.out / 'docker-compose.yaml'}"
             )
-        compose = bundle.out / "docker-compose.yaml"
-        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
-        rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
-        if rc != 0:
-            raise LaunchError(f"docker compose up failed (exit {rc}); GPUs need the NVIDIA Container Toolkit")
-        tools.show_shell(
+        tools.compose_up(
             console,
-            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
-            f"(ready when http://127.0.0.1:{LLAMA_CPP_PORT}/health answers)",
-            "started; watch it with: ",
+            docker,
+            bundle.out,
+            f"http://127.0.0.1:{LLAMA_CPP_PORT}/health",
+            f"build llama.cpp ({LLAMA_CPP_RELEASE} or later) and run {bundle.out / 'run.sh'}",
         )
         return None
     return verify.run_llama_server(bundle, console, binary, verify_log=options.verify)

@@ -56,6 +56,16 @@ class RuntimeSettings(Protocol):
         ...
 
 
+def flag_args(flags: list[tuple[str, str | None]]) -> list[str]:
+    """A server's (flag, value) pairs as one argument list; a flag without a value stands alone."""
+    out: list[str] = []
+    for flag, value in flags:
+        out.append(flag)
+        if value is not None:
+            out.append(value)
+    return out
+
+
 # (request, estimate, served name asked for, Ollama tag asked for) -> a runtime's deploy settings
 SettingsBuilder = Callable[[Request, Estimate, "str | None", "str | None"], RuntimeSettings]
 

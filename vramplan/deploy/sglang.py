@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.options import DeployOptions
-from vramplan.deploy.plan import DeployPlan
+from vramplan.deploy.plan import DeployPlan, flag_args
 from vramplan.deploy.vllm import gpu_vendor
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
@@ -112,12 +112,7 @@ class SGLangSettings:
 
     @property
     def server_args(self) -> list[str]:
-        out: list[str] = []
-        for flag, value in self.flags:
-            out.append(flag)
-            if value is not None:
-                out.append(value)
-        return out
+        return flag_args(self.flags)
 
     def template_values(
         self, render: Callable[[str, dict[str, Any]], str], ctx: dict[str, Any]
@@ -219,18 +214,12 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
         )
     docker = tools.which("docker") if plan.settings.compose else None  # type: ignore[attr-defined]
     if docker is not None:
-        compose = out / "docker-compose.yaml"
-        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
-        rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
-        if rc != 0:
-            raise LaunchError(
-                f"docker compose up failed (exit {rc}); GPUs in containers need the NVIDIA Container Toolkit"
-            )
-        tools.show_shell(
+        tools.compose_up(
             console,
-            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
-            f"(ready when http://localhost:{SGLANG_PORT}/health answers)",
-            "started; watch it with: ",
+            docker,
+            out,
+            f"http://localhost:{SGLANG_PORT}/health",
+            f"install SGLang {SGLANG_VERSION} and run {out / 'serve.sh'}",
         )
         if not options.verify:
             return None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from vramplan.catalog import R1_FAMILIES
 from vramplan.deploy import launch as tools
 from vramplan.deploy.options import DeployOptions
-from vramplan.deploy.plan import DeployPlan
+from vramplan.deploy.plan import DeployPlan, flag_args
 from vramplan.errors import LaunchError, PlanError
 from vramplan.estimate import Estimate, Request
 from vramplan.precision import WeightFormat
@@ -110,12 +110,7 @@ class VLLMSettings:
     @property
     def engine_args(self) -> list[str]:
         """`flags` as one argument list."""
-        out: list[str] = []
-        for flag, value in self.flags:
-            out.append(flag)
-            if value is not None:
-                out.append(value)
-        return out
+        return flag_args(self.flags)
 
     def template_values(
         self, render: Callable[[str, dict[str, Any]], str], ctx: dict[str, Any]
@@ -261,24 +256,12 @@ def launch(bundle: Bundle, console: Console, options: LaunchOptions) -> Verified
         )
     docker = tools.which("docker")
     if docker is not None:
-        compose = out / "docker-compose.yaml"
-        tools.show_command(console, ["docker", "compose", "-f", str(compose), "up", "-d"])
-        rc = tools.run_command([docker, "compose", "-f", str(compose), "up", "-d"])
-        if rc != 0 and not tools.compose_works(docker):
-            raise LaunchError(
-                "docker has no Compose plugin (`docker compose version` fails): install it "
-                "(https://docs.docker.com/compose/install/linux/), or install vLLM "
-                f"{VLLM_VERSION} and run {out / 'serve.sh'}"
-            )
-        if rc != 0:
-            raise LaunchError(
-                f"docker compose up failed (exit {rc}); GPUs in containers need the NVIDIA Container Toolkit"
-            )
-        tools.show_shell(
+        tools.compose_up(
             console,
-            f"docker compose -f {shlex.quote(str(compose))} logs -f   "
-            f"(ready when http://localhost:{VLLM_PORT}/health answers)",
-            "started; watch it with: ",
+            docker,
+            out,
+            f"http://localhost:{VLLM_PORT}/health",
+            f"install vLLM {VLLM_VERSION} and run {out / 'serve.sh'}",
         )
         if not options.verify:
             return None
