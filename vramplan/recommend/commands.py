@@ -23,6 +23,18 @@ def _gpu_flags(c: Candidate, machine: PlannedMachine) -> list[str]:
     return flags
 
 
+def _plan_flags(c: Candidate) -> list[str]:
+    """The context, concurrency and offload that both commands name as the plan has them."""
+    flags = ["--context", str(c.estimate.context)]
+    if c.estimate.concurrency > 1:
+        flags += ["--concurrency", str(c.estimate.concurrency)]
+    if c.request.gpu_layers is not None:
+        flags += ["--gpu-layers", str(c.request.gpu_layers)]
+    if c.request.cpu_moe_layers:
+        flags += ["--n-cpu-moe", str(c.request.cpu_moe_layers)]
+    return flags
+
+
 def deploy_command(c: Candidate, machine: PlannedMachine, opts: Options) -> tuple[str, ...] | None:
     """The `vramplan deploy` command that starts `c` (None for a runtime no deploy target runs by
     itself, whose `vramplan estimate` command is given instead)."""
@@ -35,14 +47,7 @@ def deploy_command(c: Candidate, machine: PlannedMachine, opts: Options) -> tupl
         # layers or experts in host RAM beside the GPUs: the deploy checks the RAM planned for, as the
         # estimate command does (a deploy for named GPUs does not probe this machine's RAM)
         args += ["--host-memory", size_text(c.request.host_memory_bytes)]
-    args += ["--context", str(c.estimate.context)]
-    if c.estimate.concurrency > 1:
-        args += ["--concurrency", str(c.estimate.concurrency)]
-    if c.request.gpu_layers is not None:
-        args += ["--gpu-layers", str(c.request.gpu_layers)]
-    if c.request.cpu_moe_layers:
-        args += ["--n-cpu-moe", str(c.request.cpu_moe_layers)]
-    return tuple(args)
+    return (*args, *_plan_flags(c))
 
 
 def estimate_command(c: Candidate, machine: PlannedMachine) -> tuple[str, ...]:
@@ -52,11 +57,4 @@ def estimate_command(c: Candidate, machine: PlannedMachine) -> tuple[str, ...]:
     if c.estimate.host.total_bytes and c.request.host_memory_bytes is not None:
         # a plan that uses host RAM (a CPU plan or an offload) is checked against the RAM planned for
         args += ["--host-memory", size_text(c.request.host_memory_bytes)]
-    args += ["--context", str(c.estimate.context)]
-    if c.estimate.concurrency > 1:
-        args += ["--concurrency", str(c.estimate.concurrency)]
-    if c.request.gpu_layers is not None:
-        args += ["--gpu-layers", str(c.request.gpu_layers)]
-    if c.request.cpu_moe_layers:
-        args += ["--n-cpu-moe", str(c.request.cpu_moe_layers)]
-    return tuple(args)
+    return (*args, *_plan_flags(c))
