@@ -25,14 +25,9 @@ backends, quantization kernels) or a reachable --dist-init-addr.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
-import stat
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -51,34 +46,13 @@ LAUNCH = ["-m", "sglang.launch_server"]
 def _fake_python(bin_dir: Path) -> Path:
     """A stand-in for the python serve.sh runs: `-c ...` (its `import sglang` probe) succeeds, and
     anything else writes its arguments to $ARGV_OUT."""
-    fake = bin_dir / "python3"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "-c" ]; then exit 0; fi\n'
-        f'exec {sys.executable} -c \'import json, os, sys; open(os.environ["ARGV_OUT"], "w")'
-        '.write(json.dumps(sys.argv[1:]))\' "$@"\n'
-    )
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    return fake
+    return vllm_check.fake_program(bin_dir, "python3", probe=True)
 
 
 def from_serve_sh(script: Path, bin_dir: Path, rank: int, nodes: int) -> list[str]:
     """The arguments serve.sh passes to python on the node of `rank`, run by bash itself."""
-    out = script.parent / f".argv-{rank}.json"
-    env = {
-        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "PYTHON": str(bin_dir / "python3"),
-        "ARGV_OUT": str(out),
-        "HOME": str(script.parent),
-    }
-    if nodes > 1:
-        env |= {"NODE_RANK": str(rank), "HEAD_ADDR": HEAD}
-    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0 or not out.exists():
-        raise RuntimeError(f"{script} did not run python (exit {proc.returncode}): {proc.stderr.strip()}")
-    argv: list[str] = json.loads(out.read_text())
-    out.unlink()
-    return argv
+    env = {"PYTHON": str(bin_dir / "python3")}
+    return vllm_check.from_serve_sh(script, bin_dir, rank, nodes, "python", env)
 
 
 def sglang_lines(
@@ -273,33 +247,7 @@ def check(work_file: Path) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--sglang-python", help="the python of a venv with SGLang (first half)")
-    ap.add_argument("--check", type=Path, help="the work file the first half wrote (second half)")
-    ap.add_argument("--keep", type=Path, help="write bundles and models here and keep them")
-    ns = ap.parse_args()
-    if ns.check is not None:
-        return check(ns.check)
-    if not ns.sglang_python:
-        ap.error("give --sglang-python (or --check WORK.json in SGLang's venv)")
-    work = ns.keep or Path(tempfile.mkdtemp(prefix="sglang-check-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        t0 = time.monotonic()
-        found = render(work)
-        print(
-            f"{found['plans']} plans: {len(found['lines'])} distinct SGLang command lines, "
-            f"{len(found['models'])} checkpoints ({time.monotonic() - t0:.1f} s)",
-            flush=True,
-        )
-        for label, why in found["refused"]:
-            print(f"refused by vramplan: {label}: {why}", flush=True)
-        work_file = work / "work.json"
-        work_file.write_text(json.dumps(found, indent=1))
-        return subprocess.run([ns.sglang_python, __file__, "--check", str(work_file)], check=False).returncode
-    finally:
-        if ns.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
+    return vllm_check.two_halves("SGLang", __file__, __doc__ or "", render, check)
 
 
 if __name__ == "__main__":

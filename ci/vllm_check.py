@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -216,29 +217,46 @@ def _storage(quant: Any) -> str | None:
 # ---- reading the command lines out of the written files
 
 
-def _fake_vllm(bin_dir: Path) -> None:
-    fake = bin_dir / "vllm"
+def fake_program(bin_dir: Path, name: str, probe: bool = False) -> Path:
+    """A stand-in for the program a serve.sh runs: it writes its arguments to $ARGV_OUT (and, with
+    `probe`, lets `NAME -c ...` succeed: a script's `import` check)."""
+    fake = bin_dir / name
     fake.write_text(
         "#!/bin/sh\n"
-        f'exec {sys.executable} -c \'import json, os, sys; open(os.environ["ARGV_OUT"], "w")'
+        + ('if [ "$1" = "-c" ]; then exit 0; fi\n' if probe else "")
+        + f'exec {sys.executable} -c \'import json, os, sys; open(os.environ["ARGV_OUT"], "w")'
         '.write(json.dumps(sys.argv[1:]))\' "$@"\n'
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return fake
 
 
-def from_serve_sh(script: Path, bin_dir: Path, rank: int, nodes: int) -> list[str]:
-    """The arguments serve.sh passes to `vllm` on the node of `rank`, run by bash itself."""
+def _fake_vllm(bin_dir: Path) -> None:
+    fake_program(bin_dir, "vllm")
+
+
+def from_serve_sh(
+    script: Path,
+    bin_dir: Path,
+    rank: int,
+    nodes: int,
+    program: str = "vllm",
+    env: dict[str, str] | None = None,
+) -> list[str]:
+    """The arguments serve.sh passes to `program` on the node of `rank`, run by bash itself (with `env`
+    added to its environment)."""
     out = script.parent / f".argv-{rank}.json"
     env = {
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "ARGV_OUT": str(out),
         "HOME": str(script.parent),
+        **(env or {}),
     }
     if nodes > 1:
         env |= {"NODE_RANK": str(rank), "HEAD_ADDR": HEAD}
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 or not out.exists():
-        raise RuntimeError(f"{script} did not run vllm (exit {proc.returncode}): {proc.stderr.strip()}")
+        raise RuntimeError(f"{script} did not run {program} (exit {proc.returncode}): {proc.stderr.strip()}")
     argv: list[str] = json.loads(out.read_text())
     out.unlink()
     return argv
@@ -674,23 +692,33 @@ def check(work_file: Path) -> int:
 # --------------------------------------------------------------------------- entry
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vllm-python", help="the python of a venv with vLLM (first half)")
+def two_halves(
+    runtime: str,
+    script: str,
+    doc: str,
+    render: Callable[[Path], dict[str, Any]],
+    check: Callable[[Path], int],
+) -> int:
+    """The command line of a check in two halves: `--check WORK.json` runs `check` (in the runtime's
+    venv); else `render` writes the work file here and `--RUNTIME-python` runs `script` on it."""
+    flag = f"--{runtime.lower()}-python"
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument(flag, help=f"the python of a venv with {runtime} (first half)")
     ap.add_argument("--check", type=Path, help="the work file the first half wrote (second half)")
     ap.add_argument("--keep", type=Path, help="write bundles and models here and keep them")
     ns = ap.parse_args()
     if ns.check is not None:
         return check(ns.check)
-    if not ns.vllm_python:
-        ap.error("give --vllm-python (or --check WORK.json in vLLM's venv)")
-    work = ns.keep or Path(tempfile.mkdtemp(prefix="vllm-check-"))
+    python = getattr(ns, flag[2:].replace("-", "_"))
+    if not python:
+        ap.error(f"give {flag} (or --check WORK.json in {runtime}'s venv)")
+    work = ns.keep or Path(tempfile.mkdtemp(prefix=f"{runtime.lower()}-check-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.monotonic()
         found = render(work)
         print(
-            f"{found['plans']} plans: {len(found['lines'])} distinct vLLM command lines, "
+            f"{found['plans']} plans: {len(found['lines'])} distinct {runtime} command lines, "
             f"{len(found['models'])} checkpoints ({time.monotonic() - t0:.1f} s)",
             flush=True,
         )
@@ -698,10 +726,14 @@ def main() -> int:
             print(f"refused by vramplan: {label}: {why}", flush=True)
         work_file = work / "work.json"
         work_file.write_text(json.dumps(found, indent=1))
-        return subprocess.run([ns.vllm_python, __file__, "--check", str(work_file)], check=False).returncode
+        return subprocess.run([python, script, "--check", str(work_file)], check=False).returncode
     finally:
         if ns.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    return two_halves("vLLM", __file__, __doc__ or "", render, check)
 
 
 if __name__ == "__main__":
