@@ -53,17 +53,7 @@ SMOKE_TOKENS = 8
 CHAT_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 20
 
-# The tolerances docs/accuracy.md states (issue 9), per kind of part: a launch whose part misses by
-# more is reported as a miss (benchmarks/corpus.py `TOLERANCES` holds the same figures for the corpus).
-TOLERANCES = {
-    "weights": 0.03,
-    "KV cache": 0.03,
-    "KV per token": 0.03,
-    "KV pool": 0.10,
-    "KV tokens": 0.10,
-    "max concurrency": 0.10,
-    "compute buffer": 0.25,
-}
+# A launch whose part misses by more than check.TOLERANCES (docs/accuracy.md) is reported as a miss.
 
 # The lines after which a server's startup log holds every memory line: uvicorn's "Application startup
 # complete." (uvicorn/lifespan/on.py; vLLM and SGLang serve their APIs with uvicorn once the model and
@@ -275,7 +265,7 @@ def verify_log(bundle: Bundle, log_path: Path, answer: str = "", *, plan_gpu: bo
     """The server log at `log_path` beside the bundle's plan, through `vramplan check`'s code (with
     `plan_gpu`, the plan's GPUs fill in what the log does not state)."""
     from vramplan.catalog import load_catalog
-    from vramplan.check import check_log
+    from vramplan.check import TOLERANCES, check_log
     from vramplan.errors import VramplanError
     from vramplan.logs import parse_log
 
@@ -464,7 +454,9 @@ def verify_kubectl(bundle: Bundle, console: Console, kubectl: str) -> Verified |
 
 def _tolerance_of(devices: list[DeviceUse]) -> float | None:
     """The tolerance of a sum of parts: each part's own (weights and KV cache 3 %, the compute buffers
-    25 %: TOLERANCES), weighted by its bytes in the plan."""
+    25 %: check.TOLERANCES), weighted by its bytes in the plan."""
+    from vramplan.check import TOLERANCES
+
     total = sum(d.total_bytes for d in devices)
     if total <= 0:
         return None
