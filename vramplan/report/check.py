@@ -13,7 +13,8 @@ from vramplan.report.layout import DOT, Cell, Column, emit, natural, note, print
 from vramplan.words import count
 
 
-def _value(unit: str, v: float) -> str:
+def part_value(unit: str, v: float) -> str:
+    """A part's figure in its unit, as the check and verify tables show it."""
     if unit == "bytes":
         return f"{v / GiB:.3f} GiB"
     if unit == "bytes/token":
@@ -84,7 +85,13 @@ CHECK_COLUMNS = [
 
 def _part_rows(r: CheckResult) -> list[list[Cell]]:
     return [
-        [p.part, p.scope, _value(p.unit, p.measured), _value(p.unit, p.estimate), _error_text(p.error)]
+        [
+            p.part,
+            p.scope,
+            part_value(p.unit, p.measured),
+            part_value(p.unit, p.estimate),
+            _error_text(p.error),
+        ]
         for p in r.parts
     ]
 

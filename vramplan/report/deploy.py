@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from vramplan.report import GiB, gib
+from vramplan.report import gib
+from vramplan.report.check import part_value as _value
 from vramplan.report.layout import (
     Cell,
     Column,
@@ -52,16 +53,6 @@ def deploy_json(
 
         doc["verified"] = verified_json(verified)
     return doc
-
-
-def _value(unit: str, v: float) -> str:
-    if unit == "bytes":
-        return f"{v / GiB:.3f} GiB"
-    if unit == "bytes/token":
-        return f"{v:,.0f} B/token"
-    if unit == "tokens":
-        return f"{v:,.0f}"
-    return f"{v:.2f}x"
 
 
 VERIFY_COLUMNS = [
